@@ -1,0 +1,99 @@
+"""acquire_async: an asyncio SDK for the Acquire customer-messaging API.
+
+Join live chats ("cases") one at a time or by the thousand::
+
+    import asyncio
+    from acquire_async import AcquireClient
+
+    async def main() -> None:
+        async with AcquireClient("mycompany", "my-api-key") as client:
+            case = await client.join_chat(1684)
+            print(case.status, case.plain_description)
+
+            async with client.join_many(range(1000, 2000), concurrency=64) as outcomes:
+                async for outcome in outcomes:
+                    print(outcome.case_id, "ok" if outcome.ok else outcome.error)
+
+    asyncio.run(main())
+"""
+
+from ._bulk import InvalidCaseIdError, JoinOutcome, JoinStream
+from ._client import AcquireClient, JoinResponse
+from ._config import Timeouts
+from ._retry import RetryPolicy
+from ._stats import ClientStats, RequestEvent, ResponseEvent, RetryEvent
+from ._throttle import LocalThrottle, Throttle
+from ._version import __version__
+from .errors import (
+    AcquireError,
+    AlreadyJoinedError,
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    APITLSError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseDecodeError,
+    UnprocessableEntityError,
+)
+from .models import (
+    Agent,
+    Case,
+    CaseStatus,
+    CaseUser,
+    CaseUserStatus,
+    Channel,
+    Contact,
+    Message,
+    MessageType,
+    ParticipantType,
+    UnknownUser,
+)
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITLSError",
+    "APITimeoutError",
+    "AcquireClient",
+    "AcquireError",
+    "Agent",
+    "AlreadyJoinedError",
+    "AuthenticationError",
+    "BadRequestError",
+    "Case",
+    "CaseStatus",
+    "CaseUser",
+    "CaseUserStatus",
+    "Channel",
+    "ClientStats",
+    "ConflictError",
+    "Contact",
+    "InternalServerError",
+    "InvalidCaseIdError",
+    "JoinOutcome",
+    "JoinResponse",
+    "JoinStream",
+    "LocalThrottle",
+    "Message",
+    "MessageType",
+    "NotFoundError",
+    "ParticipantType",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestEvent",
+    "ResponseDecodeError",
+    "ResponseEvent",
+    "RetryEvent",
+    "RetryPolicy",
+    "Throttle",
+    "Timeouts",
+    "UnknownUser",
+    "UnprocessableEntityError",
+    "__version__",
+]

@@ -1,0 +1,506 @@
+"""``AcquireClient``: configuration, the pooled session, and the one way a join is made."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import platform
+import random
+import time
+import warnings
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from . import _protocol, _transport
+from ._bulk import JoinOutcome, JoinStream
+from ._config import Timeouts
+from ._retry import RetryBudget, RetryPolicy, retry_delay
+from ._secrets import validate_api_key
+from ._stats import ClientStats, RequestEvent, ResponseEvent, RetryEvent
+from ._throttle import LocalThrottle, Throttle
+from ._version import __version__
+from .errors import AcquireError, AlreadyJoinedError, APIStatusError, APITimeoutError
+from .models import Case
+
+__all__ = ["AcquireClient", "JoinResponse"]
+
+log = logging.getLogger("acquire_async")
+
+DEFAULT_MAX_BODY_SIZE = 8 * 1024 * 1024
+_METHODS = ("POST", "GET")
+_DEFAULT_USER_AGENT = (
+    f"acquire-async/{__version__} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JoinResponse:
+    """A join with everything the server sent: what ``join_chat_response`` returns.
+
+    ``case`` is the decoded case; ``raw`` the exact body bytes (to read a field the models do
+    not have yet, or to tell an absent field from ``null``); ``headers`` the response headers.
+    """
+
+    case: Case
+    status: int
+    headers: Mapping[str, str]
+    raw: bytes
+    attempts: int
+    elapsed: float
+
+    @property
+    def request_id(self) -> str | None:
+        """The server's request id header, when it sent one."""
+        return _protocol.request_id(self.headers)
+
+
+class AcquireClient:
+    """An asyncio client for Acquire's Join Chat API, safe to share among thousands of tasks.
+
+    Use it as an async context manager (or call :meth:`aclose`) so its connection pool closes::
+
+        async with AcquireClient("mycompany", api_key) as client:
+            case = await client.join_chat(1684)
+            print(case.status, [u.user_id for u in case.users])
+
+    ``account_id`` and ``api_key`` fall back to the environment variables
+    ``ACQUIRE_ACCOUNT_ID`` and ``ACQUIRE_API_KEY``. ``account_id`` must be one DNS label (it
+    becomes ``https://{account_id}.acquire.io/api/v1``); ``base_url`` replaces that URL (the
+    emulator, a proxy) and makes ``account_id`` unnecessary.
+
+    Keyword arguments:
+        timeout: a :class:`Timeouts`, or a number of seconds for the total of one attempt.
+        max_connections: size of the owned connection pool.
+        max_concurrency: joins in flight at once across the whole client (default:
+            ``max_connections``). Callers beyond it wait for a slot before their timers start.
+        session: an ``aiohttp.ClientSession`` to borrow. It is used as is and never closed;
+            the client's timeouts still apply to each request.
+        join_method: ``"POST"`` (Acquire's last documented method) or ``"GET"``. On a ``405``
+            the client tries the other method once and keeps it for its lifetime.
+        user_agent: a product token put before the SDK's own ``User-Agent``.
+        retry: a :class:`RetryPolicy` (``RetryPolicy.disabled()`` for none).
+        rate_limit: requests per second for the whole client (``None``: no limit).
+        throttle: a custom :class:`Throttle` (shared across processes, say); replaces
+            ``rate_limit``.
+        max_body_size: the largest response body read, in decompressed bytes (8 MiB).
+        trust_env: let aiohttp read proxy settings from the environment (off by default).
+        trace_configs: aiohttp ``TraceConfig``\\ s for the owned session (OpenTelemetry).
+        on_request, on_response, on_retry: hooks called with a :class:`RequestEvent`,
+            :class:`ResponseEvent`, :class:`RetryEvent`. They run inline: keep them fast.
+    """
+
+    def __init__(
+        self,
+        account_id: str | None = None,
+        api_key: str | None = None,
+        *,
+        base_url: str | URL | None = None,
+        timeout: Timeouts | float | None = None,
+        max_connections: int = 100,
+        max_concurrency: int | None = None,
+        session: aiohttp.ClientSession | None = None,
+        join_method: str = "POST",
+        user_agent: str | None = None,
+        retry: RetryPolicy | None = None,
+        rate_limit: float | None = None,
+        throttle: Throttle | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        trust_env: bool = False,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        on_request: Callable[[RequestEvent], object] | None = None,
+        on_response: Callable[[ResponseEvent], object] | None = None,
+        on_retry: Callable[[RetryEvent], object] | None = None,
+    ) -> None:
+        # Validate everything before touching anything, so a bad argument never half-builds.
+        if account_id is None and base_url is None:
+            account_id = os.environ.get("ACQUIRE_ACCOUNT_ID") or None
+        if api_key is None:
+            api_key = os.environ.get("ACQUIRE_API_KEY") or None
+            if api_key is None:
+                raise ValueError("api_key is required (argument or env ACQUIRE_API_KEY)")
+        secret = validate_api_key(api_key)
+        del api_key  # from here on only the redacting holder has it
+        method = join_method.upper() if isinstance(join_method, str) else join_method
+        if method not in _METHODS:
+            raise ValueError(f"join_method must be 'POST' or 'GET' (got {join_method!r})")
+        _check_count("max_connections", max_connections)
+        if max_concurrency is not None:
+            _check_count("max_concurrency", max_concurrency)
+        _check_count("max_body_size", max_body_size)
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise TypeError(f"session must be an aiohttp.ClientSession, not {type(session)}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
+        if throttle is not None and rate_limit is not None:
+            raise ValueError("pass rate_limit or throttle, not both")
+        if user_agent is not None and not (user_agent.isascii() and user_agent.isprintable()):
+            raise ValueError("user_agent must be printable ASCII")
+        self._timeouts = Timeouts.coerce(timeout)
+        endpoint = _protocol.build_endpoint(
+            account_id=account_id,
+            base_url=base_url,
+            api_key=secret,
+            user_agent=f"{user_agent} {_DEFAULT_USER_AGENT}" if user_agent else _DEFAULT_USER_AGENT,
+        )
+        self._url = endpoint.url
+        self._url_str = str(endpoint.url)
+        self._headers = endpoint.headers
+        self._base_url = str(endpoint.url)[: -len(_protocol.JOIN_PATH)]
+        self._method: str = method
+        self._aiohttp_timeout = self._timeouts.to_aiohttp()
+        self._max_connections = max_connections
+        self._slots = asyncio.Semaphore(max_concurrency or max_connections)
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._budget = RetryBudget(self._retry)
+        self._throttle: Throttle = throttle if throttle is not None else LocalThrottle(rate_limit)
+        self._max_body_size = max_body_size
+        self._trust_env = bool(trust_env)
+        self._trace_configs = tuple(trace_configs or ())
+        self._on_request = on_request
+        self._on_response = on_response
+        self._on_retry = on_retry
+        self._session = session
+        self._owns_session = session is None
+        self._closed = False
+        self._random = random.Random()
+        self._sleep: Callable[[float], Any] = asyncio.sleep
+        self.stats = ClientStats()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL this client talks to (no secret in it)."""
+        return self._base_url
+
+    @property
+    def closed(self) -> bool:
+        """``True`` once :meth:`aclose` was called."""
+        return self._closed
+
+    @property
+    def join_method(self) -> str:
+        """The HTTP method joins use now (it changes once after a ``405``)."""
+        return self._method
+
+    def __repr__(self) -> str:
+        return f"AcquireClient(base_url={self._base_url!r})"
+
+    async def __aenter__(self) -> AcquireClient:
+        self._check_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the owned session (a borrowed one is left open). Safe to call twice."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and self._owns_session and not session.closed:
+            await session.close()
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        session = getattr(self, "_session", None)
+        if getattr(self, "_owns_session", False) and session is not None and not session.closed:
+            # Only a warning: a task scheduled from __del__ could run on a dead loop.
+            _warn(
+                f"{self!r} was never closed; use 'async with' or 'await client.aclose()'",
+                ResourceWarning,
+                source=self,
+            )
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this AcquireClient is closed; create a new one")
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None:
+            self._check_open()
+            session = self._session = _transport.create_session(
+                max_connections=self._max_connections,
+                timeout=self._aiohttp_timeout,
+                trust_env=self._trust_env,
+                trace_configs=self._trace_configs,
+            )
+        return session
+
+    # ------------------------------------------------------------------ joins
+
+    async def join_chat(
+        self, case_id: int, *, ask_join: bool = True, timeout: float | None = None
+    ) -> Case:
+        """Join the chat ``case_id`` as the API key's agent and return the updated case.
+
+        ``ask_join`` is sent as ``askJoin`` (Acquire does not document it; with ``True`` the
+        agent shows up in ``users`` with status ``"joined"`` at once). ``timeout`` is a
+        deadline in seconds across every attempt and backoff sleep of this call.
+
+        Raises ``TypeError``/``ValueError`` for a bad ``case_id`` (before any I/O), and an
+        :class:`~acquire_async.errors.AcquireError` subclass when the join fails.
+        :class:`~acquire_async.errors.AlreadyJoinedError` means the agent is already in the
+        chat; with ``attempts > 1`` an earlier attempt of this very call most likely joined
+        (its response was lost and the retry found the agent there).
+
+        Example::
+
+            try:
+                case = await client.join_chat(1684)
+            except AlreadyJoinedError:
+                pass
+        """
+        return (await self.join_chat_response(case_id, ask_join=ask_join, timeout=timeout)).case
+
+    async def join_chat_response(
+        self, case_id: int, *, ask_join: bool = True, timeout: float | None = None
+    ) -> JoinResponse:
+        """Like :meth:`join_chat`, but return a :class:`JoinResponse` with the raw body,
+        status, headers, request id and attempt count as well as the case."""
+        _protocol.validate_case_id(case_id)
+        if not isinstance(ask_join, bool):
+            raise TypeError(f"ask_join must be a bool, not {type(ask_join).__name__}")
+        if timeout is not None:
+            timeout = Timeouts.coerce(timeout).total
+        try:
+            response = await self._join(case_id, ask_join, timeout)
+        except AlreadyJoinedError:
+            self.stats.already_joined += 1
+            raise
+        except AcquireError:
+            self.stats.failed += 1
+            raise
+        self.stats.joined += 1
+        return response
+
+    def join_many(
+        self,
+        case_ids: Iterable[Any] | AsyncIterable[Any],
+        *,
+        concurrency: int = 32,
+        ask_join: bool = True,
+        timeout: float | None = None,
+    ) -> JoinStream:
+        """Join many chats concurrently; yield one :class:`JoinOutcome` per id, as they finish.
+
+        ``case_ids`` (an iterable or async iterable) is read lazily: at most ``concurrency``
+        joins are in flight and memory stays bounded whatever its length. Every item yields
+        exactly one outcome, invalid ones included (their ``error`` says why; nothing is sent).
+        ``CHAT_ALREADY_JOINED`` counts as success (``ok`` and ``already_joined`` are true).
+
+        Use it as an async context manager, so leaving the block early cancels the joins still
+        in flight and returns their connections before the block ends::
+
+            async with client.join_many(ids, concurrency=64) as outcomes:
+                async for outcome in outcomes:
+                    if not outcome.ok:
+                        print(outcome.case_id, outcome.error)
+        """
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1 (got {concurrency!r})")
+        if not isinstance(ask_join, bool):
+            raise TypeError(f"ask_join must be a bool, not {type(ask_join).__name__}")
+        self._check_open()
+        if timeout is not None:
+            timeout = Timeouts.coerce(timeout).total
+        return JoinStream(self._outcome, case_ids, concurrency, ask_join, timeout)
+
+    async def join_all(
+        self,
+        case_ids: Iterable[Any] | AsyncIterable[Any],
+        *,
+        concurrency: int = 32,
+        ask_join: bool = True,
+        timeout: float | None = None,
+    ) -> list[JoinOutcome]:
+        """Join a small batch and return all outcomes (in completion order) as a list."""
+        async with self.join_many(
+            case_ids, concurrency=concurrency, ask_join=ask_join, timeout=timeout
+        ) as outcomes:
+            return [outcome async for outcome in outcomes]
+
+    async def _outcome(self, item: Any, ask_join: bool, timeout: float | None) -> JoinOutcome:
+        """One ``join_many`` item, whatever happens: an outcome, never an AcquireError."""
+        start = time.monotonic()
+        try:
+            case_id = _protocol.validate_case_id(item)
+        except (TypeError, ValueError) as exc:
+            return JoinOutcome.invalid(item, str(exc))
+        try:
+            response = await self._join(case_id, ask_join, timeout)
+        except AlreadyJoinedError as exc:
+            self.stats.already_joined += 1
+            return JoinOutcome(item, None, None, True, exc.attempts, time.monotonic() - start)
+        except AcquireError as exc:
+            self.stats.failed += 1
+            return JoinOutcome(item, None, exc, False, exc.attempts, time.monotonic() - start)
+        self.stats.joined += 1
+        return JoinOutcome(item, response.case, None, False, response.attempts, response.elapsed)
+
+    async def _join(self, case_id: int, ask_join: bool, timeout: float | None) -> JoinResponse:
+        """The retry loop: the one place a join is attempted, again if the policy allows."""
+        session = self._get_session()
+        body = _protocol.join_body(case_id, ask_join)
+        start = time.monotonic()
+        deadline = None if timeout is None else start + timeout
+        attempt = 0
+        switched = False
+        while True:
+            attempt += 1
+            try:
+                raw, case = await self._attempt(session, case_id, body, attempt, deadline)
+            except AcquireError as exc:
+                error = exc
+            else:
+                self._budget.refund()
+                return JoinResponse(
+                    case, raw.status, raw.headers, raw.body, attempt, time.monotonic() - start
+                )
+            error.attempts = attempt
+            if isinstance(error, APIStatusError) and error.status == 405 and not switched:
+                # Once per call: the other method, which the whole client then keeps.
+                switched = True
+                self._use_other_method(error.method)
+                continue
+            if (
+                isinstance(error, APIStatusError)
+                and error.retry_after
+                and error.status
+                in (
+                    429,
+                    503,
+                )
+            ):
+                await self._throttle.pause(error.retry_after)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            delay = retry_delay(
+                self._retry, self._budget, error, attempt, self._random.random(), remaining
+            )
+            if delay is None:
+                raise error
+            self.stats.retries += 1
+            if self._on_retry is not None:
+                self._on_retry(RetryEvent(case_id, attempt, delay, error))
+            del error  # not kept alive across the sleep
+            await self._sleep(delay)
+
+    async def _attempt(
+        self,
+        session: aiohttp.ClientSession,
+        case_id: int,
+        body: bytes,
+        attempt: int,
+        deadline: float | None,
+    ) -> tuple[_protocol.RawResponse, Case]:
+        """One HTTP attempt under a concurrency slot and the throttle; decode or raise."""
+        async with self._slots:
+            await self._throttle.acquire()
+            # Timers start here, after the slot: queueing is never a server timeout.
+            if deadline is None:
+                timeout = self._aiohttp_timeout
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise APITimeoutError(
+                        "the call's deadline passed before this attempt",
+                        method=self._method,
+                        url=self._url_str,
+                        request_sent=False,
+                    )
+                total = self._timeouts.total
+                timeout = self._timeouts.to_aiohttp(
+                    total=remaining if total is None else min(total, remaining)
+                )
+            method = self._method
+            stats = self.stats
+            stats.requests += 1
+            if self._on_request is not None:
+                self._on_request(RequestEvent(method, self._url_str, case_id, attempt))
+            started = time.monotonic()
+            status: int | None = None
+            try:
+                raw = await _transport.send(
+                    session,
+                    method,
+                    self._url,
+                    headers=self._headers,
+                    body=body,
+                    timeout=timeout,
+                    max_body_size=self._max_body_size,
+                )
+                status = raw.status
+                stats.responses += 1
+                stats.latencies.append(time.monotonic() - started)
+                if status == 429:
+                    stats.rate_limited += 1
+                case = _protocol.decode_join(
+                    status,
+                    raw.headers,
+                    raw.body,
+                    method=method,
+                    url=self._url_str,
+                    now=time.time(),
+                )
+            except AcquireError as exc:
+                stats.errors[type(exc).__name__] += 1
+                self._attempt_done(method, case_id, attempt, status, started, exc)
+                raise
+            self._attempt_done(method, case_id, attempt, status, started, None)
+            return raw, case
+
+    def _attempt_done(
+        self,
+        method: str,
+        case_id: int,
+        attempt: int,
+        status: int | None,
+        started: float,
+        error: AcquireError | None,
+    ) -> None:
+        if self._on_response is None and not log.isEnabledFor(logging.DEBUG):
+            return
+        elapsed = time.monotonic() - started
+        log.debug(
+            "join %s %s case=%d status=%s elapsed=%.1fms attempt=%d%s",
+            method,
+            self._url.path,
+            case_id,
+            status if status is not None else "-",
+            elapsed * 1000,
+            attempt,
+            f" error={type(error).__name__}" if error is not None else "",
+        )
+        if self._on_response is not None:
+            self._on_response(
+                ResponseEvent(method, self._url_str, case_id, attempt, status, elapsed, error)
+            )
+
+    def _use_other_method(self, refused: str) -> None:
+        """After a 405 to ``refused``, use the other method for the client's lifetime."""
+        if self._method != refused:
+            return  # a concurrent call switched already
+        self._method = "GET" if refused == "POST" else "POST"
+        log.warning(
+            "the server answered 405 to %s %s; this client uses %s from now on",
+            refused,
+            self._url.path,
+            self._method,
+        )
+
+
+def _check_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1 (got {value})")

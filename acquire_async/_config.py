@@ -1,0 +1,69 @@
+"""Value objects that configure the client: :class:`Timeouts`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import aiohttp
+
+__all__ = ["Timeouts"]
+
+
+def _check(name: str, value: float | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Timeouts.{name} must be a number or None, not {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"Timeouts.{name} must be a finite number > 0 (got {value!r})")
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Time limits of one HTTP attempt, in seconds (``None`` disables one).
+
+    - ``connect``: establishing the TCP (and TLS) connection.
+    - ``read``: the longest silence between two reads of the response. aiohttp restarts this
+      timer on every byte, so a server that drips one byte a second is stopped only by ``total``.
+    - ``pool``: waiting for a pooled connection *plus* connecting (aiohttp cannot time the
+      two separately). The client's own concurrency slot is taken before the attempt's timers
+      start, so queueing behind other joins is never reported as a server timeout.
+    - ``total``: the whole attempt, from sending to the last byte of the body.
+
+    A per-call ``timeout=`` on ``join_chat`` is a deadline across *all* attempts and backoff
+    sleeps; these limits apply to each attempt inside it.
+
+    Example::
+
+        AcquireClient(timeout=Timeouts(connect=2, read=10, total=15))
+        AcquireClient(timeout=5)  # a bare number sets ``total`` and keeps the other defaults
+    """
+
+    connect: float | None = 5.0
+    read: float | None = 30.0
+    pool: float | None = 30.0
+    total: float | None = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "pool", "total"):
+            _check(name, getattr(self, name))
+
+    @classmethod
+    def coerce(cls, value: Timeouts | float | None) -> Timeouts:
+        """``Timeouts`` as given, a number as ``Timeouts(total=number)``, ``None`` as defaults."""
+        if value is None:
+            return cls()
+        if isinstance(value, Timeouts):
+            return value
+        _check("total", value)
+        return cls(total=float(value))
+
+    def to_aiohttp(self, *, total: float | None = None) -> aiohttp.ClientTimeout:
+        """The matching ``aiohttp.ClientTimeout``; ``total`` overrides (for a deadline)."""
+        return aiohttp.ClientTimeout(
+            total=self.total if total is None else total,
+            connect=self.pool,
+            sock_connect=self.connect,
+            sock_read=self.read,
+        )

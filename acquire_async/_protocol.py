@@ -1,0 +1,407 @@
+"""The sans-I/O core: build a join request, turn a response into a ``Case`` or an error.
+
+Nothing here touches a socket, a clock or an event loop, so all of it is tested with plain
+bytes (the model is gidgethub's ``sansio.py``). ``_transport`` moves the bytes; ``_client``
+decides when to try again.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, NamedTuple
+
+import msgspec
+from yarl import URL
+
+from . import errors
+from ._secrets import RedactedStr, Secret
+from .models import UNKNOWN_USER_TAG, Case
+
+__all__ = [
+    "JOIN_PATH",
+    "Endpoint",
+    "RawResponse",
+    "build_endpoint",
+    "decode_join",
+    "error_for",
+    "join_body",
+    "parse_retry_after",
+    "request_id",
+    "validate_account_id",
+    "validate_case_id",
+]
+
+JOIN_PATH = "/crm/messenger/chat/join"
+ACQUIRE_DOMAIN = "acquire.io"
+MAX_ID = 2**63 - 1
+
+# One DNS label, ASCII only. re.ASCII matters: under IGNORECASE without it, the Kelvin sign
+# "K" (U+212A) matches "k". fullmatch, not "$", so a trailing newline cannot slip through.
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE | re.ASCII)
+_CODE = re.compile(r"[A-Z][A-Z0-9_]+", re.ASCII)
+
+REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "x-correlation-id")
+
+
+class RawResponse(NamedTuple):
+    """What one HTTP attempt produced: status, headers and the whole (capped) body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class Endpoint(NamedTuple):
+    """The join URL and the constant request headers, built once per client."""
+
+    url: URL
+    headers: Mapping[str, str]
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def validate_account_id(account_id: object) -> str:
+    """Return ``account_id`` lower-cased if it is exactly one DNS label, else raise.
+
+    It becomes the host ``{account_id}.acquire.io``; anything looser would let a crafted value
+    send the API key to another host.
+    """
+    if not isinstance(account_id, str):
+        raise TypeError(f"account_id must be a str, not {type(account_id).__name__}")
+    if not account_id.isascii() or _LABEL.fullmatch(account_id) is None:
+        raise ValueError(
+            "account_id must be one DNS label: 1-63 ASCII letters, digits or '-', "
+            f"not starting or ending with '-' (got {account_id!r})"
+        )
+    if account_id[:4].lower() == "xn--":
+        raise ValueError(f"account_id must not be an IDNA ('xn--') label (got {account_id!r})")
+    return account_id.lower()
+
+
+def validate_case_id(case_id: object) -> int:
+    """Return ``case_id`` if it is a positive int that fits in 64 bits, else raise."""
+    if isinstance(case_id, bool) or not isinstance(case_id, int):
+        raise TypeError(f"case_id must be an int, not {type(case_id).__name__}")
+    if not 0 < case_id <= MAX_ID:
+        raise ValueError(f"case_id must be a positive 64-bit integer (got {case_id})")
+    return case_id
+
+
+def _base_url(account_id: str | None, base_url: str | URL | None) -> URL:
+    if base_url is not None:
+        url = URL(base_url) if isinstance(base_url, str) else base_url
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(f"base_url must be an http(s) URL with a host (got {str(url)!r})")
+        if url.user is not None or url.password is not None:
+            raise ValueError("base_url must not carry credentials; pass api_key")
+        if url.query_string or url.fragment:
+            raise ValueError("base_url must not have a query or a fragment")
+        return url
+    if account_id is None:
+        raise ValueError(
+            "account_id is required (argument or env ACQUIRE_ACCOUNT_ID) unless base_url is given"
+        )
+    label = validate_account_id(account_id)
+    host = f"{label}.{ACQUIRE_DOMAIN}"
+    url = URL.build(scheme="https", host=host, path="/api/v1")
+    if url.host != host:  # defence in depth: the label check above should make this impossible
+        raise ValueError(f"account_id {account_id!r} does not make the host {host!r}")
+    return url
+
+
+def build_endpoint(
+    *,
+    account_id: str | None,
+    base_url: str | URL | None,
+    api_key: Secret,
+    user_agent: str,
+) -> Endpoint:
+    """Build the join URL and the constant headers. Raises ``ValueError`` on bad config."""
+    base = _base_url(account_id, base_url)
+    url = base.with_path(base.path.rstrip("/") + JOIN_PATH, encoded=False)
+    headers = {
+        "Authorization": RedactedStr("Bearer " + api_key.reveal()),
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "User-Agent": user_agent,
+    }
+    return Endpoint(url, headers)
+
+
+_BODY_ASK = b'{"caseId":%d,"askJoin":true}'
+_BODY_NO_ASK = b'{"caseId":%d,"askJoin":false}'
+
+
+def join_body(case_id: int, ask_join: bool) -> bytes:
+    """The encoded join body: ``{"caseId": <id>, "askJoin": <bool>}``.
+
+    A bytes template is cheaper than encoding a dict, and ``case_id`` is a checked int.
+    """
+    return (_BODY_ASK if ask_join else _BODY_NO_ASK) % case_id
+
+
+# --------------------------------------------------------------------------- responses
+
+
+class _Envelope(msgspec.Struct, gc=False):
+    # Acquire wraps everything: {"data": <case>} or {"error": …}. ``error`` and ``message`` are
+    # Any because their shape varies (object, string) and they are absent on the fast path.
+    data: Case | None = None
+    error: Any = None
+    message: Any = None
+
+
+_ENVELOPE_DECODER = msgspec.json.Decoder(_Envelope)
+_ANY_DECODER = msgspec.json.Decoder()
+_EXCERPT = 200
+
+
+def request_id(headers: Mapping[str, str]) -> str | None:
+    """The server's request id, from the first of the usual headers it sent."""
+    for name in REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value
+    return None
+
+
+def decode_join(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    method: str = "",
+    url: str = "",
+    now: float | None = None,
+) -> Case:
+    """Turn a join response into its ``Case``, or raise the matching ``AcquireError``.
+
+    An ``{"error": …}`` envelope is an error whatever the status (Acquire sends
+    ``CHAT_ALREADY_JOINED`` with 200). Any status outside 2xx is an error. ``now`` (a POSIX
+    timestamp) lets an HTTP-date ``Retry-After`` become seconds.
+    """
+    if not 200 <= status < 300:
+        raise error_for(status, headers, body, method=method, url=url, now=now)
+    envelope = _decode_envelope(status, body, method, url)
+    if envelope.error is not None:
+        raise _error_from_payload(
+            status, headers, body, envelope.error, envelope.message, method, url, now=now
+        )
+    if envelope.data is None:
+        raise errors.ResponseDecodeError(
+            "response has neither 'data' nor 'error'",
+            status=status,
+            body=body,
+            method=method,
+            url=url,
+        )
+    return envelope.data
+
+
+def _decode_envelope(status: int, body: bytes, method: str, url: str) -> _Envelope:
+    try:
+        return _ENVELOPE_DECODER.decode(body)
+    except msgspec.ValidationError as exc:
+        problem: BaseException = exc
+        if "Invalid value" in str(exc) and ".user.type" in str(exc):
+            try:
+                return _decode_lenient(body)
+            except (msgspec.MsgspecError, RecursionError, ValueError) as again:
+                problem = again
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError, ValueError) as exc:
+        problem = exc
+    raise _decode_error(problem, status, body, method, url)
+
+
+def _decode_error(
+    problem: BaseException, status: int, body: bytes, method: str, url: str
+) -> errors.ResponseDecodeError:
+    # Built from the message only (never chained), so no frame of msgspec's is kept alive.
+    text = str(problem)
+    path = None
+    if isinstance(problem, msgspec.ValidationError) and " - at `" in text:
+        text, _, rest = text.partition(" - at `")
+        path = rest.rstrip("`")
+    elif isinstance(problem, RecursionError):
+        text = "JSON nested too deeply"
+    elif isinstance(problem, UnicodeDecodeError):
+        text = "response is not valid UTF-8"
+    where = f" at {path}" if path else ""
+    excerpt = body[:_EXCERPT].decode("utf-8", "replace")
+    return errors.ResponseDecodeError(
+        f"cannot decode the response (HTTP {status}): {text}{where}; body starts {excerpt!r}",
+        status=status,
+        path=path,
+        body=body,
+        method=method,
+        url=url,
+    )
+
+
+def _decode_lenient(body: bytes) -> _Envelope:
+    """Second pass for a participant ``type`` this SDK does not know: decode it as UnknownUser."""
+    tree = _ANY_DECODER.decode(body)
+    _retag_unknown_users(tree)
+    return msgspec.convert(tree, _Envelope)
+
+
+def _retag_unknown_users(node: Any) -> None:
+    # Walk the whole tree: users also nest inside ``users[].case``.
+    if isinstance(node, dict):
+        user = node.get("user")
+        if isinstance(user, dict) and user.get("type") not in ("user", "contact"):
+            node["user"] = {**user, "kind": user.get("type"), "type": UNKNOWN_USER_TAG}
+        for value in node.values():
+            _retag_unknown_users(value)
+    elif isinstance(node, list):
+        for value in node:
+            _retag_unknown_users(value)
+
+
+# --------------------------------------------------------------------------- errors
+
+_BY_CODE: dict[str, type[errors.APIStatusError]] = {
+    "CHAT_ALREADY_JOINED": errors.AlreadyJoinedError,
+    # On the join endpoint a duplicate record is the agent's participation: already joined.
+    "ERROR_DUPLICATE_RECORD_FOUND": errors.AlreadyJoinedError,
+    "ERROR_RECORD_NOT_FOUND": errors.NotFoundError,
+    "ERROR_INVALID_INPUT": errors.BadRequestError,
+    "ERROR_UNAUTHORIZED": errors.AuthenticationError,
+    "ERROR_UNAUTHORIZED_ACCESS": errors.PermissionDeniedError,
+    "ERROR_SERVER_ERROR": errors.InternalServerError,
+}
+
+_BY_STATUS: dict[int, type[errors.APIStatusError]] = {
+    400: errors.BadRequestError,
+    401: errors.AuthenticationError,
+    403: errors.PermissionDeniedError,
+    404: errors.NotFoundError,
+    409: errors.ConflictError,
+    422: errors.UnprocessableEntityError,
+    429: errors.RateLimitError,
+}
+
+_REASONS = {
+    400: "bad request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not found",
+    405: "method not allowed",
+    408: "request timeout",
+    409: "conflict",
+    422: "unprocessable entity",
+    429: "too many requests",
+    500: "internal server error",
+    502: "bad gateway",
+    503: "service unavailable",
+    504: "gateway timeout",
+}
+
+
+def error_for(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    method: str = "",
+    url: str = "",
+    now: float | None = None,
+) -> errors.APIStatusError:
+    """The error for a non-2xx response, from its body's code when it has one."""
+    error: Any = None
+    message: Any = None
+    try:
+        tree = _ANY_DECODER.decode(body) if body else None
+    except (msgspec.MsgspecError, RecursionError, UnicodeDecodeError, ValueError):
+        tree = None  # an HTML error page from a proxy, say: the status alone must do
+    if isinstance(tree, dict):
+        error = tree.get("error")
+        message = tree.get("message")
+    return _error_from_payload(status, headers, body, error, message, method, url, now=now)
+
+
+def _error_from_payload(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    error: Any,
+    message: Any,
+    method: str,
+    url: str,
+    *,
+    now: float | None = None,
+) -> errors.APIStatusError:
+    code: str | None = None
+    text: str | None = message if isinstance(message, str) and message else None
+    if isinstance(error, dict):
+        raw_code = error.get("code")
+        code = raw_code if isinstance(raw_code, str) and raw_code else None
+        inner = error.get("message")
+        if isinstance(inner, str) and inner:
+            text = inner
+    elif isinstance(error, str) and error:
+        if _CODE.fullmatch(error):
+            code = error
+        elif text is None:
+            text = error
+    cls = _BY_CODE.get(code) if code else None
+    if cls is None:
+        cls = _BY_STATUS.get(status)
+    if cls is None:
+        cls = errors.InternalServerError if status >= 500 else errors.APIStatusError
+    if text is None:
+        text = _REASONS.get(status, "error") if status >= 300 else "error envelope without message"
+        if 300 <= status < 400:
+            location = headers.get("Location", "")
+            text = f"unexpected redirect (not followed) to {location!r}"
+    common: dict[str, Any] = {
+        "status": status,
+        "code": code,
+        "request_id": request_id(headers),
+        "method": method,
+        "url": url,
+        "body": body,
+        "retry_after": parse_retry_after(headers.get("Retry-After"), now=now),
+    }
+    return cls(text, **common)
+
+
+# --------------------------------------------------------------------------- Retry-After
+
+
+def parse_retry_after(value: str | None, *, now: float | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value, or ``None`` when absent or unusable.
+
+    Both RFC 9110 forms: delta-seconds (``"120"``) and an HTTP-date (IMF-fixdate, RFC 850 or
+    asctime, taken as UTC). A date needs ``now`` (a POSIX timestamp); a date in the past gives
+    ``0.0``. Negative numbers, ``nan``, ``inf`` and garbage give ``None``: the caller falls back
+    to its own backoff (``asyncio.sleep(nan)`` would never return).
+
+    >>> parse_retry_after("3", now=None)
+    3.0
+    >>> parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0)
+    10.0
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if text.isascii() and text.replace(".", "", 1).isdigit():
+        seconds = float(text)
+        return seconds if math.isfinite(seconds) else None
+    if now is None:
+        return None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # asctime has no zone; HTTP dates are always GMT
+        when = when.replace(tzinfo=timezone.utc)
+    delay = when.timestamp() - now
+    return max(0.0, delay) if math.isfinite(delay) else None

@@ -1,0 +1,159 @@
+"""When to try again: :class:`RetryPolicy`, full-jitter backoff and the retry budget."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .errors import (
+    AcquireError,
+    AlreadyJoinedError,
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    APITLSError,
+    InternalServerError,
+)
+
+__all__ = ["RetryBudget", "RetryPolicy", "retry_delay"]
+
+DEFAULT_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"RetryPolicy.{name} must be a finite number (got {value!r})")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"RetryPolicy.{name} must be > 0 (got {value!r})")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a join is retried.
+
+    - ``max_attempts``: attempts per call, the first included (``1`` disables retries).
+    - Backoff with full jitter: before retry *n* (1, 2, …) sleep
+      ``uniform(0, min(backoff_cap, backoff_base * 2 ** (n - 1)))``.
+    - ``Retry-After`` (on 429, 503…) replaces the backoff when present; above
+      ``max_retry_after`` the call fails fast with the error (``RateLimitError.retry_after``
+      says how long the server asked for).
+    - Retried: connection errors (refused, reset, a stale keep-alive connection), timeouts and
+      the statuses in ``retry_statuses`` (408, 429, 500, 502, 503, 504). Never: other 4xx,
+      TLS/certificate errors, decode errors.
+    - The retry budget (as botocore's retry quota): a client-wide bucket of ``budget`` tokens;
+      a retry costs ``retry_cost`` (``timeout_cost`` after a timeout), a success puts
+      ``success_refund`` back. An empty bucket means fail fast with the last error, so a 5xx
+      storm over 10,000 concurrent joins does not turn into 40,000 requests.
+
+    Example::
+
+        AcquireClient(retry=RetryPolicy(max_attempts=6, backoff_cap=30))
+        AcquireClient(retry=RetryPolicy.disabled())
+    """
+
+    max_attempts: int = 4
+    backoff_base: float = 0.25
+    backoff_cap: float = 10.0
+    max_retry_after: float = 60.0
+    retry_statuses: frozenset[int] = field(default=DEFAULT_RETRY_STATUSES)
+    budget: float = 500.0
+    retry_cost: float = 5.0
+    timeout_cost: float = 10.0
+    success_refund: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
+            raise TypeError("RetryPolicy.max_attempts must be an int")
+        if self.max_attempts < 1:
+            raise ValueError(f"RetryPolicy.max_attempts must be >= 1 (got {self.max_attempts})")
+        _positive("backoff_base", self.backoff_base, allow_zero=True)
+        _positive("backoff_cap", self.backoff_cap, allow_zero=True)
+        _positive("max_retry_after", self.max_retry_after, allow_zero=True)
+        _positive("budget", self.budget, allow_zero=True)
+        _positive("retry_cost", self.retry_cost, allow_zero=True)
+        _positive("timeout_cost", self.timeout_cost, allow_zero=True)
+        _positive("success_refund", self.success_refund, allow_zero=True)
+        object.__setattr__(self, "retry_statuses", frozenset(self.retry_statuses))
+
+    @classmethod
+    def disabled(cls) -> RetryPolicy:
+        """A policy that never retries (one attempt per call)."""
+        return cls(max_attempts=1)
+
+    def backoff(self, retry_number: int, unit: float) -> float:
+        """The full-jitter delay before retry ``retry_number`` (1-based); ``unit`` in [0, 1)."""
+        ceiling = min(self.backoff_cap, self.backoff_base * 2.0 ** min(retry_number - 1, 62))
+        return unit * ceiling
+
+    def is_retryable(self, error: AcquireError) -> bool:
+        """Whether this error may be retried at all (attempts and budget aside)."""
+        if isinstance(error, APITLSError):
+            return False
+        if isinstance(error, APIConnectionError):
+            return True
+        if isinstance(error, AlreadyJoinedError):
+            return False
+        if isinstance(error, APIStatusError):
+            if error.status in self.retry_statuses:
+                return True
+            # ERROR_SERVER_ERROR inside a 200 envelope: a server fault like a 500.
+            return isinstance(error, InternalServerError) and 500 in self.retry_statuses
+        return False
+
+
+class RetryBudget:
+    """The client-wide token bucket that caps retries (see :class:`RetryPolicy`)."""
+
+    __slots__ = ("_capacity", "_policy", "tokens")
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._policy = policy
+        self._capacity = policy.budget
+        self.tokens = policy.budget
+
+    def try_spend(self, error: AcquireError) -> bool:
+        """Take the cost of one retry after ``error``; ``False`` when the bucket is empty."""
+        cost = (
+            self._policy.timeout_cost
+            if isinstance(error, APITimeoutError)
+            else self._policy.retry_cost
+        )
+        if cost > self.tokens:
+            return False
+        self.tokens -= cost
+        return True
+
+    def refund(self) -> None:
+        """Put tokens back after a success."""
+        if self.tokens < self._capacity:
+            self.tokens = min(self._capacity, self.tokens + self._policy.success_refund)
+
+
+def retry_delay(
+    policy: RetryPolicy,
+    budget: RetryBudget,
+    error: AcquireError,
+    attempt: int,
+    unit: float,
+    remaining: float | None,
+) -> float | None:
+    """Seconds to sleep before the next attempt, or ``None`` to give up with ``error``.
+
+    ``attempt`` is the number of the attempt that just failed; ``unit`` a random number in
+    [0, 1); ``remaining`` the time left before the call's deadline (``None``: no deadline).
+    """
+    if attempt >= policy.max_attempts or not policy.is_retryable(error):
+        return None
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        if retry_after > policy.max_retry_after:
+            return None
+        delay = float(retry_after)
+    else:
+        delay = policy.backoff(attempt, unit)
+    # Never sleep past the deadline: there would be no time left to try.
+    if remaining is not None and delay >= remaining:
+        return None
+    if not budget.try_spend(error):
+        return None
+    return delay

@@ -1,0 +1,127 @@
+"""Counters, latency percentiles and hook events of a client."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ClientStats", "RequestEvent", "ResponseEvent", "RetryEvent"]
+
+LATENCY_WINDOW = 10_000
+
+
+class ClientStats:
+    """Live counters of one client (``client.stats``). Read them; the client writes them.
+
+    - ``requests``: HTTP attempts sent; ``responses``: attempts that got a status back.
+    - ``retries``: attempts that were retries; ``rate_limited``: ``429`` answers.
+    - ``joined``/``already_joined``/``failed``: calls that ended that way.
+    - ``errors``: failed attempts by error class name (``{"InternalServerError": 3}``).
+    - ``latencies``: seconds per attempt that got a response, for the last 10,000 attempts;
+      :meth:`percentile` reads them.
+
+    Example::
+
+        print(client.stats.as_dict())
+        p99 = client.stats.percentile(99)
+    """
+
+    __slots__ = (
+        "already_joined",
+        "errors",
+        "failed",
+        "joined",
+        "latencies",
+        "rate_limited",
+        "requests",
+        "responses",
+        "retries",
+    )
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.responses = 0
+        self.retries = 0
+        self.rate_limited = 0
+        self.joined = 0
+        self.already_joined = 0
+        self.failed = 0
+        self.errors: Counter[str] = Counter()
+        self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
+
+    def percentile(self, q: float) -> float | None:
+        """The ``q``-th percentile (0-100, nearest rank) of recent latencies, in seconds."""
+        if not 0 <= q <= 100:
+            raise ValueError(f"percentile must be within 0..100 (got {q})")
+        if not self.latencies:
+            return None
+        ordered = sorted(self.latencies)
+        rank = max(1, math.ceil(q / 100 * len(ordered)))
+        return ordered[rank - 1]
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready snapshot, with p50/p95/p99 latencies in milliseconds."""
+
+        def ms(q: float) -> float | None:
+            value = self.percentile(q)
+            return None if value is None else round(value * 1000, 3)
+
+        return {
+            "requests": self.requests,
+            "responses": self.responses,
+            "retries": self.retries,
+            "rate_limited": self.rate_limited,
+            "joined": self.joined,
+            "already_joined": self.already_joined,
+            "failed": self.failed,
+            "errors": dict(self.errors),
+            "latency_ms": {"p50": ms(50), "p95": ms(95), "p99": ms(99)},
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"ClientStats(requests={self.requests}, retries={self.retries}, "
+            f"rate_limited={self.rate_limited}, errors={dict(self.errors)})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEvent:
+    """Passed to ``on_request`` before an attempt is sent."""
+
+    method: str
+    url: str
+    case_id: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseEvent:
+    """Passed to ``on_response`` after every attempt.
+
+    ``status`` is ``None`` when no response arrived; ``error`` is the attempt's error, if any.
+    """
+
+    method: str
+    url: str
+    case_id: int
+    attempt: int
+    status: int | None
+    elapsed: float
+    error: BaseException | None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryEvent:
+    """Passed to ``on_retry`` before the client sleeps ``delay`` seconds and tries again."""
+
+    case_id: int
+    attempt: int
+    delay: float
+    error: BaseException
+
+
+Hook = Callable[[Any], object]

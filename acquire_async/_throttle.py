@@ -1,0 +1,96 @@
+"""Shared pressure from the server: the cool-down gate and the rate limiter, behind one interface.
+
+Every attempt awaits ``throttle.acquire()`` right before it is sent; a ``429``/``503`` with
+``Retry-After`` calls ``throttle.pause(seconds)``, which holds back *new* requests from the whole
+client until then, instead of each task hitting the server on its own.
+
+:class:`Throttle` is the interface: a limiter shared by many worker processes (on Redis, say)
+implements these two coroutines and plugs in with ``AcquireClient(throttle=…)``, without
+touching the request path. :class:`LocalThrottle` is the in-process implementation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol, runtime_checkable
+
+__all__ = ["LocalThrottle", "Throttle"]
+
+
+@runtime_checkable
+class Throttle(Protocol):
+    """Gate every attempt of a client.
+
+    ``acquire`` returns when the next request may be sent (it may sleep); ``pause`` asks the
+    gate to hold every new request for ``seconds`` from now (the longest pause wins).
+    """
+
+    async def acquire(self) -> None:
+        """Wait until a request may be sent."""
+
+    async def pause(self, seconds: float) -> None:
+        """Hold back new requests for ``seconds`` from now."""
+
+
+class LocalThrottle:
+    """In-process :class:`Throttle`: a cool-down gate plus an optional rate limit.
+
+    ``rate_limit`` is requests per second (``None``: unlimited), enforced as a virtual
+    schedule (GCRA, an exact token bucket): requests are spaced ``1 / rate_limit`` apart,
+    with ``burst`` of them allowed back to back.
+
+    Example::
+
+        AcquireClient(rate_limit=50)  # builds LocalThrottle(rate_limit=50)
+    """
+
+    __slots__ = ("_clock", "_interval", "_resume_at", "_slack", "_sleep", "_tat")
+
+    def __init__(
+        self,
+        rate_limit: float | None = None,
+        *,
+        burst: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        if rate_limit is not None:
+            if isinstance(rate_limit, bool) or not isinstance(rate_limit, (int, float)):
+                raise TypeError("rate_limit must be a number of requests per second")
+            if not (math.isfinite(rate_limit) and rate_limit > 0):
+                raise ValueError(f"rate_limit must be a finite number > 0 (got {rate_limit!r})")
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise ValueError(f"burst must be an int >= 1 (got {burst!r})")
+        self._interval = 0.0 if rate_limit is None else 1.0 / rate_limit
+        self._slack = (burst - 1) * self._interval
+        self._tat = 0.0  # the theoretical arrival time of the next request
+        self._resume_at = 0.0
+        self._clock = clock
+        self._sleep = sleep
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds left in the current cool-down (``0.0`` when none)."""
+        return max(0.0, self._resume_at - self._clock())
+
+    async def acquire(self) -> None:
+        """Wait for the cool-down to end, then for this request's slot in the rate schedule."""
+        if self._resume_at:
+            # A loop, not one sleep: a longer pause may arrive while we wait.
+            while (wait := self._resume_at - self._clock()) > 0:
+                await self._sleep(wait)
+        if self._interval:
+            now = self._clock()
+            tat = max(self._tat, now)
+            self._tat = tat + self._interval
+            wait = tat - now - self._slack
+            if wait > 0:
+                await self._sleep(wait)
+
+    async def pause(self, seconds: float) -> None:
+        """Hold back new requests for ``seconds`` (ignored unless finite and > 0)."""
+        if math.isfinite(seconds) and seconds > 0:
+            self._resume_at = max(self._resume_at, self._clock() + seconds)

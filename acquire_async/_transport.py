@@ -1,0 +1,142 @@
+"""One HTTP attempt over aiohttp: the only module that drives aiohttp's request machinery.
+
+``send`` makes one request, reads the body under a size cap and always releases the response.
+aiohttp's exceptions become ours here, built from their message alone and raised *outside* the
+``except`` block: some aiohttp errors print the request headers (``ClientResponseError`` keeps
+the ``RequestInfo``), so they must not survive as ``__cause__`` or ``__context__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import aiohttp
+from yarl import URL
+
+from ._protocol import RawResponse
+from .errors import (
+    AcquireError,
+    APIConnectionError,
+    APITimeoutError,
+    APITLSError,
+    ResponseDecodeError,
+)
+
+__all__ = ["create_session", "send"]
+
+_CHUNK = 64 * 1024
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_session(
+    *,
+    max_connections: int,
+    timeout: aiohttp.ClientTimeout,
+    trust_env: bool,
+    trace_configs: Sequence[aiohttp.TraceConfig] | None,
+) -> aiohttp.ClientSession:
+    """The pooled session an owning client uses. Must be called inside a running loop."""
+    connector = aiohttp.TCPConnector(
+        limit=max_connections,
+        limit_per_host=0,
+        use_dns_cache=True,
+        ttl_dns_cache=300,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        trust_env=trust_env,
+        trace_configs=list(trace_configs) if trace_configs else None,
+        raise_for_status=False,
+        # The session belongs to us: no cookie jar to leak state between joins.
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+
+
+async def send(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: URL,
+    *,
+    headers: Mapping[str, str],
+    body: bytes,
+    timeout: aiohttp.ClientTimeout,
+    max_body_size: int,
+) -> RawResponse:
+    """Send one request and return its status, headers and whole body.
+
+    Raises ``APIConnectionError`` (or ``APITimeoutError``/``APITLSError``) when no complete
+    response arrived, ``ResponseDecodeError`` when the body is larger than ``max_body_size``.
+    ``asyncio.CancelledError`` passes through untouched; the response is released either way.
+    """
+    error: AcquireError
+    try:
+        async with session.request(
+            method,
+            url,
+            data=body,
+            headers=headers,
+            timeout=timeout,
+            allow_redirects=False,
+        ) as response:
+            try:
+                payload = await _read_capped(response, max_body_size)
+            except _TooLarge:
+                # The rest of the body is still on the wire: this connection cannot be reused.
+                response.close()
+                error = ResponseDecodeError(
+                    f"response body larger than max_body_size ({max_body_size} bytes)",
+                    status=response.status,
+                    method=method,
+                    url=str(url),
+                )
+            else:
+                return RawResponse(response.status, response.headers, payload)
+    except (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch) as exc:
+        error = APITLSError(_describe(exc), method=method, url=str(url), request_sent=False)
+    except aiohttp.ConnectionTimeoutError as exc:
+        error = APITimeoutError(_describe(exc), method=method, url=str(url), request_sent=False)
+    except TimeoutError as exc:  # read timeouts, and the total timeout (asyncio.TimeoutError)
+        error = APITimeoutError(_describe(exc), method=method, url=str(url))
+    except aiohttp.ClientConnectorError as exc:
+        error = APIConnectionError(_describe(exc), method=method, url=str(url), request_sent=False)
+    except aiohttp.ClientError as exc:
+        error = APIConnectionError(_describe(exc), method=method, url=str(url))
+    raise error
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    # aiohttp decompresses as it reads, so counting what it hands us counts decompressed bytes
+    # and a gzip bomb stops at ``limit``. Content-Length, when there is no encoding, lets the
+    # common case read in one call.
+    length = response.content_length
+    if length is not None and "Content-Encoding" not in response.headers:
+        if length > limit:
+            raise _TooLarge
+        return await response.read()
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in response.content.iter_chunked(_CHUNK):
+        total += len(chunk)
+        if total > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _describe(exc: BaseException) -> str:
+    """A message for an aiohttp exception that cannot carry request headers."""
+    name = type(exc).__name__
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # str() is safe today, but the object holds request_info (headers); take only fields.
+        return f"{name}: {exc.status}, {exc.message}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = exc.os_error.strerror or exc.os_error
+        return f"{name}: cannot connect to {exc.host}:{exc.port} ({reason})"
+    text = str(exc)
+    if isinstance(exc, TimeoutError) and not text:
+        return "timed out waiting for the server"
+    return f"{name}: {text}" if text else name

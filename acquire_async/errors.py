@@ -1,0 +1,236 @@
+"""Every exception the SDK raises on purpose.
+
+The tree::
+
+    AcquireError
+    ├── APIConnectionError        connect refused/reset, DNS, a dropped or truncated response
+    │   ├── APITimeoutError       connect, read, pool-wait or total timeout of one attempt
+    │   └── APITLSError           TLS handshake / certificate failure (never retried)
+    ├── APIStatusError            .status .code .message .request_id .method .url .body (≤ 1 KiB)
+    │   ├── BadRequestError 400
+    │   ├── AuthenticationError 401
+    │   ├── PermissionDeniedError 403
+    │   ├── NotFoundError 404 (also code ERROR_RECORD_NOT_FOUND, which Acquire sends with 400)
+    │   ├── ConflictError 409
+    │   │   └── AlreadyJoinedError   code CHAT_ALREADY_JOINED (or ERROR_DUPLICATE_RECORD_FOUND
+    │   │                            on a join), whatever the status: Acquire sends it with 200
+    │   ├── UnprocessableEntityError 422
+    │   ├── RateLimitError 429    .retry_after (seconds, or None)
+    │   └── InternalServerError ≥ 500
+    └── ResponseDecodeError       not JSON, wrong shape, too large, too deep; .path .body
+
+Misuse is not an ``AcquireError``: a bad argument raises ``TypeError``/``ValueError`` before any
+I/O, and a call on a closed client raises ``RuntimeError``.
+
+Every error carries ``attempts``: how many HTTP attempts the call made before giving up.
+
+Errors never hold the API key: not in ``str``, ``repr``, ``.args``, their attributes, nor in the
+``__cause__``/``__context__`` chain (aiohttp's own exceptions are never chained, since some of
+them print the request headers). They pickle and unpickle intact, so they cross process pools.
+
+Example::
+
+    try:
+        case = await client.join_chat(1684)
+    except AlreadyJoinedError:
+        ...  # the key's agent is already in the chat: usually fine
+    except APIStatusError as exc:
+        log.warning("join failed: %s (request id %s)", exc, exc.request_id)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITLSError",
+    "APITimeoutError",
+    "AcquireError",
+    "AlreadyJoinedError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "InternalServerError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseDecodeError",
+    "UnprocessableEntityError",
+]
+
+BODY_EXCERPT_LIMIT = 1024
+
+
+def _restore(cls: type[AcquireError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
+class AcquireError(Exception):
+    """Base of every error the SDK raises about a call to the Acquire API.
+
+    ``attempts`` counts the HTTP attempts the call made (1 when nothing was retried).
+    """
+
+    attempts: int
+
+    def __init__(self, message: str, *, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+    @property
+    def message(self) -> str:
+        """The human-readable message (the same text as ``str(error)``)."""
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructors defeat Exception's default pickling (which replays
+        # ``cls(*args)``); rebuild from the instance dict instead.
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
+
+
+class APIConnectionError(AcquireError):
+    """The request did not get a complete HTTP response: refused, reset, DNS, dropped body.
+
+    ``method`` and ``url`` say which request it was. ``request_sent`` is ``True`` when the
+    server may have read the request before the connection failed (the join may have happened).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "",
+        url: str = "",
+        request_sent: bool = True,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message, attempts=attempts)
+        self.method = method
+        self.url = url
+        self.request_sent = request_sent
+
+
+class APITimeoutError(APIConnectionError):
+    """An attempt ran out of time (connect, read, pool wait or its total budget)."""
+
+
+class APITLSError(APIConnectionError):
+    """The TLS handshake or certificate check failed. Never retried: it will not heal."""
+
+
+class APIStatusError(AcquireError):
+    """The server answered with an error: a 3xx/4xx/5xx status, or an ``{"error": …}`` body.
+
+    Attributes:
+        status: the HTTP status (``200`` when Acquire sent an error envelope with 200).
+        code: Acquire's error code (``"ERROR_INVALID_INPUT"``…), or ``None``.
+        message: Acquire's message, or a description of the status.
+        request_id: the server's request id header, when it sent one.
+        method, url: the request that failed (the URL holds no secret).
+        body: the first 1 KiB of the response body, for diagnosis.
+        retry_after: the server's ``Retry-After`` in seconds (any status), or ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str | None = None,
+        request_id: str | None = None,
+        method: str = "",
+        url: str = "",
+        body: bytes = b"",
+        retry_after: float | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message, attempts=attempts)
+        self.status = status
+        self.retry_after = retry_after
+        self.code = code
+        self.request_id = request_id
+        self.method = method
+        self.url = url
+        self.body = body[:BODY_EXCERPT_LIMIT]
+
+    def __str__(self) -> str:
+        code = f" {self.code}" if self.code else ""
+        where = f" ({self.method} {self.url})" if self.url else ""
+        return f"HTTP {self.status}{code}: {self.message}{where}"
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        return f"{name}(status={self.status}, code={self.code!r}, message={self.message!r})"
+
+
+class BadRequestError(APIStatusError):
+    """400: the server refused the input (``ERROR_INVALID_INPUT``)."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing, wrong or revoked (``ERROR_UNAUTHORIZED``)."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key may not do this (``ERROR_UNAUTHORIZED_ACCESS``)."""
+
+
+class NotFoundError(APIStatusError):
+    """404, or ``ERROR_RECORD_NOT_FOUND`` (which Acquire sends with 400): no such case."""
+
+
+class ConflictError(APIStatusError):
+    """409: the request conflicts with the case's state."""
+
+
+class AlreadyJoinedError(ConflictError):
+    """The key's agent is already in this chat (``CHAT_ALREADY_JOINED``), whatever the status.
+
+    Acquire documents it under HTTP 200. After an attempt that failed ambiguously (the
+    connection dropped after the request was sent) and was retried, it usually means the first
+    attempt joined: ``attempts > 1`` tells that case apart from a plain second join.
+    """
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: the request was well-formed but could not be processed."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests. ``retry_after`` is the server's wait in seconds, or ``None``."""
+
+
+class InternalServerError(APIStatusError):
+    """A 5xx status, or ``ERROR_SERVER_ERROR``."""
+
+
+class ResponseDecodeError(AcquireError):
+    """The response could not be read as the expected JSON.
+
+    Not JSON, the wrong shape, too large, nested too deep, invalid UTF-8, or an id beyond
+    64 bits. ``path`` is msgspec's path of the bad field (``$.data.users[0].id``) when known;
+    ``body`` the first 1 KiB of what was received; ``status`` the HTTP status.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        path: str | None = None,
+        body: bytes = b"",
+        method: str = "",
+        url: str = "",
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message, attempts=attempts)
+        self.status = status
+        self.path = path
+        self.body = body[:BODY_EXCERPT_LIMIT]
+        self.method = method
+        self.url = url
