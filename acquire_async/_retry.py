@@ -96,8 +96,12 @@ class RetryPolicy:
         if isinstance(error, APIStatusError):
             if error.status in self.retry_statuses:
                 return True
-            # ERROR_SERVER_ERROR inside a 200 envelope: a server fault like a 500.
-            return isinstance(error, InternalServerError) and 500 in self.retry_statuses
+            # ERROR_SERVER_ERROR in an envelope sent with 200 (or a 4xx): a fault like a 500.
+            return (
+                isinstance(error, InternalServerError)
+                and error.status < 500
+                and 500 in self.retry_statuses
+            )
         return False
 
 

@@ -1,0 +1,256 @@
+"""``join_many``: one outcome per item, laziness, bounded memory, cancellation and cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import tracemalloc
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from faultserver import FaultServer, sleep_then, status
+
+import acquire_async as aa
+from acquire_async._client import JoinResponse
+
+FAST = aa.RetryPolicy(backoff_base=0.001, backoff_cap=0.01)
+KEY = "test-key-0123456789"
+CASE = aa.Case(id=1)
+
+
+def acquired(client: aa.AcquireClient) -> int:
+    session = client._session
+    return 0 if session is None else len(session.connector._acquired)  # type: ignore[union-attr]
+
+
+def stub_joins(client: aa.AcquireClient, delay: float = 0.0) -> list[int]:
+    """Replace the HTTP join with an in-memory one; returns the ids it was asked for."""
+    seen: list[int] = []
+
+    async def join(case_id: int, ask_join: bool, timeout: float | None) -> JoinResponse:
+        seen.append(case_id)
+        await asyncio.sleep(delay)
+        return JoinResponse(CASE, 200, {}, b"", 1, 0.0)
+
+    client._join = join  # type: ignore[method-assign]
+    return seen
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aa.AcquireClient]:
+    async with aa.AcquireClient(api_key=KEY, base_url="http://127.0.0.1:9/api/v1") as client:
+        yield client
+
+
+async def test_one_outcome_per_item_in_every_situation() -> None:
+    mixed: list[Any] = [1, 2, 2, -1, "abc", None, 3.0, True, 0, 2**63, 503, 404, 1]
+    async with FaultServer() as server:
+        server.default = _by_case({503: status(503), 404: status(404)})
+        async with aa.AcquireClient(api_key=KEY, base_url=server.base_url, retry=FAST) as client:
+            outcomes = await client.join_all(mixed, concurrency=4)
+    assert sorted(map(repr, (o.case_id for o in outcomes))) == sorted(map(repr, mixed))
+    by_id: dict[str, list[aa.JoinOutcome]] = {}
+    for outcome in outcomes:
+        by_id.setdefault(repr(outcome.case_id), []).append(outcome)
+    for bad in ("-1", "'abc'", "None", "3.0", "True", "0", repr(2**63)):
+        [outcome] = by_id[bad]
+        assert isinstance(outcome.error, aa.InvalidCaseIdError)
+        assert isinstance(outcome.error, ValueError)
+        assert outcome.attempts == 0 and not outcome.ok
+    assert isinstance(by_id["503"][0].error, aa.InternalServerError)
+    assert by_id["503"][0].attempts == FAST.max_attempts
+    assert isinstance(by_id["404"][0].error, aa.NotFoundError)
+    # Duplicates: one join, one "already joined"; both ok.
+    for dup in ("1", "2"):
+        pair = by_id[dup]
+        assert len(pair) == 2 and all(o.ok for o in pair)
+        assert sorted(o.already_joined for o in pair) == [False, True]
+        assert [o.case.id for o in pair if o.case is not None] == [int(dup)]
+    # Nothing invalid was sent.
+    assert server.requests == 4 + FAST.max_attempts + 1
+
+
+def _by_case(actions: dict[int, Any]) -> Any:
+    from faultserver import ok
+
+    async def action(request: Any, server: FaultServer, case_id: int) -> Any:
+        return await actions.get(case_id, ok)(request, server, case_id)
+
+    return action
+
+
+async def test_input_is_pulled_lazily(client: aa.AcquireClient) -> None:
+    stub_joins(client, delay=0.001)
+    pulled = 0
+
+    def ids() -> Iterator[int]:
+        nonlocal pulled
+        for i in range(1, 1_000_001):
+            pulled += 1
+            yield i
+
+    seen = 0
+    async with client.join_many(ids(), concurrency=8) as outcomes:
+        async for _ in outcomes:
+            seen += 1
+            # Ahead of the consumer by at most the in-flight joins and the queued outcomes.
+            assert pulled <= seen + 2 * 8 + 1
+            if seen == 500:
+                break
+    assert pulled < 600
+
+
+async def test_async_iterable_input(client: aa.AcquireClient) -> None:
+    seen = stub_joins(client)
+
+    async def ids() -> AsyncIterator[int]:
+        for i in range(1, 101):
+            await asyncio.sleep(0)
+            yield i
+
+    outcomes = await client.join_all(ids(), concurrency=10)
+    assert sorted(o.case_id for o in outcomes) == list(range(1, 101))
+    assert sorted(seen) == list(range(1, 101))
+
+
+async def test_failing_source_finishes_what_it_gave_then_raises(
+    client: aa.AcquireClient,
+) -> None:
+    stub_joins(client, delay=0.001)
+
+    def ids() -> Iterator[int]:
+        yield from range(1, 51)
+        raise OSError("queue backend went away")
+
+    got: list[int] = []
+    with pytest.raises(OSError, match="queue backend"):
+        async with client.join_many(ids(), concurrency=8) as outcomes:
+            async for outcome in outcomes:
+                got.append(outcome.case_id)
+    assert sorted(got) == list(range(1, 51))
+
+
+async def test_memory_stays_bounded_for_100k_ids(client: aa.AcquireClient) -> None:
+    stub_joins(client)
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        count = 0
+        async with client.join_many(iter(range(1, 100_001)), concurrency=64) as outcomes:
+            async for _ in outcomes:
+                count += 1
+        peak = tracemalloc.get_traced_memory()[1] - baseline
+    finally:
+        tracemalloc.stop()
+    assert count == 100_000
+    assert peak < 5_000_000, f"peak growth {peak} bytes"
+
+
+async def test_server_side_peak_never_exceeds_concurrency() -> None:
+    async with FaultServer(default=sleep_then(0.005)) as server:
+        async with aa.AcquireClient(api_key=KEY, base_url=server.base_url) as client:
+            outcomes = await client.join_all(range(1, 301), concurrency=7)
+    assert len(outcomes) == 300 and all(o.ok for o in outcomes)
+    assert 2 <= server.peak <= 7
+
+
+async def test_break_cancels_in_flight_and_releases_connections(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    script = [sleep_then(0)] * 3
+    async with FaultServer(script=script, default=sleep_then(30)) as server:
+        async with aa.AcquireClient(api_key=KEY, base_url=server.base_url) as client:
+            async with client.join_many(range(1, 1000), concurrency=16) as outcomes:
+                async for _ in outcomes:
+                    break
+            assert acquired(client) == 0
+            assert server.requests < 40
+    gc.collect()
+    assert "Task was destroyed" not in caplog.text
+
+
+async def test_aclose_on_the_iterator_releases_connections() -> None:
+    async with FaultServer(default=sleep_then(30)) as server:
+        async with aa.AcquireClient(api_key=KEY, base_url=server.base_url) as client:
+            stream = client.join_many(range(1, 100), concurrency=8)
+            waiter = asyncio.ensure_future(stream.__anext__())
+            while server.requests < 8:
+                await asyncio.sleep(0.005)
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            await stream.aclose()
+            assert acquired(client) == 0
+
+
+async def test_cancelling_the_consumer_releases_everything(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with FaultServer(default=sleep_then(30)) as server:
+        async with aa.AcquireClient(api_key=KEY, base_url=server.base_url) as client:
+
+            async def consume() -> None:
+                async with client.join_many(range(1, 100), concurrency=8) as outcomes:
+                    async for _ in outcomes:
+                        pass
+
+            task = asyncio.ensure_future(consume())
+            while server.requests < 8:
+                await asyncio.sleep(0.005)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert acquired(client) == 0
+            leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            assert not [t for t in leftover if "worker" in repr(t)]
+    gc.collect()
+    assert "Task was destroyed" not in caplog.text
+
+
+async def test_cancelled_join_chat_releases_its_connection() -> None:
+    async with FaultServer(default=sleep_then(30)) as server:
+        async with aa.AcquireClient(api_key=KEY, base_url=server.base_url) as client:
+            task = asyncio.ensure_future(client.join_chat(1))
+            while server.requests < 1:
+                await asyncio.sleep(0.005)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert acquired(client) == 0
+
+
+async def test_a_hook_exception_is_not_swallowed() -> None:
+    def boom(event: object) -> None:
+        raise RuntimeError("hook failed")
+
+    async with (
+        FaultServer() as server,
+        aa.AcquireClient(api_key=KEY, base_url=server.base_url, on_request=boom) as client,
+    ):
+        with pytest.raises(RuntimeError, match="hook failed"):
+            await client.join_all([1, 2, 3])
+
+
+@pytest.mark.parametrize("concurrency", [0, -1, True, 1.5])
+async def test_bad_concurrency(client: aa.AcquireClient, concurrency: Any) -> None:
+    with pytest.raises(ValueError, match="concurrency"):
+        client.join_many([1], concurrency=concurrency)
+
+
+async def test_bad_source(client: aa.AcquireClient) -> None:
+    with pytest.raises(TypeError, match="iterable"):
+        client.join_many(42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="iterable"):
+        client.join_many("123")
+
+
+async def test_outcome_fields_on_success() -> None:
+    async with FaultServer() as server:
+        async with aa.AcquireClient(api_key=KEY, base_url=server.base_url) as client:
+            [outcome] = await client.join_all([77])
+    assert outcome.ok and not outcome.already_joined
+    assert outcome.case is not None and outcome.case.id == 77
+    assert outcome.attempts == 1 and outcome.elapsed > 0
+    with pytest.raises(AttributeError):
+        outcome.case_id = 5  # type: ignore[misc]
