@@ -414,7 +414,8 @@ def demo(cases: int, concurrency: int, seed: int) -> None:
     faults = Faults(
         seed=seed,
         latency=(0.001, 0.01),
-        error_rates={503: 0.02, 429: 0.01, 500: 0.005},
+        error_rates={503: 0.02, 429: 0.003, 500: 0.005},
+        retry_after=0.25,
         drop_after_read=0.005,
     )
     err = Console(stderr=True)
@@ -424,8 +425,8 @@ def demo(cases: int, concurrency: int, seed: int) -> None:
         async with FakeAcquire(cases, faults=faults, already_joined=0.05) as fake:
             err.print(
                 f"[bold]acquire-async demo[/]: {cases} waiting cases on the emulator at "
-                f"{fake.base_url}; faults: 1-10 ms latency, 2% 503, 1% 429, 0.5% 500, "
-                "0.5% dropped answers; 5% of cases already joined."
+                f"{fake.base_url}; faults: 1-10 ms latency, 2% 503, 0.3% 429 (Retry-After "
+                "0.25 s), 0.5% 500, 0.5% dropped answers; 5% of cases already joined."
             )
             async with AcquireClient(
                 api_key=fake.api_key,

@@ -1,0 +1,48 @@
+"""Test against a fake Acquire: an in-process emulator of the Join Chat API, with faults.
+
+:class:`FakeAcquire` serves ``POST {base_url}/crm/messenger/chat/join`` on a real
+``127.0.0.1`` socket with ``aiohttp.web``: a store of realistic cases, Acquire's envelopes and
+error codes, a log of every request, and :class:`Faults` (latency, 5xx, 429, dropped and
+truncated connections, malformed and slow bodies), deterministic under a seed::
+
+    from acquire_async import AcquireClient, AlreadyJoinedError
+    from acquire_async.testing import FakeAcquire, Faults
+
+    async def test_retry_after_a_dropped_answer() -> None:
+        async with FakeAcquire(cases=5, faults=Faults(sequence=["drop_after_read"])) as fake:
+            async with AcquireClient(api_key=fake.api_key, base_url=fake.base_url) as client:
+                case = await client.join_chat(1000)  # retried: the first answer was lost
+            assert fake.is_joined(1000)
+            assert [r.fault for r in fake.requests] == ["drop_after_read", None]
+
+With pytest, ``pytest_plugins = ["acquire_async.testing.pytest_plugin"]`` gives the
+``fake_acquire`` and ``acquire_client`` fixtures. :func:`serve` runs the emulator in the
+foreground, for manual tests.
+"""
+
+from __future__ import annotations
+
+from ._cases import make_waiting_case
+from ._fake import (
+    DEFAULT_AGENT_ID,
+    DEFAULT_AGENT_NAME,
+    DEFAULT_API_KEY,
+    FakeAcquire,
+    RecordedRequest,
+)
+from ._faults import FAULT_NAMES, FaultName, Faults, ScriptItem
+from ._serve import serve
+
+__all__ = [
+    "DEFAULT_AGENT_ID",
+    "DEFAULT_AGENT_NAME",
+    "DEFAULT_API_KEY",
+    "FAULT_NAMES",
+    "FakeAcquire",
+    "FaultName",
+    "Faults",
+    "RecordedRequest",
+    "ScriptItem",
+    "make_waiting_case",
+    "serve",
+]
