@@ -139,8 +139,11 @@ class AcquireClient:
             raise TypeError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
         if throttle is not None and rate_limit is not None:
             raise ValueError("pass rate_limit or throttle, not both")
-        if user_agent is not None and not (user_agent.isascii() and user_agent.isprintable()):
-            raise ValueError("user_agent must be printable ASCII")
+        if user_agent is not None:
+            if not isinstance(user_agent, str):
+                raise TypeError(f"user_agent must be a str, not {type(user_agent).__name__}")
+            if not (user_agent.isascii() and user_agent.isprintable()):
+                raise ValueError("user_agent must be printable ASCII")
         self._timeouts = Timeouts.coerce(timeout)
         endpoint = _protocol.build_endpoint(
             account_id=account_id,

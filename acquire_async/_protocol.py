@@ -15,6 +15,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 
 import msgspec
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from . import errors
@@ -161,8 +162,17 @@ _ANY_DECODER = msgspec.json.Decoder()
 _EXCERPT = 200
 
 
+def _ci(headers: Mapping[str, str]) -> Mapping[str, str]:
+    # Header names are case-insensitive (RFC 9110): aiohttp hands us a CIMultiDictProxy, but a
+    # caller of this sans-I/O module may pass a plain dict with any spelling.
+    if isinstance(headers, (CIMultiDict, CIMultiDictProxy)):
+        return headers
+    return CIMultiDict(headers)
+
+
 def request_id(headers: Mapping[str, str]) -> str | None:
     """The server's request id, from the first of the usual headers it sent."""
+    headers = _ci(headers)
     for name in REQUEST_ID_HEADERS:
         value = headers.get(name)
         if value:
@@ -193,8 +203,9 @@ def decode_join(
             status, headers, body, envelope.error, envelope.message, method, url, now=now
         )
     if envelope.data is None:
+        excerpt = body[:_EXCERPT].decode("utf-8", "replace")
         raise errors.ResponseDecodeError(
-            "response has neither 'data' nor 'error'",
+            f"response has neither 'data' nor 'error' (HTTP {status}); body starts {excerpt!r}",
             status=status,
             body=body,
             method=method,
@@ -204,17 +215,20 @@ def decode_join(
 
 
 def _decode_envelope(status: int, body: bytes, method: str, url: str) -> _Envelope:
+    problem: BaseException
     try:
         return _ENVELOPE_DECODER.decode(body)
-    except msgspec.ValidationError as exc:
-        problem: BaseException = exc
-        if "Invalid value" in str(exc) and ".user.type" in str(exc):
-            try:
-                return _decode_lenient(body)
-            except (msgspec.MsgspecError, RecursionError, ValueError) as again:
-                problem = again
-    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError, ValueError) as exc:
+    except (msgspec.MsgspecError, RecursionError, UnicodeDecodeError, ValueError) as exc:
         problem = exc
+    if isinstance(problem, msgspec.ValidationError):
+        # Valid JSON of an unexpected shape: try once more with the known quirks smoothed
+        # over. Only this error path pays for it; the fast path above is one typed decode.
+        try:
+            return _decode_lenient(body)
+        except msgspec.ValidationError as again:
+            problem = again  # with the quirks smoothed over, this names the real bad field
+        except (msgspec.MsgspecError, RecursionError, ValueError):
+            pass
     raise _decode_error(problem, status, body, method, url)
 
 
@@ -244,23 +258,42 @@ def _decode_error(
 
 
 def _decode_lenient(body: bytes) -> _Envelope:
-    """Second pass for a participant ``type`` this SDK does not know: decode it as UnknownUser."""
+    """Second pass over a case that failed the typed decode, with Acquire's quirks fixed.
+
+    - a participant ``type`` this SDK does not know decodes as ``UnknownUser`` (msgspec's
+      tagged unions have no catch-all tag);
+    - a nested ``user`` sent without ``type`` (Acquire's add-message example of 2021-04-08)
+      takes the participant's own ``type``;
+    - ``"users": null`` reads as no users, like an absent ``users``.
+    """
     tree = _ANY_DECODER.decode(body)
-    _retag_unknown_users(tree)
+    if isinstance(tree, dict):
+        _normalize_case(tree.get("data"))
     return msgspec.convert(tree, _Envelope)
 
 
-def _retag_unknown_users(node: Any) -> None:
-    # Walk the whole tree: users also nest inside ``users[].case``.
-    if isinstance(node, dict):
-        user = node.get("user")
-        if isinstance(user, dict) and user.get("type") not in ("user", "contact"):
-            node["user"] = {**user, "kind": user.get("type"), "type": UNKNOWN_USER_TAG}
-        for value in node.values():
-            _retag_unknown_users(value)
-    elif isinstance(node, list):
-        for value in node:
-            _retag_unknown_users(value)
+def _normalize_case(case: Any) -> None:
+    if not isinstance(case, dict):
+        return
+    users = case.get("users")
+    if users is None and "users" in case:
+        case["users"] = []
+    elif isinstance(users, list):
+        for entry in users:
+            if isinstance(entry, dict):
+                _normalize_participant(entry)
+                _normalize_case(entry.get("case"))  # the joined entry nests the case again
+
+
+def _normalize_participant(entry: dict[str, Any]) -> None:
+    user = entry.get("user")
+    if not isinstance(user, dict):
+        return
+    kind = user.get("type")
+    if kind is None and entry.get("type") in ("user", "contact"):
+        entry["user"] = {**user, "type": entry["type"]}
+    elif kind not in ("user", "contact"):
+        entry["user"] = {**user, "kind": kind, "type": UNKNOWN_USER_TAG}
 
 
 # --------------------------------------------------------------------------- errors
@@ -336,6 +369,7 @@ def _error_from_payload(
     *,
     now: float | None = None,
 ) -> errors.APIStatusError:
+    headers = _ci(headers)
     code: str | None = None
     text: str | None = message if isinstance(message, str) and message else None
     if isinstance(error, dict):

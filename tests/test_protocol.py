@@ -1,0 +1,658 @@
+"""The sans-I/O core: input checks, the join body, response decoding, errors, Retry-After."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aioresponses import aioresponses
+from multidict import CIMultiDict
+from yarl import URL
+
+from acquire_async import (
+    AcquireClient,
+    AlreadyJoinedError,
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    Case,
+    ConflictError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseDecodeError,
+    UnprocessableEntityError,
+)
+from acquire_async._protocol import (
+    decode_join,
+    join_body,
+    parse_retry_after,
+    validate_account_id,
+    validate_case_id,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+JOIN_RESPONSE = (FIXTURES / "join_chat_response.json").read_bytes()
+ALREADY_JOINED = (
+    FIXTURES
+    / "acquire-examples"
+    / "crm-messenger-chat-join__ERROR-CHAT_ALREADY_JOINED__documented-under-httpCode200__"
+    "2021-03-10_3dc25cf.json"
+).read_bytes()
+JOIN_URL = "https://acme.acquire.io/api/v1/crm/messenger/chat/join"
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ACQUIRE_ACCOUNT_ID", raising=False)
+    monkeypatch.delenv("ACQUIRE_API_KEY", raising=False)
+
+
+def _raises(status: int, body: bytes, headers: Any = None, **kwargs: Any) -> Exception:
+    with pytest.raises(Exception) as info:
+        decode_join(status, headers if headers is not None else {}, body, **kwargs)
+    return info.value
+
+
+# --------------------------------------------------------------------------- account_id
+
+GOOD_ACCOUNTS = [
+    ("acme", "acme"),
+    ("my-co", "my-co"),
+    ("A1", "a1"),
+    ("ACME", "acme"),
+    ("0", "0"),
+    ("a" * 63, "a" * 63),
+    ("a-b-c9", "a-b-c9"),
+]
+
+BAD_ACCOUNTS = [
+    "",
+    "-a",
+    "a-",
+    "-",
+    "a" * 64,
+    "xn--abc",
+    "XN--abc",
+    "Xn--abc",
+    "a.b",
+    "acme.",
+    "a b",
+    " acme",
+    "acme ",
+    "a_b",
+    "\uff45vil",  # fullwidth e
+    "ex\u3002com",  # ideographic full stop
+    "\u212a",  # Kelvin sign: matches "k" under a non-ASCII IGNORECASE regex
+    "ac\u212ame",
+    "acme\n",
+    "acme\r",
+    "acme\x00",
+    "acme/x",
+    "acme@evil.com",
+    "user@acme",
+    "acme:80",
+    "acme#",
+    "acme?x",
+    "\u00e9vil",  # évil
+    "evil.com/",
+    "localhost:1",
+    "127.0.0.1",
+]
+
+
+@pytest.mark.parametrize(("account_id", "label"), GOOD_ACCOUNTS)
+def test_validate_account_id_accepts_one_label(account_id: str, label: str) -> None:
+    assert validate_account_id(account_id) == label
+
+
+@pytest.mark.parametrize("account_id", BAD_ACCOUNTS)
+def test_validate_account_id_refuses(account_id: str) -> None:
+    with pytest.raises(ValueError, match="account_id"):
+        validate_account_id(account_id)
+
+
+@pytest.mark.parametrize("account_id", [None, 123, b"acme", ["acme"]])
+def test_validate_account_id_non_str_is_a_type_error(account_id: object) -> None:
+    with pytest.raises(TypeError, match="account_id must be a str"):
+        validate_account_id(account_id)
+
+
+@pytest.mark.parametrize("account_id", BAD_ACCOUNTS)
+def test_client_refuses_bad_account_id_before_any_io(
+    account_id: str, mock_http: aioresponses
+) -> None:
+    with pytest.raises(ValueError, match="account_id"):
+        AcquireClient(account_id=account_id, api_key="k")
+    assert mock_http.requests == {}
+
+
+def test_client_non_str_account_id_is_a_type_error() -> None:
+    with pytest.raises(TypeError):
+        AcquireClient(account_id=123, api_key="k")  # type: ignore[arg-type]
+
+
+def test_client_without_account_id_or_base_url_is_refused() -> None:
+    with pytest.raises(ValueError, match="account_id is required"):
+        AcquireClient(api_key="k")
+
+
+@pytest.mark.parametrize(("account_id", "label"), GOOD_ACCOUNTS[:4])
+async def test_client_builds_the_acquire_url(
+    account_id: str, label: str, mock_http: aioresponses
+) -> None:
+    url = f"https://{label}.acquire.io/api/v1/crm/messenger/chat/join"
+    mock_http.post(url, body=JOIN_RESPONSE)
+    async with AcquireClient(account_id=account_id, api_key="k") as client:
+        assert client.base_url == f"https://{label}.acquire.io/api/v1"
+        await client.join_chat(1684)
+    ((method, sent),) = mock_http.requests
+    assert method == "POST"
+    assert sent.host == f"{label}.acquire.io"
+    assert sent.scheme == "https"
+    assert sent.port == 443
+    assert sent.path == "/api/v1/crm/messenger/chat/join"
+    assert str(sent) == url
+
+
+# --------------------------------------------------------------------------- base_url
+
+
+@pytest.mark.parametrize(
+    ("base_url", "expected_base", "expected_join"),
+    [
+        (
+            "http://127.0.0.1:1/prefix/api/v1",
+            "http://127.0.0.1:1/prefix/api/v1",
+            "http://127.0.0.1:1/prefix/api/v1/crm/messenger/chat/join",
+        ),
+        (
+            "http://127.0.0.1:1/prefix/api/v1/",
+            "http://127.0.0.1:1/prefix/api/v1",
+            "http://127.0.0.1:1/prefix/api/v1/crm/messenger/chat/join",
+        ),
+        (
+            "https://proxy.example:8443/api/v1",
+            "https://proxy.example:8443/api/v1",
+            "https://proxy.example:8443/api/v1/crm/messenger/chat/join",
+        ),
+        ("http://localhost", "http://localhost", "http://localhost/crm/messenger/chat/join"),
+        (
+            URL("http://127.0.0.1:8080/x"),
+            "http://127.0.0.1:8080/x",
+            "http://127.0.0.1:8080/x/crm/messenger/chat/join",
+        ),
+    ],
+)
+async def test_base_url_keeps_its_path_prefix(
+    base_url: str | URL, expected_base: str, expected_join: str, mock_http: aioresponses
+) -> None:
+    mock_http.post(expected_join, body=JOIN_RESPONSE)
+    async with AcquireClient(base_url=base_url, api_key="k") as client:
+        assert client.base_url == expected_base
+        case = await client.join_chat(1684)
+    assert case.id == 1684
+    assert [str(url) for _, url in mock_http.requests] == [expected_join]
+
+
+def test_base_url_replaces_account_id() -> None:
+    client = AcquireClient("acme", "k", base_url="http://127.0.0.1:1/api/v1")
+    assert client.base_url == "http://127.0.0.1:1/api/v1"
+
+
+@pytest.mark.parametrize(
+    ("base_url", "match"),
+    [
+        ("http://user:pw@127.0.0.1/api/v1", "credentials"),
+        ("http://user@127.0.0.1/api/v1", "credentials"),
+        ("http://127.0.0.1/api/v1?key=1", "query"),
+        ("http://127.0.0.1/api/v1#frag", "fragment"),
+        ("ftp://127.0.0.1/api/v1", "http"),
+        ("file:///etc/passwd", "http"),
+        ("127.0.0.1/api/v1", "http"),
+        ("http:///api/v1", "host"),
+        ("", "http"),
+    ],
+)
+def test_base_url_refused(base_url: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        AcquireClient(base_url=base_url, api_key="k")
+
+
+# --------------------------------------------------------------------------- case_id
+
+
+@pytest.mark.parametrize("case_id", [True, False, "1", 1.0, None, b"1", [1]])
+def test_validate_case_id_type_error(case_id: object) -> None:
+    with pytest.raises(TypeError, match="case_id must be an int"):
+        validate_case_id(case_id)
+
+
+@pytest.mark.parametrize("case_id", [0, -1, 2**63, 2**64, -(2**63)])
+def test_validate_case_id_value_error(case_id: int) -> None:
+    with pytest.raises(ValueError, match="positive 64-bit"):
+        validate_case_id(case_id)
+
+
+@pytest.mark.parametrize("case_id", [1, 1684, 2**63 - 1])
+def test_validate_case_id_accepts(case_id: int) -> None:
+    assert validate_case_id(case_id) == case_id
+
+
+# --------------------------------------------------------------------------- join body
+
+
+def test_join_body_exact_bytes() -> None:
+    assert join_body(1684, True) == b'{"caseId":1684,"askJoin":true}'
+    assert join_body(1684, False) == b'{"caseId":1684,"askJoin":false}'
+    assert join_body(2**63 - 1, True) == b'{"caseId":9223372036854775807,"askJoin":true}'
+
+
+@pytest.mark.parametrize("case_id", [1, 7, 1684, 2**63 - 1])
+@pytest.mark.parametrize("ask_join", [True, False])
+def test_join_body_round_trips(case_id: int, ask_join: bool) -> None:
+    decoded = json.loads(join_body(case_id, ask_join))
+    assert decoded == {"caseId": case_id, "askJoin": ask_join}
+    assert type(decoded["askJoin"]) is bool
+
+
+def test_join_body_matches_the_documented_request() -> None:
+    documented = json.loads((FIXTURES / "join_chat_request.json").read_bytes())
+    assert json.loads(join_body(1684, True)) == documented
+
+
+# --------------------------------------------------------------------------- success
+
+
+def test_decode_join_success() -> None:
+    case = decode_join(200, {}, JOIN_RESPONSE)
+    assert isinstance(case, Case)
+    assert case.id == 1684
+    assert len(case.users) == 3
+
+
+@pytest.mark.parametrize("status", [200, 201, 299])
+def test_any_2xx_with_data_is_a_case(status: int) -> None:
+    assert decode_join(status, {}, b'{"data":{"id":5}}') == Case(id=5)
+
+
+# --------------------------------------------------------------------------- error envelopes
+
+
+def test_already_joined_fixture_under_200() -> None:
+    exc = _raises(200, ALREADY_JOINED, {"X-Request-Id": "req-1"}, method="POST", url=JOIN_URL)
+    assert type(exc) is AlreadyJoinedError
+    assert isinstance(exc, ConflictError)
+    assert exc.status == 200
+    assert exc.code == "CHAT_ALREADY_JOINED"
+    assert exc.message == "You have already joined this chat."
+    assert exc.request_id == "req-1"
+    assert exc.method == "POST"
+    assert exc.url == JOIN_URL
+    assert exc.body == ALREADY_JOINED
+    assert exc.retry_after is None
+    assert str(exc) == (
+        f"HTTP 200 CHAT_ALREADY_JOINED: You have already joined this chat. (POST {JOIN_URL})"
+    )
+
+
+def test_error_wins_over_data() -> None:
+    body = b'{"data":{"id":1},"error":{"code":"ERROR_INVALID_INPUT","message":"bad"}}'
+    exc = _raises(200, body)
+    assert type(exc) is BadRequestError
+    assert (exc.status, exc.code, exc.message) == (200, "ERROR_INVALID_INPUT", "bad")
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [
+        ("CHAT_ALREADY_JOINED", 200, AlreadyJoinedError),
+        ("CHAT_ALREADY_JOINED", 400, AlreadyJoinedError),
+        ("CHAT_ALREADY_JOINED", 409, AlreadyJoinedError),
+        ("ERROR_DUPLICATE_RECORD_FOUND", 400, AlreadyJoinedError),
+        ("ERROR_DUPLICATE_RECORD_FOUND", 200, AlreadyJoinedError),
+        ("ERROR_RECORD_NOT_FOUND", 400, NotFoundError),
+        ("ERROR_RECORD_NOT_FOUND", 200, NotFoundError),
+        ("ERROR_INVALID_INPUT", 400, BadRequestError),
+        ("ERROR_INVALID_INPUT", 422, BadRequestError),
+        ("ERROR_UNAUTHORIZED", 401, AuthenticationError),
+        ("ERROR_UNAUTHORIZED", 400, AuthenticationError),
+        ("ERROR_UNAUTHORIZED_ACCESS", 403, PermissionDeniedError),
+        ("ERROR_UNAUTHORIZED_ACCESS", 400, PermissionDeniedError),
+        ("ERROR_SERVER_ERROR", 500, InternalServerError),
+        ("ERROR_SERVER_ERROR", 200, InternalServerError),
+        ("ERROR_SERVER_ERROR", 400, InternalServerError),
+        # An unknown code falls back to the status.
+        ("ERROR_SOMETHING_NEW", 403, PermissionDeniedError),
+        ("ERROR_SOMETHING_NEW", 200, APIStatusError),
+        ("ERROR_SOMETHING_NEW", 503, InternalServerError),
+    ],
+)
+def test_code_first_mapping(code: str, status: int, expected: type[APIStatusError]) -> None:
+    body = json.dumps({"error": {"code": code, "message": "msg from server", "data": None}})
+    exc = _raises(status, body.encode())
+    assert type(exc) is expected
+    assert exc.status == status
+    assert exc.code == code
+    assert exc.message == "msg from server"
+
+
+STATUS_CLASSES = [
+    (400, BadRequestError),
+    (401, AuthenticationError),
+    (403, PermissionDeniedError),
+    (404, NotFoundError),
+    (409, ConflictError),
+    (422, UnprocessableEntityError),
+    (429, RateLimitError),
+    (500, InternalServerError),
+    (502, InternalServerError),
+    (503, InternalServerError),
+    (504, InternalServerError),
+    (599, InternalServerError),
+    (405, APIStatusError),
+    (418, APIStatusError),
+]
+
+
+@pytest.mark.parametrize(("status", "expected"), STATUS_CLASSES)
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b'{"error":{"code":"ERROR_NOT_DOCUMENTED"}}',
+        b"<html><body><h1>Bad Gateway</h1></body></html>",
+        b"{not json",
+        b"[]",
+        b'{"error":null}',
+    ],
+)
+def test_status_mapping_without_a_known_code(
+    status: int, expected: type[APIStatusError], body: bytes
+) -> None:
+    exc = _raises(status, body)
+    assert type(exc) is expected
+    assert exc.status == status
+    assert exc.body == body
+    assert exc.message  # never empty
+
+
+def test_status_message_defaults_to_the_reason() -> None:
+    assert _raises(404, b"").message == "not found"
+    assert _raises(503, b"").message == "service unavailable"
+    assert _raises(418, b"").message == "error"
+
+
+def test_error_as_a_plain_string_code() -> None:
+    exc = _raises(400, b'{"error":"ERROR_RECORD_NOT_FOUND"}')
+    assert type(exc) is NotFoundError
+    assert exc.code == "ERROR_RECORD_NOT_FOUND"
+
+
+def test_error_as_a_plain_string_message() -> None:
+    exc = _raises(400, b'{"error":"Case 12 does not exist"}')
+    assert type(exc) is BadRequestError
+    assert exc.code is None
+    assert exc.message == "Case 12 does not exist"
+
+
+def test_error_string_under_200_is_an_error() -> None:
+    exc = _raises(200, b'{"error":"CHAT_ALREADY_JOINED"}')
+    assert type(exc) is AlreadyJoinedError
+    assert exc.status == 200
+
+
+def test_top_level_message() -> None:
+    exc = _raises(429, b'{"message":"Slow down"}')
+    assert type(exc) is RateLimitError
+    assert exc.message == "Slow down"
+    assert exc.code is None
+
+
+def test_top_level_message_with_a_code_only_error() -> None:
+    exc = _raises(400, b'{"error":{"code":"ERROR_INVALID_INPUT"},"message":"caseId missing"}')
+    assert type(exc) is BadRequestError
+    assert (exc.code, exc.message) == ("ERROR_INVALID_INPUT", "caseId missing")
+
+
+def test_inner_message_wins_over_top_level() -> None:
+    body = b'{"error":{"code":"ERROR_INVALID_INPUT","message":"inner"},"message":"outer"}'
+    assert _raises(400, body).message == "inner"
+
+
+def test_empty_error_envelope_under_200() -> None:
+    exc = _raises(200, b'{"error":{}}')
+    assert type(exc) is APIStatusError
+    assert exc.status == 200
+    assert exc.code is None
+    assert exc.message == "error envelope without message"
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_redirect_is_an_error_naming_the_location(status: int) -> None:
+    exc = _raises(
+        status,
+        b"",
+        {"Location": "https://evil.example/steal"},
+        method="POST",
+        url=JOIN_URL,
+    )
+    assert type(exc) is APIStatusError
+    assert exc.status == status
+    assert "https://evil.example/steal" in exc.message
+    assert "redirect" in exc.message
+    assert "https://evil.example/steal" in str(exc)
+
+
+def test_redirect_location_header_is_case_insensitive() -> None:
+    exc = _raises(302, b"", {"location": "https://evil.example/x"})
+    assert "https://evil.example/x" in exc.message
+
+
+# --------------------------------------------------------------------------- hostile bodies
+
+DEEP = b'{"data":{"id":1,"meta":{"a":' + b"[" * 10_000 + b"]" * 10_000 + b"}}}"
+DEEP_OBJECTS = b'{"data":{"id":1,"meta":' + b'{"a":' * 10_000 + b"1" + b"}" * 10_000 + b"}}"
+DEEP_WITH_BOT = (
+    b'{"data":{"id":1,"users":[{"type":"bot","user":{"type":"bot"}}],"meta":'
+    + b'{"a":' * 10_000
+    + b"1"
+    + b"}" * 10_000
+    + b"}}"
+)
+
+HOSTILE = {
+    "not json": b"this is not json",
+    "html page": b"<!DOCTYPE html><html><head><title>Login</title></head><body>hi</body></html>",
+    "empty": b"",
+    "whitespace": b"  \n ",
+    "array": b"[]",
+    "string": b'"str"',
+    "number": b"42",
+    "null": b"null",
+    "truncated": b'{"data":{"id":1',
+    "trailing garbage": b'{"data":{"id":1}} x',
+    "deep arrays in meta": DEEP,
+    "deep objects in meta": DEEP_OBJECTS,
+    "deep meta with unknown user": DEEP_WITH_BOT,
+    "invalid utf-8": b'{"data":{"id":1,"title":"\xff\xfe"}}',
+    "id 2**64": b'{"data":{"id":18446744073709551616}}',
+    "id 10**30": b'{"data":{"id":1000000000000000000000000000000}}',
+    "id -2**63-1": b'{"data":{"id":-9223372036854775809}}',
+    "data null": b'{"data":null}',
+    "empty object": b"{}",
+    "data wrong type": b'{"data":[]}',
+    "id string": b'{"data":{"id":"x"}}',
+    "id missing": b'{"data":{"status":"active"}}',
+    "users not a list": b'{"data":{"id":1,"users":{}}}',
+    "bad timestamp": b'{"data":{"id":1,"dateCreated":"yesterday"}}',
+    "meta not a dict": b'{"data":{"id":1,"meta":[1]}}',
+}
+
+
+@pytest.mark.parametrize("body", HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_body_is_exactly_a_decode_error(body: bytes) -> None:
+    exc = _raises(200, body, method="POST", url=JOIN_URL)
+    assert type(exc) is ResponseDecodeError
+    assert exc.status == 200
+    assert exc.body == body[:1024]
+    assert exc.method == "POST"
+    assert exc.url == JOIN_URL
+    excerpt = body[:200].decode("utf-8", "replace")
+    assert f"body starts {excerpt!r}" in str(exc)
+    assert len(str(exc)) < 1000
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        (b'{"data":{"id":"x"}}', "$.data.id"),
+        (b'{"data":{"id":18446744073709551616}}', "$.data.id"),
+        (b'{"data":{"id":1000000000000000000000000000000}}', "$.data.id"),
+        (b'{"data":{"id":1,"users":[{"id":2},{"id":"x"}]}}', "$.data.users[1].id"),
+        (b'{"data":{"id":1,"lastMessage":{"id":1,"dateCreated":"x"}}}', "$.data.lastMessage"),
+        (b'{"data":{"id":1,"users":[{"user":{"type":"bot","id":"x"}}]}}', "$.data.users[0].user"),
+        (b'{"data":{"id":1,"users":[{"user":{"type":"user","id":2e99}}]}}', "$.data.users[0].user"),
+        (b'{"data":{"status":"active"}}', "$.data"),
+    ],
+)
+def test_field_error_has_a_path(body: bytes, path: str) -> None:
+    exc = _raises(200, body)
+    assert type(exc) is ResponseDecodeError
+    assert exc.path is not None
+    assert exc.path.startswith(path)
+    assert f"at {exc.path}" in str(exc)
+
+
+def test_field_error_exact_path() -> None:
+    exc = _raises(200, b'{"data":{"id":"x"}}')
+    assert exc.path == "$.data.id"
+    exc = _raises(200, b'{"data":{"id":1,"users":[{"user":{"type":"bot","id":"x"}}]}}')
+    assert exc.path == "$.data.users[0].user.id"
+
+
+def test_not_json_has_no_path() -> None:
+    assert _raises(200, b"nope").path is None
+
+
+def test_big_hostile_body_is_cut_to_one_kib() -> None:
+    body = b"<html>" + b"x" * 50_000
+    exc = _raises(200, body)
+    assert type(exc) is ResponseDecodeError
+    assert exc.body == body[:1024]
+    assert len(str(exc)) < 1000
+
+
+def test_error_body_of_an_error_status_is_cut_to_one_kib() -> None:
+    body = b"<html>" + b"y" * 50_000
+    exc = _raises(502, body)
+    assert type(exc) is InternalServerError
+    assert exc.body == body[:1024]
+
+
+# --------------------------------------------------------------------------- headers
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Request-Id": "req-123"},
+        {"x-request-id": "req-123"},
+        CIMultiDict({"X-REQUEST-ID": "req-123"}),
+        {"Request-Id": "req-123"},
+        {"X-Amzn-RequestId": "req-123"},
+        {"X-Correlation-Id": "req-123"},
+    ],
+)
+@pytest.mark.parametrize(("status", "body"), [(404, b""), (200, ALREADY_JOINED)])
+def test_request_id_from_headers(headers: Any, status: int, body: bytes) -> None:
+    assert _raises(status, body, headers).request_id == "req-123"
+
+
+def test_request_id_prefers_x_request_id_and_is_none_without_one() -> None:
+    headers = {"X-Correlation-Id": "corr", "X-Request-Id": "req"}
+    assert _raises(500, b"", headers).request_id == "req"
+    assert _raises(500, b"", {}).request_id is None
+    assert _raises(500, b"", {"X-Request-Id": ""}).request_id is None
+
+
+@pytest.mark.parametrize(
+    "headers", [{"Retry-After": "7"}, {"retry-after": "7"}, CIMultiDict({"RETRY-AFTER": "7"})]
+)
+def test_rate_limit_error_gets_retry_after(headers: Any) -> None:
+    exc = _raises(429, b"", headers)
+    assert type(exc) is RateLimitError
+    assert exc.retry_after == 7.0
+
+
+def test_retry_after_as_an_http_date_needs_now() -> None:
+    now = datetime(2015, 10, 21, 7, 27, 50, tzinfo=timezone.utc).timestamp()
+    headers = {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}
+    assert _raises(429, b"", headers, now=now).retry_after == 10.0
+    assert _raises(429, b"", headers).retry_after is None
+
+
+def test_retry_after_on_503_and_on_an_envelope() -> None:
+    assert _raises(503, b"", {"Retry-After": "2"}).retry_after == 2.0
+    assert _raises(200, ALREADY_JOINED, {"Retry-After": "4"}).retry_after == 4.0
+    assert _raises(429, b"", {"Retry-After": "soon"}).retry_after is None
+    assert _raises(429, b"").retry_after is None
+
+
+# --------------------------------------------------------------------------- Retry-After
+
+NOW = datetime(2015, 10, 21, 7, 27, 50, tzinfo=timezone.utc).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("value", "now", "expected"),
+    [
+        (None, NOW, None),
+        ("0", None, 0.0),
+        ("3", None, 3.0),
+        ("120", NOW, 120.0),
+        ("1.5", None, 1.5),
+        (" 7 ", None, 7.0),
+        ("\t7\r\n", None, 7.0),
+        ("-1", None, None),
+        ("-0", None, None),
+        ("+5", None, None),
+        ("nan", NOW, None),
+        ("NaN", NOW, None),
+        ("inf", NOW, None),
+        ("Infinity", NOW, None),
+        ("1" * 400, None, None),  # overflows float to inf
+        # Decision: RFC 9110 delta-seconds are digits only, so exponent notation is refused
+        # (None: the caller uses its own backoff) rather than read as 1000 seconds.
+        ("1e3", None, None),
+        ("1e3", NOW, None),
+        ("0x10", NOW, None),
+        ("1.5.5", None, None),
+        ("\u0663", None, None),  # Arabic-Indic digit three: not ASCII
+        ("", NOW, None),
+        ("   ", NOW, None),
+        ("garbage", NOW, None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", NOW, 10.0),  # IMF-fixdate in the future
+        ("Wed, 21 Oct 2015 07:27:00 GMT", NOW, 0.0),  # in the past
+        ("Wed, 21 Oct 2015 07:27:50 GMT", NOW, 0.0),  # now
+        ("Wednesday, 21-Oct-15 07:28:00 GMT", NOW, 10.0),  # RFC 850
+        ("Wed Oct 21 07:28:00 2015", NOW, 10.0),  # asctime, no zone: taken as UTC
+        ("Wed, 21 Oct 2015 07:28:00 GMT", None, None),  # a date without now
+        ("Mon, 99 Oct 2015 07:28:00 GMT", NOW, None),  # impossible date
+    ],
+)
+def test_parse_retry_after(value: str | None, now: float | None, expected: float | None) -> None:
+    result = parse_retry_after(value, now=now)
+    assert result == expected
+    if expected is not None:
+        assert isinstance(result, float)
+
+
+def test_parse_retry_after_far_future_date() -> None:
+    when = datetime(2015, 10, 21, 8, 27, 50, tzinfo=timezone.utc)
+    assert parse_retry_after(format_datetime(when, usegmt=True), now=NOW) == 3600.0
