@@ -33,6 +33,9 @@ __all__ = ["AcquireClient", "JoinResponse"]
 log = logging.getLogger("acquire_async")
 
 DEFAULT_MAX_BODY_SIZE = 8 * 1024 * 1024
+# How long past a call's deadline the backstop waits for the retry loop's own, more
+# informative error (the last attempt's) before it reports a bare deadline timeout.
+_DEADLINE_GRACE = 0.05
 _METHODS = ("POST", "GET")
 _DEFAULT_USER_AGENT = (
     f"acquire-async/{__version__} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
@@ -352,17 +355,38 @@ class AcquireClient:
         return JoinOutcome(item, response.case, None, False, response.attempts, response.elapsed)
 
     async def _join(self, case_id: int, ask_join: bool, timeout: float | None) -> JoinResponse:
-        """The retry loop: the one place a join is attempted, again if the policy allows."""
+        """One join, retried as the policy allows, within the call's deadline if it has one."""
+        if timeout is None:
+            return await self._retry_loop(case_id, ask_join, None, [0])
+        # The loop keeps to the deadline itself (attempt timeouts, no sleep past it); this
+        # backstop also bounds the waits it cannot time: a concurrency slot, the throttle.
+        sent = [0]
+        loop = self._retry_loop(case_id, ask_join, time.monotonic() + timeout, sent)
+        try:
+            return await asyncio.wait_for(loop, timeout + _DEADLINE_GRACE)
+        except TimeoutError:
+            pass
+        raise APITimeoutError(
+            f"the call's deadline of {timeout:g}s passed",
+            method=self._method,
+            url=self._url_str,
+            request_sent=sent[0] > 0,
+            attempts=sent[0],
+        )
+
+    async def _retry_loop(
+        self, case_id: int, ask_join: bool, deadline: float | None, sent: list[int]
+    ) -> JoinResponse:
+        """The one place a join is attempted, and attempted again if the policy allows."""
         session = self._get_session()
         body = _protocol.join_body(case_id, ask_join)
         start = time.monotonic()
-        deadline = None if timeout is None else start + timeout
         attempt = 0
         switched = False
         while True:
             attempt += 1
             try:
-                raw, case = await self._attempt(session, case_id, body, attempt, deadline)
+                raw, case = await self._attempt(session, case_id, body, attempt, deadline, sent)
             except AcquireError as exc:
                 error = exc
             else:
@@ -385,7 +409,8 @@ class AcquireClient:
                     503,
                 )
             ):
-                await self._throttle.pause(error.retry_after)
+                # Past max_retry_after this call fails fast, but the pause stays bounded too.
+                await self._throttle.pause(min(error.retry_after, self._retry.max_retry_after))
             remaining = None if deadline is None else deadline - time.monotonic()
             delay = retry_delay(
                 self._retry, self._budget, error, attempt, self._random.random(), remaining
@@ -405,8 +430,13 @@ class AcquireClient:
         body: bytes,
         attempt: int,
         deadline: float | None,
+        sent: list[int],
     ) -> tuple[_protocol.RawResponse, Case]:
-        """One HTTP attempt under a concurrency slot and the throttle; decode or raise."""
+        """One HTTP attempt under a concurrency slot and the throttle; decode or raise.
+
+        ``sent[0]`` becomes ``attempt`` once the request is on its way (for the deadline's
+        backstop error, which cannot see this frame).
+        """
         async with self._slots:
             await self._throttle.acquire()
             # Timers start here, after the slot: queueing is never a server timeout.
@@ -432,6 +462,7 @@ class AcquireClient:
                 self._on_request(RequestEvent(method, self._url_str, case_id, attempt))
             started = time.monotonic()
             status: int | None = None
+            sent[0] = attempt
             try:
                 raw = await _transport.send(
                     session,

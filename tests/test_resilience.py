@@ -463,3 +463,41 @@ async def test_one_debug_record_per_attempt(
     assert "status=503" in records[0].getMessage()
     assert "attempt=2" in records[1].getMessage()
     assert all(KEY not in r.getMessage() for r in records)
+
+
+async def test_deadline_bounds_the_wait_for_a_slot(make_client: MakeClient) -> None:
+    async with FaultServer(default=sleep_then(5)) as server:
+        client = make_client(server.base_url, max_concurrency=1, timeout=aa.Timeouts(total=10))
+        hog = asyncio.ensure_future(client.join_chat(1))
+        while server.requests < 1:
+            await asyncio.sleep(0.005)
+        started = time.monotonic()
+        with pytest.raises(aa.APITimeoutError, match="deadline") as info:
+            await client.join_chat(2, timeout=0.2)
+        assert time.monotonic() - started < 2.0
+        assert info.value.attempts == 0  # it never got a slot, so never left
+        assert info.value.request_sent is False
+        assert server.requests == 1
+        hog.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await hog
+
+
+async def test_deadline_bounds_a_cool_down(make_client: MakeClient) -> None:
+    async with FaultServer() as server:
+        client = make_client(server.base_url)
+        await client._throttle.pause(30)
+        with pytest.raises(aa.APITimeoutError, match="deadline"):
+            await client.join_chat(1, timeout=0.1)
+    assert server.requests == 0
+
+
+async def test_a_long_retry_after_pauses_the_client_at_most_max_retry_after(
+    make_client: MakeClient,
+) -> None:
+    async with FaultServer(script=[status(429, {"Retry-After": "3600"})]) as server:
+        client = make_client(server.base_url, retry=aa.RetryPolicy(max_retry_after=5))
+        with pytest.raises(aa.RateLimitError):
+            await client.join_chat(1)
+    assert isinstance(client._throttle, aa.LocalThrottle)
+    assert 4 < client._throttle.paused_for <= 5
