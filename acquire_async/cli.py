@@ -21,9 +21,10 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NoReturn
@@ -41,7 +42,6 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 from ._client import AcquireClient
 from ._retry import RetryPolicy
 from ._version import __version__
-from .errors import AcquireError
 
 __all__ = ["main"]
 
@@ -73,6 +73,58 @@ def _skip_done(ids: Iterable[Any], done: set[int], skipped: list[int]) -> Iterat
             skipped.append(item)
             continue
         yield item
+
+
+_EOF = object()
+
+
+async def read_in_thread(items: Iterable[Any], buffer: int = 1024) -> AsyncIterator[Any]:
+    """Yield ``items`` read by a daemon thread, so a blocking source (a pipe on stdin that
+    stays open) never blocks the event loop: joins go on and Ctrl-C is heard meanwhile.
+
+    A daemon thread, not ``asyncio.to_thread``: ``asyncio.run`` waits for its executor's
+    threads at shutdown, and would hang on a ``readline`` that never returns.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=buffer)
+
+    def pump() -> None:
+        def put(item: Any) -> None:
+            # Blocks this thread (never the loop) while the queue is full: backpressure.
+            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+
+        try:
+            for item in items:
+                put(item)
+            put(_EOF)
+        except RuntimeError:  # the loop is gone: the run ended before the input did
+            return
+        except BaseException as exc:  # the input failed: hand the error to the loop
+            with contextlib.suppress(RuntimeError):
+                put(_Failure(exc))
+
+    threading.Thread(target=pump, name="acquire-async-input", daemon=True).start()
+    while (item := await queue.get()) is not _EOF:
+        if isinstance(item, _Failure):
+            raise item.error
+        yield item
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def open_resume(path: Path) -> IO[str]:
+    """Open a resume file for appending, so that the next record starts on its own line."""
+    handle = path.open("a+", encoding="utf-8")
+    if handle.tell() > 0:
+        handle.seek(handle.tell() - 1)
+        last = handle.read(1)
+        handle.seek(0, os.SEEK_END)
+        if last != "\n":
+            handle.write("\n")
+    return handle
 
 
 def load_resume(path: Path) -> set[int]:
@@ -121,7 +173,7 @@ def _outcome_json(outcome: Any) -> str:
 
 async def run_bulk(
     client: AcquireClient,
-    ids: Iterable[Any],
+    ids: Iterable[Any] | AsyncIterable[Any],
     *,
     concurrency: int,
     ask_join: bool,
@@ -145,28 +197,32 @@ async def run_bulk(
         disable=not err.is_terminal,
     )
     task_id = progress.add_task("join", total=total, rate="")
-    with progress:
-        async with client.join_many(
-            ids, concurrency=concurrency, ask_join=ask_join, timeout=timeout
-        ) as outcomes:
-            async for outcome in outcomes:
-                if outcome.already_joined:
-                    tally.already_joined += 1
-                elif outcome.ok:
-                    tally.joined += 1
-                else:
-                    tally.failed[type(outcome.error).__name__] += 1
-                if output == "jsonl":
-                    out.write(_outcome_json(outcome) + "\n")
-                else:
-                    rows.append(outcome)
-                if resume is not None and outcome.ok:
-                    resume.write(f"{outcome.case_id}\n")
-                    resume.flush()
-                rate = tally.done / max(time.monotonic() - tally.started, 1e-9)
-                progress.update(task_id, advance=1, rate=f"{rate:,.0f}/s")
-    if output == "table":
-        _print_table(rows, out)
+    try:
+        with progress:
+            async with client.join_many(
+                ids, concurrency=concurrency, ask_join=ask_join, timeout=timeout
+            ) as outcomes:
+                async for outcome in outcomes:
+                    if outcome.already_joined:
+                        tally.already_joined += 1
+                    elif outcome.ok:
+                        tally.joined += 1
+                    else:
+                        tally.failed[type(outcome.error).__name__] += 1
+                    # Report first, then record: a recorded id has always been shown.
+                    if output == "jsonl":
+                        out.write(_outcome_json(outcome) + "\n")
+                        out.flush()
+                    else:
+                        rows.append(outcome)
+                    if resume is not None and outcome.ok:
+                        resume.write(f"{outcome.case_id}\n")
+                        resume.flush()
+                    rate = tally.done / max(time.monotonic() - tally.started, 1e-9)
+                    progress.update(task_id, advance=1, rate=f"{rate:,.0f}/s")
+    finally:
+        if output == "table":  # also after Ctrl-C: what finished is reported
+            _print_table(rows, out)
 
 
 def _print_table(rows: list[Any], out: IO[str]) -> None:
@@ -311,36 +367,51 @@ def join(
     except (TypeError, ValueError) as exc:
         _fail(str(exc))
     del api_key
-    lines: Iterable[str] = case_ids if case_ids else from_file  # type: ignore[assignment]
-    done = load_resume(resume) if resume is not None else set()
+    done: set[int] = set()
+    record: IO[str] | None = None
+    if resume is not None:
+        try:
+            done = load_resume(resume)
+            record = open_resume(resume)
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"cannot use the resume file {str(resume)!r}: {_reason(exc)}")
     skipped: list[int] = []
-    ids = _skip_done(parse_ids(lines), done, skipped)
-    total = len(case_ids) - sum(1 for c in case_ids if c.strip().isdigit() and int(c) in done)
     tally = Tally()
     err = Console(stderr=True)
 
     async def work() -> None:
+        if case_ids:
+            ids: Iterable[Any] | AsyncIterator[Any]
+            ids = _skip_done(parse_ids(case_ids), done, skipped)
+            total: int | None = sum(
+                1 for item in parse_ids(case_ids) if not (isinstance(item, int) and item in done)
+            )
+        else:
+            assert from_file is not None
+            ids = read_in_thread(_skip_done(parse_ids(from_file), done, skipped))
+            total = None
         async with client:
-            with contextlib.ExitStack() as stack:
-                record = stack.enter_context(resume.open("a")) if resume is not None else None
-                await run_bulk(
-                    client,
-                    ids,
-                    concurrency=concurrency,
-                    ask_join=not no_ask_join,
-                    timeout=timeout,
-                    output=output,
-                    out=sys.stdout,
-                    err=err,
-                    resume=record,
-                    total=total if case_ids else None,
-                    tally=tally,
-                )
+            await run_bulk(
+                client,
+                ids,
+                concurrency=concurrency,
+                ask_join=not no_ask_join,
+                timeout=timeout,
+                output=output,
+                out=sys.stdout,
+                err=err,
+                resume=record,
+                total=total,
+                tally=tally,
+            )
 
     try:
         asyncio.run(_until_interrupted(work(), tally))
-    except AcquireError as exc:  # pragma: no cover - join_many reports errors as outcomes
-        _fail(str(exc))
+    except KeyboardInterrupt:  # Ctrl-C before the loop's own handler was installed
+        tally.interrupted = True
+    finally:
+        if record is not None:
+            record.close()
     tally.skipped = len(skipped)
     sys.stdout.flush()
     for line in summary_lines(tally, client):
@@ -350,7 +421,10 @@ def join(
 
 def _read_key(path: Path | None) -> str:
     if path is not None:
-        key = path.read_text().strip()
+        try:
+            key = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"cannot read the API key file {str(path)!r}: {_reason(exc)}")
         if not key:
             _fail(f"the API key file {str(path)!r} is empty")
         return key
@@ -358,6 +432,14 @@ def _read_key(path: Path | None) -> str:
     if not key:
         _fail("no API key: set ACQUIRE_API_KEY or pass --api-key-file")
     return key
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
 
 
 def _faults_option(spec: str | None, seed: int) -> Any:

@@ -1,0 +1,759 @@
+"""The ``acquire-async`` command, end to end: subprocesses against ``acquire-async serve``.
+
+Every join runs as ``python -m acquire_async join …`` against the emulator, itself started as
+``python -m acquire_async serve`` on a free port; nothing is imported into the process under
+test. Each test takes its own block of case ids from the shared server (``Server.take``), so
+the tests do not depend on each other's joins. Every wait is bounded.
+
+A few pure helpers of ``acquire_async.cli`` (``parse_ids``, ``load_resume``,
+``summary_lines``) are unit-tested at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import IO, Any
+
+import pytest
+
+from acquire_async._stats import ClientStats
+from acquire_async._version import __version__
+from acquire_async.cli import Tally, load_resume, parse_ids, summary_lines
+from acquire_async.testing import DEFAULT_API_KEY
+
+CLI = [sys.executable, "-m", "acquire_async"]
+ANNOUNCE = "Fake Acquire Join Chat API on "
+READY = "Press Ctrl-C to stop."  # the last line of serve's banner
+FIRST_CASE = 1000  # serve's first case id
+CASES = 400  # cases on the shared server: ids 1000-1399
+UNKNOWN_ID = 999_999  # not in any server's store
+LATENCY = 0.25  # seconds the slow server waits before each answer
+STARTUP_TIMEOUT = 15.0
+RUN_TIMEOUT = 30.0
+OUTCOME_KEYS = {"case_id", "ok", "already_joined", "status", "attempts", "error"}
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def cli_env(key: str | None = DEFAULT_API_KEY) -> dict[str, str]:
+    """``os.environ`` with the API key set (or removed) and nothing that changes the output."""
+    env = dict(os.environ)
+    for name in ("ACQUIRE_API_KEY", "ACQUIRE_ACCOUNT_ID", "FORCE_COLOR", "TTY_COMPATIBLE"):
+        env.pop(name, None)
+    env["PYTHONIOENCODING"] = "utf-8"
+    if key is not None:
+        env["ACQUIRE_API_KEY"] = key
+    return env
+
+
+def run_cli(
+    *args: object,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    secrets: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[str]:
+    """Run the command to its end; check that no API key (the env's, ``secrets``) leaked."""
+    env = cli_env() if env is None else env
+    feed: dict[str, Any] = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
+    result = subprocess.run(
+        [*CLI, *map(str, args)],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=env,
+        timeout=RUN_TIMEOUT,
+        check=False,
+        **feed,
+    )
+    for secret in (*secrets, env.get("ACQUIRE_API_KEY", "")):
+        if secret:
+            assert secret not in result.stdout, "the API key was printed on stdout"
+            assert secret not in result.stderr, "the API key was printed on stderr"
+    return result
+
+
+def outcomes(stdout: str) -> list[dict[str, Any]]:
+    """The JSON Lines of a ``join`` run, each checked for the documented fields."""
+    parsed = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    for outcome in parsed:
+        assert outcome.keys() >= OUTCOME_KEYS, outcome
+    return parsed
+
+
+def by_id(stdout: str) -> dict[Any, dict[str, Any]]:
+    lines = outcomes(stdout)
+    counts = Counter(o["case_id"] for o in lines)
+    assert all(n == 1 for n in counts.values()), f"an id was reported twice: {counts}"
+    return {o["case_id"]: o for o in lines}
+
+
+def assert_usage_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """Exit 2, nothing on stdout, exactly one ``acquire-async: error:`` line, no traceback."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("acquire-async: error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def wait_until(predicate: Callable[[], object], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
+
+
+def _pump(stream: IO[str], sink: Callable[[str], object]) -> None:
+    with contextlib.suppress(ValueError, OSError):  # the pipe closed under us
+        for line in stream:
+            sink(line)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Running:
+    """A CLI subprocess in the background; its stdout and stderr are collected as they come."""
+
+    def __init__(self, *args: object, env: dict[str, str], stdin: int = subprocess.DEVNULL):
+        self.proc = subprocess.Popen(
+            [*CLI, *map(str, args)],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            env=env,
+        )
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._pumps = [
+            threading.Thread(target=_pump, args=(stream, sink.append), daemon=True)
+            for stream, sink in ((self.proc.stdout, self._out), (self.proc.stderr, self._err))
+        ]
+        for pump in self._pumps:
+            pump.start()
+
+    @property
+    def stdout(self) -> str:
+        return "".join(self._out)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self._err)
+
+    def finish(self, timeout: float) -> int:
+        """Wait (bounded) for the exit and for the rest of the output."""
+        code = self.proc.wait(timeout)
+        for pump in self._pumps:
+            pump.join(5)
+        return code
+
+    def close(self) -> None:
+        """Whatever happened: close stdin, kill if still running, reap, close the pipes."""
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        for pump in self._pumps:
+            pump.join(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@dataclass
+class Server:
+    """A running ``acquire-async serve``."""
+
+    proc: subprocess.Popen[str]
+    base_url: str
+    port: int
+    lines: queue.Queue[str]
+    pump: threading.Thread
+    output: list[str] = field(default_factory=list)
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(FIRST_CASE))
+    cases: int = CASES
+
+    def take(self, n: int) -> list[int]:
+        """``n`` case ids no other test has used on this server."""
+        ids = [next(self._ids) for _ in range(n)]
+        assert ids[-1] < FIRST_CASE + self.cases, "the server ran out of cases"
+        return ids
+
+    def all_output(self) -> str:
+        while True:
+            try:
+                self.output.append(self.lines.get_nowait())
+            except queue.Empty:
+                return "".join(self.output)
+
+
+def _start_server(options: tuple[str, ...], key: str, cases: int) -> Server | str:
+    """Start ``serve`` on a free port; the server once it announced itself, else its output."""
+    port = _free_port()
+    command = [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--cases", str(cases)]
+    proc = subprocess.Popen(
+        [*command, *options],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        env=cli_env(key),
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    pump = threading.Thread(target=_pump, args=(proc.stdout, lines.put), daemon=True)
+    pump.start()
+    server = Server(proc, "", port, lines, pump, cases=cases)
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=0.05)
+            except queue.Empty:
+                if proc.poll() is not None and not pump.is_alive() and lines.empty():
+                    break  # exited without announcing itself
+                continue
+            server.output.append(line)
+            if line.startswith(ANNOUNCE):
+                server.base_url = line[len(ANNOUNCE) :].strip()
+            if server.base_url and line.startswith(READY):  # the whole banner is in
+                return server
+    except BaseException:
+        _stop_server(proc, pump)
+        raise
+    _stop_server(proc, pump)
+    return server.all_output() or f"serve exited with {proc.returncode} and printed nothing"
+
+
+def _stop_server(proc: subprocess.Popen[str], pump: threading.Thread) -> None:
+    if proc.poll() is None:
+        proc.terminate()  # SIGTERM: serve stops cleanly
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    pump.join(5)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+@contextlib.contextmanager
+def serving(*options: str, key: str = DEFAULT_API_KEY, cases: int = CASES) -> Iterator[Server]:
+    failure = ""
+    for _ in range(3):  # the free port may be taken between our probe and serve's bind
+        started = _start_server(options, key, cases)
+        if isinstance(started, Server):
+            break
+        failure = started
+    else:
+        pytest.fail(f"acquire-async serve did not start:\n{failure}")
+    try:
+        assert started.base_url == f"http://127.0.0.1:{started.port}/api/v1"
+        yield started
+    finally:
+        _stop_server(started.proc, started.pump)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    with serving() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def slow_server() -> Iterator[Server]:
+    """Every answer waits ``LATENCY`` seconds: runs last long enough to interrupt them."""
+    with serving("--faults", json.dumps({"latency": LATENCY}), cases=100) as running:
+        yield running
+
+
+def join_args(server: Server, *args: object) -> list[object]:
+    return ["join", "--base-url", server.base_url, *args]
+
+
+# --------------------------------------------------------------------------- joining
+
+
+def test_all_joined_exit_0_with_one_json_line_per_id(server: Server) -> None:
+    ids = server.take(3)
+    result = run_cli(*join_args(server, *ids))
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = outcomes(result.stdout)
+    assert len(lines) == len(result.stdout.splitlines()) == 3  # nothing else on stdout
+    assert sorted(o["case_id"] for o in lines) == ids
+    for outcome in lines:
+        assert outcome["ok"] is True
+        assert outcome["already_joined"] is False
+        assert outcome["status"] == "active"
+        assert outcome["attempts"] == 1
+        assert outcome["error"] is None
+        assert outcome["message"] is None
+    assert "joined 3, already joined 0, failed 0" in result.stderr
+
+
+def test_second_run_reports_already_joined_and_exits_0(server: Server) -> None:
+    ids = server.take(2)
+    assert run_cli(*join_args(server, *ids)).returncode == 0
+
+    again = run_cli(*join_args(server, *ids))
+
+    assert again.returncode == 0, again.stderr
+    reported = by_id(again.stdout)
+    assert sorted(reported) == ids
+    for outcome in reported.values():
+        assert outcome["ok"] is True
+        assert outcome["already_joined"] is True
+        assert outcome["error"] is None
+    assert "joined 0, already joined 2, failed 0" in again.stderr
+
+
+def test_failures_exit_1_and_the_run_goes_on(server: Server) -> None:
+    first, last = server.take(2)
+    result = run_cli(*join_args(server, first, UNKNOWN_ID, "abc", last))
+
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    reported = by_id(result.stdout)
+    assert set(reported) == {first, UNKNOWN_ID, "abc", last}
+    assert reported[first]["ok"] and reported[last]["ok"]  # after the bad ones too
+    unknown = reported[UNKNOWN_ID]
+    assert unknown["ok"] is False and unknown["already_joined"] is False
+    assert unknown["error"] == "NotFoundError"
+    assert unknown["status"] is None and unknown["attempts"] >= 1
+    bad = reported["abc"]
+    assert bad["ok"] is False
+    assert bad["error"] == "InvalidCaseIdError"
+    assert bad["attempts"] == 0  # nothing was sent
+    assert "failed 2 (InvalidCaseIdError 1, NotFoundError 1)" in result.stderr
+
+
+def test_from_stdin_skips_blank_lines_and_comments(server: Server) -> None:
+    a, b, commented = server.take(3)
+    text = f"\n# ids to join\n{a}\n\n   \n  {b}  # trailing comment\n# {commented}\n"
+
+    result = run_cli(*join_args(server, "--from", "-"), stdin=text)
+
+    assert result.returncode == 0, result.stderr
+    reported = by_id(result.stdout)
+    assert sorted(reported) == [a, b]  # the commented-out id was not joined
+    assert all(o["ok"] and not o["already_joined"] for o in reported.values())
+
+
+def test_from_file(server: Server, tmp_path: Path) -> None:
+    a, b, c = server.take(3)
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_bytes(f"# batch\r\n{a}\r\n\r\nabc\r\n{UNKNOWN_ID}\r\n{b}\r\n{c}".encode())
+
+    result = run_cli(*join_args(server, "--from", ids_file))
+
+    assert result.returncode == 1, result.stderr
+    reported = by_id(result.stdout)
+    assert set(reported) == {a, "abc", UNKNOWN_ID, b, c}
+    assert {i for i, o in reported.items() if o["ok"]} == {a, b, c}
+    assert reported["abc"]["error"] == "InvalidCaseIdError"
+    assert reported[UNKNOWN_ID]["error"] == "NotFoundError"
+
+
+def test_output_table(server: Server) -> None:
+    good = server.take(1)[0]
+    result = run_cli(*join_args(server, "--output", "table", good, "abc"))
+
+    assert result.returncode == 1, result.stderr
+    out = result.stdout
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(out.splitlines()[0])  # a table, not JSON Lines
+    header = next(line for line in out.splitlines() if "case" in line)
+    for column in ("case", "result", "status", "attempts", "ms", "error"):
+        assert column in header
+    assert re.search(rf"│ {good}\s+│ joined\s+│ active\s+│ 1\s+│", out), out
+    assert re.search(r"│ abc\s+│ failed\s+│\s+│ 0\s+│.*│ InvalidCaseIdError: ", out), out
+    assert "joined 1, already joined 0, failed 1" in result.stderr  # summary still on stderr
+
+
+# --------------------------------------------------------------------------- usage errors
+
+
+def test_ids_and_from_together_is_a_usage_error(server: Server, tmp_path: Path) -> None:
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("1000\n")
+    result = run_cli(*join_args(server, "--from", ids_file, "1001"))
+    assert_usage_error(result, "--from")
+
+
+def test_neither_ids_nor_from_is_a_usage_error(server: Server) -> None:
+    assert_usage_error(run_cli(*join_args(server)), "--from")
+
+
+@pytest.mark.parametrize("key", [None, ""], ids=["unset", "empty"])
+def test_missing_api_key_is_a_usage_error(server: Server, key: str | None) -> None:
+    env = cli_env(None)
+    if key is not None:
+        env["ACQUIRE_API_KEY"] = key
+    result = run_cli(*join_args(server, server.take(1)[0]), env=env)
+    assert_usage_error(result, "ACQUIRE_API_KEY", "--api-key-file")
+
+
+def test_empty_api_key_file_is_a_usage_error(server: Server, tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("\n")
+    result = run_cli(*join_args(server, "--api-key-file", key_file, 1000), env=cli_env(None))
+    assert_usage_error(result, "empty")
+
+
+def test_api_key_file_is_read_and_wins_over_the_environment(server: Server, tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(DEFAULT_API_KEY + "\n")
+    a, b = server.take(2)
+
+    only_file = run_cli(*join_args(server, "--api-key-file", key_file, a), env=cli_env(None))
+    over_env = run_cli(
+        *join_args(server, "--api-key-file", key_file, b), env=cli_env("a-wrong-key-in-env")
+    )
+
+    for result, case_id in ((only_file, a), (over_env, b)):
+        assert result.returncode == 0, result.stderr
+        assert by_id(result.stdout)[case_id]["ok"] is True
+
+
+def test_wrong_key_gives_authentication_errors_and_joins_nothing(server: Server) -> None:
+    ids = server.take(2)
+    result = run_cli(*join_args(server, *ids), env=cli_env("not-the-emulator-key-123"))
+
+    assert result.returncode == 1, result.stderr
+    reported = by_id(result.stdout)
+    assert sorted(reported) == ids
+    for outcome in reported.values():
+        assert outcome["ok"] is False
+        assert outcome["error"] == "AuthenticationError"
+    assert "failed 2 (AuthenticationError 2)" in result.stderr
+    # The emulator applied nothing: with the right key they are joined now, not before.
+    right = run_cli(*join_args(server, *ids))
+    assert [o["already_joined"] for o in outcomes(right.stdout)] == [False, False]
+
+
+@pytest.mark.parametrize("account", ["evil.com/", "user@evil.com", "evil.com#"])
+def test_hostile_account_is_a_usage_error(account: str) -> None:
+    result = run_cli("join", "--account", account, "1000")
+    assert_usage_error(result, "account_id must be one DNS label")
+
+
+def test_hostile_account_from_the_environment_is_a_usage_error() -> None:
+    env = cli_env()
+    env["ACQUIRE_ACCOUNT_ID"] = "evil.com/"
+    assert_usage_error(run_cli("join", "1000", env=env), "account_id")
+
+
+def test_serve_usage_errors_are_one_line() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        taken = run_cli("serve", "--port", port, "--cases", 1)
+    assert_usage_error(taken, f"cannot listen on 127.0.0.1:{port}")
+    assert_usage_error(run_cli("serve", "--faults", "{not json"), "--faults")
+
+
+def test_the_api_key_is_never_printed(tmp_path: Path) -> None:
+    canary = "canary-7f3c9e1d-DO-NOT-PRINT-4b8a"
+    env = cli_env(canary)
+    with serving(key=canary, cases=5) as private:
+        assert "the key given (not shown)" in private.all_output()
+        key_file = tmp_path / "key"
+        key_file.write_text(canary)
+        runs = [
+            run_cli(*join_args(private, 1000, 1001), env=env),
+            run_cli(*join_args(private, 1000, UNKNOWN_ID, "abc"), env=env),
+            run_cli(*join_args(private, "--output", "table", 1002, "abc"), env=env),
+            run_cli(
+                *join_args(private, "--api-key-file", key_file, 1003),
+                env=cli_env(None),
+                secrets=(canary,),
+            ),
+            run_cli("join", "--account", "evil.com/", "1004", env=env),
+        ]
+        bad_key_env = cli_env(canary + " ")  # rejected: the error must not quote it
+        runs.append(run_cli(*join_args(private, 1004), env=bad_key_env))
+        serve_output = private.all_output()
+
+    assert [r.returncode for r in runs] == [0, 1, 1, 0, 2, 2]
+    for result in runs:
+        assert canary not in result.stdout
+        assert canary not in result.stderr
+    assert canary not in serve_output
+
+
+# --------------------------------------------------------------------------- --resume
+
+
+def test_resume_skips_recorded_ids_and_repeats_nothing(server: Server, tmp_path: Path) -> None:
+    first = server.take(3)
+    more = server.take(2)
+    record = tmp_path / "done.txt"
+
+    run1 = run_cli(*join_args(server, "--resume", record, *first, UNKNOWN_ID))
+    assert run1.returncode == 1, run1.stderr
+    assert sorted(int(i) for i in record.read_text().split()) == first  # failures not recorded
+
+    run2 = run_cli(*join_args(server, "--resume", record, *first, *more, UNKNOWN_ID))
+
+    assert run2.returncode == 1, run2.stderr
+    reported = by_id(run2.stdout)
+    assert set(reported) == {*more, UNKNOWN_ID}  # recorded ids: no line, no request
+    assert all(not reported[i]["already_joined"] and reported[i]["ok"] for i in more)
+    assert "skipped 3 ids already recorded as done (--resume)" in run2.stderr
+    recorded = [int(i) for i in record.read_text().split()]
+    assert sorted(recorded) == sorted(first + more)  # each once
+
+    run3 = run_cli(*join_args(server, "--resume", record, *first, *more))
+    assert run3.returncode == 0, run3.stderr
+    assert run3.stdout == ""
+    assert "skipped 5" in run3.stderr
+
+
+def test_resume_file_without_a_final_newline(server: Server, tmp_path: Path) -> None:
+    a, b = server.take(2)
+    record = tmp_path / "done.txt"
+    record.write_text(str(a))  # written by hand, no final newline
+
+    result = run_cli(*join_args(server, "--resume", record, a, b))
+
+    assert result.returncode == 0, result.stderr
+    assert "skipped 1" in result.stderr
+    assert load_resume(record) == {a, b}
+
+
+def test_resume_in_a_missing_directory_is_a_usage_error(server: Server, tmp_path: Path) -> None:
+    record = tmp_path / "no-such-dir" / "done.txt"
+    result = run_cli(*join_args(server, "--resume", record, server.take(1)[0]))
+    assert_usage_error(result, "done.txt")
+
+
+def test_a_unicode_digit_is_an_invalid_id_not_a_crash(server: Server) -> None:
+    good = server.take(1)[0]
+    result = run_cli(*join_args(server, good, "²"))
+
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 1
+    reported = by_id(result.stdout)
+    assert reported["²"]["error"] == "InvalidCaseIdError"
+    assert reported[good]["ok"] is True
+
+
+def test_api_key_file_not_utf8_is_a_usage_error(server: Server, tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_bytes(b"\xff\xfekey")
+    result = run_cli(*join_args(server, "--api-key-file", key_file, 1000), env=cli_env(None))
+    assert_usage_error(result)
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+
+
+@posix_only
+def test_ctrl_c_exits_130_and_resume_holds_exactly_the_reported_ids(
+    slow_server: Server, tmp_path: Path
+) -> None:
+    ids = slow_server.take(20)
+    record = tmp_path / "done.txt"
+    run = Running(
+        *join_args(slow_server, "--concurrency", 2, "--resume", record, *ids), env=cli_env()
+    )
+    try:
+        assert wait_until(lambda: len(load_resume(record)) >= 2, 15), run.stderr
+        run.proc.send_signal(signal.SIGINT)
+        code = run.finish(10)
+    finally:
+        run.close()
+
+    assert code == 130, run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+    lines = outcomes(run.stdout)
+    assert 2 <= len(lines) < len(ids)  # stopped early
+    assert f"interrupted: {len(lines)} ids finished and were reported" in run.stderr
+    recorded = [int(i) for i in record.read_text().split()]
+    assert len(recorded) == len(set(recorded))
+    assert sorted(recorded) == sorted(o["case_id"] for o in lines if o["ok"])
+
+    # The rerun skips exactly those and does the rest: nothing repeated, nothing lost.
+    rerun = run_cli(*join_args(slow_server, "--concurrency", 32, "--resume", record, *ids))
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"skipped {len(recorded)} " in rerun.stderr
+    rest = by_id(rerun.stdout)
+    assert set(rest).isdisjoint(recorded)
+    assert sorted([*rest, *recorded]) == ids
+
+
+@posix_only
+def test_ctrl_c_while_stdin_stays_open(server: Server, tmp_path: Path) -> None:
+    ids = server.take(2)
+    record = tmp_path / "done.txt"
+    run = Running(
+        *join_args(server, "--from", "-", "--resume", record),
+        env=cli_env(),
+        stdin=subprocess.PIPE,
+    )
+    try:
+        assert run.proc.stdin is not None
+        run.proc.stdin.write("".join(f"{i}\n" for i in ids))
+        run.proc.stdin.flush()  # ... and kept open: the command waits for more ids
+        assert wait_until(lambda: load_resume(record) == set(ids), 3), "ids read, not joined"
+        run.proc.send_signal(signal.SIGINT)
+        code = run.finish(5)  # stdin still open
+    finally:
+        run.close()
+
+    assert code == 130
+    assert "Traceback" not in run.stderr
+    assert "interrupted" in run.stderr
+    assert sorted(o["case_id"] for o in outcomes(run.stdout) if o["ok"]) == ids
+    assert load_resume(record) == set(ids)
+
+
+@posix_only
+def test_outcome_lines_are_streamed_as_they_finish(slow_server: Server, tmp_path: Path) -> None:
+    env = cli_env()
+    env.pop("PYTHONUNBUFFERED", None)
+    record = tmp_path / "done.txt"
+    ids = slow_server.take(6)
+    run = Running(*join_args(slow_server, "--concurrency", 1, "--resume", record, *ids), env=env)
+    try:
+        assert wait_until(lambda: load_resume(record), 15), run.stderr
+        recorded = load_resume(record)
+        # Each line is written before its id is recorded, so it should already be readable.
+        assert wait_until(lambda: {o["case_id"] for o in outcomes(run.stdout)} >= recorded, 1)
+    finally:
+        run.close()
+
+
+@posix_only
+def test_ctrl_c_with_table_output_prints_the_finished_rows(
+    slow_server: Server, tmp_path: Path
+) -> None:
+    ids = slow_server.take(10)
+    record = tmp_path / "done.txt"
+    run = Running(
+        *join_args(slow_server, "--output", "table", "--concurrency", 2, "--resume", record, *ids),
+        env=cli_env(),
+    )
+    try:
+        assert wait_until(lambda: len(load_resume(record)) >= 2, 15), run.stderr
+        run.proc.send_signal(signal.SIGINT)
+        code = run.finish(10)
+    finally:
+        run.close()
+
+    assert code == 130
+    assert "interrupted" in run.stderr
+    recorded = load_resume(record)
+    for case_id in recorded:
+        assert re.search(rf"│ {case_id}\s+│ joined", run.stdout), run.stdout
+
+
+# --------------------------------------------------------------------------- version, demo
+
+
+def test_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout == f"acquire-async, version {__version__}\n"
+
+
+def test_demo_joins_every_case_and_prints_the_summary() -> None:
+    result = run_cli("demo", "--cases", 200)
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    summary = result.stdout
+    match = re.search(r"joined (\d+), already joined (\d+), failed 0\b", summary)
+    assert match, summary
+    assert int(match[1]) + int(match[2]) == 200
+    assert "200 outcomes in" in summary
+    assert "joins/s" in summary
+    assert re.search(r"p99 \d+\.\dms", summary), summary
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def test_parse_ids() -> None:
+    lines = ["1000", "", "   ", "# a comment", " 1001 # why", "abc", "12x", "-5", "\t1002\r\n"]
+    assert list(parse_ids(lines)) == [1000, 1001, "abc", "12x", -5, 1002]
+
+
+def test_parse_ids_is_lazy() -> None:
+    def source() -> Iterator[str]:
+        yield "1000"
+        raise AssertionError("read past the first id")
+
+    assert next(parse_ids(source())) == 1000
+
+
+def test_load_resume(tmp_path: Path) -> None:
+    assert load_resume(tmp_path / "missing.txt") == set()
+    record = tmp_path / "done.txt"
+    record.write_text("1000\n# note\n\nabc\n1001  # later\n1000\n")
+    assert load_resume(record) == {1000, 1001}
+
+
+def test_summary_lines() -> None:
+    stats = ClientStats()
+    stats.requests, stats.retries, stats.rate_limited = 9, 2, 1
+    stats.latencies.extend([0.010, 0.020, 0.030])
+    client: Any = SimpleNamespace(stats=stats)
+    tally = Tally(joined=3, already_joined=1, failed=Counter({"NotFoundError": 2}))
+    tally.started = time.monotonic() - 2.0
+
+    lines = summary_lines(tally, client)
+
+    assert lines[0] == "joined 3, already joined 1, failed 2 (NotFoundError 2)"
+    assert lines[1] == "requests 9, retries 2, 429s 1"
+    assert lines[2].startswith("6 outcomes in 2.")
+    assert "latency p50 20.0ms, p95 30.0ms, p99 30.0ms" in lines[2]
+    assert "joins/s" in lines[2]
+    assert len(lines) == 3  # no skipped, no interrupted line
+
+    tally.skipped, tally.interrupted = 4, True
+    more = summary_lines(tally, client)
+    assert more[3] == "skipped 4 ids already recorded as done (--resume)"
+    assert more[4].startswith("interrupted: 6 ids finished and were reported")
+
+
+def test_summary_lines_without_latencies() -> None:
+    client: Any = SimpleNamespace(stats=ClientStats())
+    lines = summary_lines(Tally(), client)
+    assert lines[0] == "joined 0, already joined 0, failed 0"
+    assert "latency p50 -, p95 -, p99 -" in lines[2]
