@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import platform
 import random
 import time
 import warnings
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 import aiohttp
+import msgspec
 from yarl import URL
 
 from . import _protocol, _transport
@@ -22,10 +23,17 @@ from ._bulk import JoinOutcome, JoinStream
 from ._config import Timeouts
 from ._retry import RetryBudget, RetryPolicy, retry_delay
 from ._secrets import validate_api_key
+from ._slots import Slots
 from ._stats import ClientStats, RequestEvent, ResponseEvent, RetryEvent
 from ._throttle import LocalThrottle, Throttle
 from ._version import __version__
-from .errors import AcquireError, AlreadyJoinedError, APIStatusError, APITimeoutError
+from .errors import (
+    AcquireError,
+    AlreadyJoinedError,
+    APIStatusError,
+    APITimeoutError,
+    ResponseDecodeError,
+)
 from .models import Case
 
 __all__ = ["AcquireClient", "JoinResponse"]
@@ -36,14 +44,15 @@ DEFAULT_MAX_BODY_SIZE = 8 * 1024 * 1024
 # How long past a call's deadline the backstop waits for the retry loop's own, more
 # informative error (the last attempt's) before it reports a bare deadline timeout.
 _DEADLINE_GRACE = 0.05
+# Statuses whose Retry-After pauses the whole client, not just the call that got it.
+_PAUSE = (429, 503)
 _METHODS = ("POST", "GET")
 _DEFAULT_USER_AGENT = (
     f"acquire-async/{__version__} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
 )
 
 
-@dataclass(frozen=True, slots=True)
-class JoinResponse:
+class JoinResponse(msgspec.Struct, frozen=True):
     """A join with everything the server sent: what ``join_chat_response`` returns.
 
     ``case`` is the decoded case; ``raw`` the exact body bytes (to read a field the models do
@@ -161,10 +170,13 @@ class AcquireClient:
         self._method: str = method
         self._aiohttp_timeout = self._timeouts.to_aiohttp()
         self._max_connections = max_connections
-        self._slots = asyncio.Semaphore(max_concurrency or max_connections)
+        self._slots = Slots(max_concurrency or max_connections)
         self._retry = retry if retry is not None else RetryPolicy()
         self._budget = RetryBudget(self._retry)
         self._throttle: Throttle = throttle if throttle is not None else LocalThrottle(rate_limit)
+        self._throttle_ready = (
+            self._throttle.try_acquire if isinstance(self._throttle, LocalThrottle) else None
+        )
         self._max_body_size = max_body_size
         self._trust_env = bool(trust_env)
         self._trace_configs = tuple(trace_configs or ())
@@ -267,28 +279,14 @@ class AcquireClient:
             except AlreadyJoinedError:
                 pass
         """
-        return (await self.join_chat_response(case_id, ask_join=ask_join, timeout=timeout)).case
+        return (await self._join(*_call_args(case_id, ask_join, timeout))).case
 
     async def join_chat_response(
         self, case_id: int, *, ask_join: bool = True, timeout: float | None = None
     ) -> JoinResponse:
         """Like :meth:`join_chat`, but return a :class:`JoinResponse` with the raw body,
         status, headers, request id and attempt count as well as the case."""
-        _protocol.validate_case_id(case_id)
-        if not isinstance(ask_join, bool):
-            raise TypeError(f"ask_join must be a bool, not {type(ask_join).__name__}")
-        if timeout is not None:
-            timeout = Timeouts.coerce(timeout).total
-        try:
-            response = await self._join(case_id, ask_join, timeout)
-        except AlreadyJoinedError:
-            self.stats.already_joined += 1
-            raise
-        except AcquireError:
-            self.stats.failed += 1
-            raise
-        self.stats.joined += 1
-        return response
+        return await self._join(*_call_args(case_id, ask_join, timeout))
 
     def join_many(
         self,
@@ -318,9 +316,7 @@ class AcquireClient:
         if not isinstance(ask_join, bool):
             raise TypeError(f"ask_join must be a bool, not {type(ask_join).__name__}")
         self._check_open()
-        if timeout is not None:
-            timeout = Timeouts.coerce(timeout).total
-        return JoinStream(self._outcome, case_ids, concurrency, ask_join, timeout)
+        return JoinStream(self._join, case_ids, concurrency, ask_join, _check_timeout(timeout))
 
     async def join_all(
         self,
@@ -336,28 +332,19 @@ class AcquireClient:
         ) as outcomes:
             return [outcome async for outcome in outcomes]
 
-    async def _outcome(self, item: Any, ask_join: bool, timeout: float | None) -> JoinOutcome:
-        """One ``join_many`` item, whatever happens: an outcome, never an AcquireError."""
-        start = time.monotonic()
-        try:
-            case_id = _protocol.validate_case_id(item)
-        except (TypeError, ValueError) as exc:
-            return JoinOutcome.invalid(item, str(exc))
-        try:
-            response = await self._join(case_id, ask_join, timeout)
-        except AlreadyJoinedError as exc:
-            self.stats.already_joined += 1
-            return JoinOutcome(item, None, None, True, exc.attempts, time.monotonic() - start)
-        except AcquireError as exc:
-            self.stats.failed += 1
-            return JoinOutcome(item, None, exc, False, exc.attempts, time.monotonic() - start)
-        self.stats.joined += 1
-        return JoinOutcome(item, response.case, None, False, response.attempts, response.elapsed)
+    def _join(
+        self, case_id: int, ask_join: bool, timeout: float | None
+    ) -> Coroutine[Any, Any, JoinResponse]:
+        """One join, retried as the policy allows, within the call's deadline if it has one.
 
-    async def _join(self, case_id: int, ask_join: bool, timeout: float | None) -> JoinResponse:
-        """One join, retried as the policy allows, within the call's deadline if it has one."""
+        A plain function that returns the coroutine to await: without a deadline that is
+        the retry loop itself, so the hot path has no extra frame to resume at every event.
+        """
         if timeout is None:
-            return await self._retry_loop(case_id, ask_join, None, [0])
+            return self._retry_loop(case_id, ask_join, None, [0])
+        return self._join_by(case_id, ask_join, timeout)
+
+    async def _join_by(self, case_id: int, ask_join: bool, timeout: float) -> JoinResponse:
         # The loop keeps to the deadline itself (attempt timeouts, no sleep past it); this
         # backstop also bounds the waits it cannot time: a concurrency slot, the throttle.
         sent = [0]
@@ -366,6 +353,7 @@ class AcquireClient:
             return await asyncio.wait_for(loop, timeout + _DEADLINE_GRACE)
         except TimeoutError:
             pass
+        self.stats.failed += 1
         raise APITimeoutError(
             f"the call's deadline of {timeout:g}s passed",
             method=self._method,
@@ -377,93 +365,36 @@ class AcquireClient:
     async def _retry_loop(
         self, case_id: int, ask_join: bool, deadline: float | None, sent: list[int]
     ) -> JoinResponse:
-        """The one place a join is attempted, and attempted again if the policy allows."""
+        """The one place a join is attempted, and attempted again if the policy allows.
+
+        Each attempt takes a concurrency slot, passes the throttle, then starts its timers
+        (so queueing is never a server timeout), sends, and decodes. The attempt is inline,
+        not a helper coroutine: every frame on this path is resumed at each network event.
+        ``sent[0]`` is the number of attempts sent, for the deadline backstop's error.
+        """
         session = self._get_session()
         body = _protocol.join_body(case_id, ask_join)
+        stats = self.stats
+        slots = self._slots
         start = time.monotonic()
         attempt = 0
         switched = False
         while True:
             attempt += 1
-            try:
-                raw, case = await self._attempt(session, case_id, body, attempt, deadline, sent)
-            except AcquireError as exc:
-                error = exc
-            else:
-                self._budget.refund()
-                return JoinResponse(
-                    case, raw.status, raw.headers, raw.body, attempt, time.monotonic() - start
-                )
-            error.attempts = attempt
-            if isinstance(error, APIStatusError) and error.status == 405 and not switched:
-                # Once per call: the other method, which the whole client then keeps.
-                switched = True
-                self._use_other_method(error.method)
-                continue
-            if (
-                isinstance(error, APIStatusError)
-                and error.retry_after
-                and error.status
-                in (
-                    429,
-                    503,
-                )
-            ):
-                # Past max_retry_after this call fails fast, but the pause stays bounded too.
-                await self._throttle.pause(min(error.retry_after, self._retry.max_retry_after))
-            remaining = None if deadline is None else deadline - time.monotonic()
-            delay = retry_delay(
-                self._retry, self._budget, error, attempt, self._random.random(), remaining
-            )
-            if delay is None:
-                raise error
-            self.stats.retries += 1
-            if self._on_retry is not None:
-                self._on_retry(RetryEvent(case_id, attempt, delay, error))
-            del error  # not kept alive across the sleep
-            await self._sleep(delay)
-
-    async def _attempt(
-        self,
-        session: aiohttp.ClientSession,
-        case_id: int,
-        body: bytes,
-        attempt: int,
-        deadline: float | None,
-        sent: list[int],
-    ) -> tuple[_protocol.RawResponse, Case]:
-        """One HTTP attempt under a concurrency slot and the throttle; decode or raise.
-
-        ``sent[0]`` becomes ``attempt`` once the request is on its way (for the deadline's
-        backstop error, which cannot see this frame).
-        """
-        async with self._slots:
-            await self._throttle.acquire()
-            # Timers start here, after the slot: queueing is never a server timeout.
-            if deadline is None:
-                timeout = self._aiohttp_timeout
-            else:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise APITimeoutError(
-                        "the call's deadline passed before this attempt",
-                        method=self._method,
-                        url=self._url_str,
-                        request_sent=False,
-                    )
-                total = self._timeouts.total
-                timeout = self._timeouts.to_aiohttp(
-                    total=remaining if total is None else min(total, remaining)
-                )
-            method = self._method
-            stats = self.stats
-            stats.requests += 1
-            if self._on_request is not None:
-                self._on_request(RequestEvent(method, self._url_str, case_id, attempt))
-            started = time.monotonic()
+            if not slots.try_take():
+                await slots.take()
             status: int | None = None
-            sent[0] = attempt
             try:
+                # A LocalThrottle with no cool-down or rate limit answers without an await.
+                if self._throttle_ready is None or not self._throttle_ready():
+                    await self._throttle.acquire()
+                method = self._method
+                started = time.monotonic()
+                timeout = self._aiohttp_timeout if deadline is None else self._until(deadline)
+                stats.requests += 1
+                if self._on_request is not None:
+                    self._on_request(RequestEvent(method, self._url_str, case_id, attempt))
+                sent[0] = attempt
                 raw = await _transport.send(
                     session,
                     method,
@@ -479,19 +410,63 @@ class AcquireClient:
                 if status == 429:
                     stats.rate_limited += 1
                 case = _protocol.decode_join(
-                    status,
-                    raw.headers,
-                    raw.body,
-                    method=method,
-                    url=self._url_str,
-                    now=time.time(),
+                    status, raw.headers, raw.body, method=method, url=self._url_str, now=time.time()
                 )
             except AcquireError as exc:
+                error = exc
                 stats.errors[type(exc).__name__] += 1
+                if status is None and isinstance(exc, ResponseDecodeError) and exc.status:
+                    status = exc.status  # a response came, but its body was over the cap
                 self._attempt_done(method, case_id, attempt, status, started, exc)
-                raise
-            self._attempt_done(method, case_id, attempt, status, started, None)
-            return raw, case
+            else:
+                if self._on_response is not None or log.isEnabledFor(logging.DEBUG):
+                    self._attempt_done(method, case_id, attempt, status, started, None)
+                self._budget.refund()
+                stats.joined += 1
+                return JoinResponse(
+                    case, status, raw.headers, raw.body, attempt, time.monotonic() - start
+                )
+            finally:
+                slots.give()
+            error.attempts = attempt
+            if isinstance(error, APIStatusError) and error.status == 405 and not switched:
+                # Once per call: the other method, which the whole client then keeps.
+                switched = True
+                self._use_other_method(error.method)
+                continue
+            if isinstance(error, APIStatusError) and error.retry_after and error.status in _PAUSE:
+                # Past max_retry_after this call fails fast, but the pause stays bounded too.
+                await self._throttle.pause(min(error.retry_after, self._retry.max_retry_after))
+            remaining = None if deadline is None else deadline - time.monotonic()
+            delay = retry_delay(
+                self._retry, self._budget, error, attempt, self._random.random(), remaining
+            )
+            if delay is None:
+                if isinstance(error, AlreadyJoinedError):
+                    stats.already_joined += 1
+                else:
+                    stats.failed += 1
+                raise error
+            stats.retries += 1
+            if self._on_retry is not None:
+                self._on_retry(RetryEvent(case_id, attempt, delay, error))
+            del error  # not kept alive across the sleep
+            await self._sleep(delay)
+
+    def _until(self, deadline: float) -> aiohttp.ClientTimeout:
+        """This attempt's timeouts, its total cut to what is left before ``deadline``."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise APITimeoutError(
+                "the call's deadline passed before this attempt",
+                method=self._method,
+                url=self._url_str,
+                request_sent=False,
+            )
+        total = self._timeouts.total
+        return self._timeouts.to_aiohttp(
+            total=remaining if total is None else min(total, remaining)
+        )
 
     def _attempt_done(
         self,
@@ -531,6 +506,27 @@ class AcquireClient:
             self._url.path,
             self._method,
         )
+
+
+def _check_timeout(timeout: object) -> float | None:
+    """A per-call deadline: ``None`` or a finite number of seconds > 0."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout must be a finite number of seconds > 0 (got {timeout!r})")
+    return float(timeout)
+
+
+def _call_args(
+    case_id: object, ask_join: object, timeout: object
+) -> tuple[int, bool, float | None]:
+    """Check a join call's arguments before any I/O."""
+    _protocol.validate_case_id(case_id)
+    if not isinstance(ask_join, bool):
+        raise TypeError(f"ask_join must be a bool, not {type(ask_join).__name__}")
+    return case_id, ask_join, _check_timeout(timeout)  # type: ignore[return-value]
 
 
 def _check_count(name: str, value: object) -> None:

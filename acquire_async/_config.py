@@ -23,9 +23,15 @@ def _check(name: str, value: float | None) -> None:
 class Timeouts:
     """Time limits of one HTTP attempt, in seconds (``None`` disables one).
 
+    Defaults: ``connect=10``, ``read=None``, ``pool=30``, ``total=60``: every attempt is
+    bounded (by ``total``), and the hot path arms no timer it does not need.
+
     - ``connect``: establishing the TCP (and TLS) connection.
-    - ``read``: the longest silence between two reads of the response. aiohttp restarts this
-      timer on every byte, so a server that drips one byte a second is stopped only by ``total``.
+    - ``read``: the longest silence between two reads of the response. Off by default:
+      aiohttp re-arms this timer on every chunk it reads, which cost about 6% of the CPU of
+      a join in ``benchmarks/``, and ``total`` bounds every attempt anyway. Set it to notice a
+      stalled server sooner. A server that drips one byte at a time resets it forever, so
+      only ``total`` stops that one.
     - ``pool``: waiting for a pooled connection *plus* connecting (aiohttp cannot time the
       two separately). The client's own concurrency slot is taken before the attempt's timers
       start, so queueing behind other joins is never reported as a server timeout.
@@ -40,8 +46,8 @@ class Timeouts:
         AcquireClient(timeout=5)  # a bare number sets ``total`` and keeps the other defaults
     """
 
-    connect: float | None = 5.0
-    read: float | None = 30.0
+    connect: float | None = 10.0
+    read: float | None = None
     pool: float | None = 30.0
     total: float | None = 60.0
 

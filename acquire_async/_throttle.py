@@ -76,6 +76,22 @@ class LocalThrottle:
         """Seconds left in the current cool-down (``0.0`` when none)."""
         return max(0.0, self._resume_at - self._clock())
 
+    def try_acquire(self) -> bool:
+        """Take a slot now if no wait is needed (``True``); else ``False``, take nothing.
+
+        The client's fast path: with no cool-down and no rate limit this is one check, and
+        the coroutine :meth:`acquire` is not even created.
+        """
+        if self._resume_at and self._resume_at > self._clock():
+            return False
+        if not self._interval:
+            return True
+        now = self._clock()
+        if self._tat - now - self._slack > 0:
+            return False
+        self._tat = max(self._tat, now) + self._interval
+        return True
+
     async def acquire(self) -> None:
         """Wait for the cool-down to end, then for this request's slot in the rate schedule."""
         if self._resume_at:

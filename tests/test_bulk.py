@@ -28,12 +28,14 @@ def stub_joins(client: aa.AcquireClient, delay: float = 0.0) -> list[int]:
     """Replace the HTTP join with an in-memory one; returns the ids it was asked for."""
     seen: list[int] = []
 
-    async def join(case_id: int, ask_join: bool, timeout: float | None) -> JoinResponse:
+    async def join(
+        case_id: int, ask_join: bool, deadline: float | None, sent: list[int]
+    ) -> JoinResponse:
         seen.append(case_id)
         await asyncio.sleep(delay)
         return JoinResponse(CASE, 200, {}, b"", 1, 0.0)
 
-    client._join = join  # type: ignore[method-assign]
+    client._retry_loop = join  # type: ignore[method-assign]
     return seen
 
 
@@ -254,3 +256,46 @@ async def test_outcome_fields_on_success() -> None:
     assert outcome.attempts == 1 and outcome.elapsed > 0
     with pytest.raises(AttributeError):
         outcome.case_id = 5  # type: ignore[misc]
+
+
+async def test_outcomes_flow_while_an_async_source_waits(client: aa.AcquireClient) -> None:
+    stub_joins(client)
+    more = asyncio.Event()
+
+    async def ids() -> AsyncIterator[int]:
+        yield 1
+        yield 2
+        await more.wait()  # a queue that is empty for now
+        yield 3
+
+    got: list[int] = []
+    async with client.join_many(ids(), concurrency=4) as outcomes:
+        async for outcome in outcomes:
+            got.append(outcome.case_id)
+            if len(got) == 2:
+                more.set()  # both outcomes arrived although the source was still waiting
+    assert sorted(got) == [1, 2, 3]
+
+
+async def test_at_most_concurrency_joins_exist_at_once(client: aa.AcquireClient) -> None:
+    live = peak = 0
+
+    async def join(
+        case_id: int, ask_join: bool, deadline: float | None, sent: list[int]
+    ) -> JoinResponse:
+        nonlocal live, peak
+        live += 1
+        peak = max(peak, live)
+        await asyncio.sleep(0.001)
+        live -= 1
+        return JoinResponse(CASE, 200, {}, b"", 1, 0.0)
+
+    client._retry_loop = join  # type: ignore[method-assign]
+    tasks_before = len(asyncio.all_tasks())
+    most_tasks = 0
+    async with client.join_many(range(1, 2001), concurrency=10) as outcomes:
+        async for _ in outcomes:
+            most_tasks = max(most_tasks, len(asyncio.all_tasks()) - tasks_before)
+            await asyncio.sleep(0)  # a slow consumer must not let work pile up
+    assert peak <= 10
+    assert most_tasks <= 10

@@ -14,7 +14,7 @@ FIELDS = ("connect", "read", "pool", "total")
 
 
 def test_defaults() -> None:
-    assert Timeouts() == Timeouts(connect=5.0, read=30.0, pool=30.0, total=60.0)
+    assert Timeouts() == Timeouts(connect=10.0, read=None, pool=30.0, total=60.0)
 
 
 @pytest.mark.parametrize("field", FIELDS)
@@ -52,7 +52,7 @@ def test_coerce_number_sets_total_and_keeps_the_other_defaults() -> None:
     timeouts = Timeouts.coerce(5)
     assert timeouts.total == 5
     assert isinstance(timeouts.total, float)
-    assert (timeouts.connect, timeouts.read, timeouts.pool) == (5.0, 30.0, 30.0)
+    assert (timeouts.connect, timeouts.read, timeouts.pool) == (10.0, None, 30.0)
     assert Timeouts.coerce(2.5).total == 2.5
 
 
