@@ -17,7 +17,7 @@ Join live chats ("cases") one at a time or by the thousand::
     asyncio.run(main())
 """
 
-from ._bulk import InvalidCaseIdError, JoinOutcome, JoinStream
+from ._bulk import JoinOutcome, JoinStream
 from ._client import AcquireClient, JoinResponse
 from ._config import Timeouts
 from ._retry import RetryPolicy
@@ -35,6 +35,7 @@ from .errors import (
     BadRequestError,
     ConflictError,
     InternalServerError,
+    InvalidCaseIdError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,

@@ -32,14 +32,10 @@ from typing import Any, Final, Protocol
 import msgspec
 
 from ._protocol import MAX_ID, validate_case_id
-from .errors import AcquireError, AlreadyJoinedError
+from .errors import AcquireError, AlreadyJoinedError, InvalidCaseIdError
 from .models import Case
 
-__all__ = ["InvalidCaseIdError", "JoinOutcome", "JoinStream"]
-
-
-class InvalidCaseIdError(AcquireError, ValueError):
-    """A ``join_many`` item that is not a positive 64-bit int; it was sent nowhere."""
+__all__ = ["JoinOutcome", "JoinStream"]
 
 
 # A frozen msgspec Struct rather than a frozen dataclass: one is built per join, and a

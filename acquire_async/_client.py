@@ -151,6 +151,11 @@ class AcquireClient:
             raise TypeError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
         if throttle is not None and rate_limit is not None:
             raise ValueError("pass rate_limit or throttle, not both")
+        if session is not None and (trace_configs or trust_env):
+            raise ValueError(
+                "trace_configs and trust_env configure the session the client creates; "
+                "with session=..., set them on that session"
+            )
         if user_agent is not None:
             if not isinstance(user_agent, str):
                 raise TypeError(f"user_agent must be a str, not {type(user_agent).__name__}")
@@ -269,8 +274,9 @@ class AcquireClient:
         Raises ``TypeError``/``ValueError`` for a bad ``case_id`` (before any I/O), and an
         :class:`~acquire_async.errors.AcquireError` subclass when the join fails.
         :class:`~acquire_async.errors.AlreadyJoinedError` means the agent is already in the
-        chat; with ``attempts > 1`` an earlier attempt of this very call most likely joined
-        (its response was lost and the retry found the agent there).
+        chat. ``attempts > 1`` says this call retried: when an earlier attempt failed after
+        its request was sent (a dropped connection, a timeout), that attempt probably joined
+        and its answer was lost. It is a hint, not proof (a retried 503 changed nothing).
 
         Example::
 
@@ -311,8 +317,7 @@ class AcquireClient:
                     if not outcome.ok:
                         print(outcome.case_id, outcome.error)
         """
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be an int >= 1 (got {concurrency!r})")
+        _check_count("concurrency", concurrency)
         if not isinstance(ask_join, bool):
             raise TypeError(f"ask_join must be a bool, not {type(ask_join).__name__}")
         self._check_open()
@@ -351,7 +356,7 @@ class AcquireClient:
         loop = self._retry_loop(case_id, ask_join, time.monotonic() + timeout, sent)
         try:
             return await asyncio.wait_for(loop, timeout + _DEADLINE_GRACE)
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):  # distinct classes on Python 3.10
             pass
         self.stats.failed += 1
         raise APITimeoutError(

@@ -383,7 +383,9 @@ def _error_from_payload(
             code = error
         elif text is None:
             text = error
-    cls = _BY_CODE.get(code) if code else None
+    # Acquire's code first (it is more specific than the status: ERROR_RECORD_NOT_FOUND comes
+    # with 400), except that a 429 is a rate limit whatever the code says.
+    cls = _BY_CODE.get(code) if code and status != 429 else None
     if cls is None:
         cls = _BY_STATUS.get(status)
     if cls is None:

@@ -24,7 +24,8 @@ def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"RetryPolicy.{name} must be a finite number (got {value!r})")
     if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"RetryPolicy.{name} must be > 0 (got {value!r})")
+        qualifier = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"RetryPolicy.{name} must be {qualifier} (got {value!r})")
 
 
 @dataclass(frozen=True, slots=True)

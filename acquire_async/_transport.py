@@ -8,6 +8,7 @@ the ``RequestInfo``), so they must not survive as ``__cause__`` or ``__context__
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 
 import aiohttp
@@ -81,6 +82,8 @@ async def send(
             headers=headers,
             timeout=timeout,
             allow_redirects=False,
+            # A borrowed session may raise on >= 400; we map statuses ourselves.
+            raise_for_status=False,
         ) as response:
             try:
                 # The common case inline (one coroutine frame less): a plain body whose
@@ -109,7 +112,8 @@ async def send(
         error = APITLSError(_describe(exc), method=method, url=str(url), request_sent=False)
     except aiohttp.ConnectionTimeoutError as exc:
         error = APITimeoutError(_describe(exc), method=method, url=str(url), request_sent=False)
-    except TimeoutError as exc:  # read timeouts, and the total timeout (asyncio.TimeoutError)
+    # asyncio.TimeoutError is TimeoutError from Python 3.11 on, a class of its own on 3.10.
+    except (TimeoutError, asyncio.TimeoutError) as exc:  # read and total timeouts
         error = APITimeoutError(_describe(exc), method=method, url=str(url))
     except aiohttp.ClientConnectorError as exc:
         error = APIConnectionError(_describe(exc), method=method, url=str(url), request_sent=False)

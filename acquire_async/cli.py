@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -34,10 +35,13 @@ try:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from rich.table import Table
-except ImportError as exc:  # pragma: no cover - depends on the install
-    raise SystemExit(
-        "the acquire-async command needs the 'cli' extra: pip install 'acquire-async[cli]'"
-    ) from exc
+except ImportError:  # pragma: no cover - depends on the install
+    print(
+        "acquire-async: error: this command needs the 'cli' extra: "
+        "pip install 'acquire-async[cli]'",
+        file=sys.stderr,
+    )
+    sys.exit(2)
 
 from ._client import AcquireClient
 from ._retry import RetryPolicy
@@ -46,6 +50,7 @@ from ._version import __version__
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_INTEGER = re.compile(r"-?[0-9]+", re.ASCII)
 
 
 # --------------------------------------------------------------------------- ids and resume
@@ -61,10 +66,8 @@ def parse_ids(lines: Iterable[str]) -> Iterator[Any]:
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
-        try:
-            yield int(text)
-        except ValueError:
-            yield text
+        # ASCII digits only: int() would also take "1_000", "+5" and non-ASCII digits.
+        yield int(text) if _INTEGER.fullmatch(text) else text
 
 
 def _skip_done(ids: Iterable[Any], done: set[int], skipped: list[int]) -> Iterator[Any]:
@@ -453,12 +456,13 @@ def _faults_option(spec: str | None, seed: int) -> Any:
         _fail('--faults takes a JSON object, e.g. \'{"error_rates": {"503": 0.05}}\'')
     if not isinstance(options, dict):
         _fail("--faults takes a JSON object")
-    if "error_rates" in options and isinstance(options["error_rates"], dict):
-        options["error_rates"] = {int(k): v for k, v in options["error_rates"].items()}
-    if isinstance(options.get("latency"), list):
-        options["latency"] = tuple(options["latency"])
+    options.setdefault("seed", seed)  # a "seed" in the JSON wins over --seed
     try:
-        return Faults(seed=seed, **options)
+        if isinstance(options.get("error_rates"), dict):
+            options["error_rates"] = {int(k): v for k, v in options["error_rates"].items()}
+        if isinstance(options.get("latency"), list):
+            options["latency"] = tuple(options["latency"])
+        return Faults(**options)
     except (TypeError, ValueError) as exc:
         _fail(f"--faults: {exc}")
 
@@ -534,5 +538,5 @@ def demo(cases: int, concurrency: int, seed: int) -> None:
     asyncio.run(_until_interrupted(work(box), tally))
     if box:
         for line in summary_lines(tally, box[0]):
-            click.echo(line)
+            click.echo(line, err=True)
     sys.exit(_exit_code(tally))

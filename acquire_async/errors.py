@@ -17,7 +17,9 @@ The tree::
     │   ├── UnprocessableEntityError 422
     │   ├── RateLimitError 429    .retry_after (seconds, or None)
     │   └── InternalServerError ≥ 500
-    └── ResponseDecodeError       not JSON, wrong shape, too large, too deep; .path .body
+    ├── ResponseDecodeError       not JSON, wrong shape, too large, too deep; .path .body
+    └── InvalidCaseIdError        (also a ValueError) a join_many item that is not a case id:
+                                  reported in its JoinOutcome, never sent
 
 Misuse is not an ``AcquireError``: a bad argument raises ``TypeError``/``ValueError`` before any
 I/O, and a call on a closed client raises ``RuntimeError``.
@@ -53,6 +55,7 @@ __all__ = [
     "BadRequestError",
     "ConflictError",
     "InternalServerError",
+    "InvalidCaseIdError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -84,7 +87,8 @@ class AcquireError(Exception):
 
     @property
     def message(self) -> str:
-        """The human-readable message (the same text as ``str(error)``)."""
+        """The message the error was built with (``APIStatusError``'s ``str()`` adds the
+        status, code and request to it)."""
         return str(self.args[0]) if self.args else ""
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -207,6 +211,14 @@ class RateLimitError(APIStatusError):
 
 class InternalServerError(APIStatusError):
     """A 5xx status, or ``ERROR_SERVER_ERROR``."""
+
+
+class InvalidCaseIdError(AcquireError, ValueError):
+    """A ``join_many`` item that is not a positive 64-bit int; it was sent nowhere.
+
+    ``join_chat`` raises plain ``TypeError``/``ValueError`` for a bad id instead: there it is
+    a bug in the call; in a stream of ids it is data, reported in the item's outcome.
+    """
 
 
 class ResponseDecodeError(AcquireError):

@@ -234,9 +234,12 @@ async def test_a_hook_exception_is_not_swallowed() -> None:
             await client.join_all([1, 2, 3])
 
 
-@pytest.mark.parametrize("concurrency", [0, -1, True, 1.5])
-async def test_bad_concurrency(client: aa.AcquireClient, concurrency: Any) -> None:
-    with pytest.raises(ValueError, match="concurrency"):
+@pytest.mark.parametrize(
+    ("concurrency", "error"),
+    [(0, ValueError), (-1, ValueError), (True, TypeError), (1.5, TypeError)],
+)
+async def test_bad_concurrency(client: aa.AcquireClient, concurrency: Any, error: type) -> None:
+    with pytest.raises(error, match="concurrency"):
         client.join_many([1], concurrency=concurrency)
 
 

@@ -697,7 +697,7 @@ def test_demo_joins_every_case_and_prints_the_summary() -> None:
 
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
-    summary = result.stdout
+    summary = result.stderr  # like join's, the summary goes to stderr
     match = re.search(r"joined (\d+), already joined (\d+), failed 0\b", summary)
     assert match, summary
     assert int(match[1]) + int(match[2]) == 200
@@ -757,3 +757,16 @@ def test_summary_lines_without_latencies() -> None:
     lines = summary_lines(Tally(), client)
     assert lines[0] == "joined 0, already joined 0, failed 0"
     assert "latency p50 -, p95 -, p99 -" in lines[2]
+
+
+def test_parse_ids_takes_ascii_integers_only() -> None:
+    from acquire_async.cli import parse_ids
+
+    assert list(parse_ids(["12", "-3", "1_000", "+5", "\u0661\u0662", "4 # note"])) == [
+        12,
+        -3,
+        "1_000",
+        "+5",
+        "\u0661\u0662",
+        4,
+    ]

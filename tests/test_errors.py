@@ -21,6 +21,7 @@ from acquire_async.errors import (
     BadRequestError,
     ConflictError,
     InternalServerError,
+    InvalidCaseIdError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -47,6 +48,7 @@ TREE = [
     (RateLimitError, APIStatusError),
     (InternalServerError, APIStatusError),
     (ResponseDecodeError, AcquireError),
+    (InvalidCaseIdError, AcquireError),
 ]
 ALL_ERRORS = [cls for cls, _ in TREE]
 STATUS_ERRORS = [cls for cls in ALL_ERRORS if issubclass(cls, APIStatusError)]
@@ -55,7 +57,9 @@ CONNECTION_ERRORS = [cls for cls in ALL_ERRORS if issubclass(cls, APIConnectionE
 
 @pytest.mark.parametrize(("cls", "parent"), TREE, ids=[c.__name__ for c, _ in TREE])
 def test_tree_direct_parent(cls: type[Exception], parent: type[Exception]) -> None:
-    assert cls.__bases__ == (parent,)
+    assert cls.__bases__[0] is parent
+    # Only InvalidCaseIdError has a second base: it is a ValueError too.
+    assert cls.__bases__[1:] == ((ValueError,) if cls is InvalidCaseIdError else ())
 
 
 def test_tree_relations() -> None:
@@ -118,6 +122,7 @@ def _instances() -> list[AcquireError]:
             attempts=5,
         )
     )
+    made.append(InvalidCaseIdError("case_id must be an int, not str", attempts=0))
     return made
 
 
@@ -265,3 +270,11 @@ def test_str_holds_no_body_bytes() -> None:
     error = InternalServerError("oops", status=500, body=b"<html>SECRET-PAGE</html>")
     assert "SECRET-PAGE" not in str(error)
     assert "SECRET-PAGE" not in repr(error)
+
+
+def test_invalid_case_id_error_is_also_a_value_error_and_pickles() -> None:
+    error = InvalidCaseIdError("case_id must be an int, not str", attempts=0)
+    assert isinstance(error, ValueError)
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is InvalidCaseIdError
+    assert (again.message, again.attempts) == (error.message, 0)

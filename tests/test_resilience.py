@@ -501,3 +501,33 @@ async def test_a_long_retry_after_pauses_the_client_at_most_max_retry_after(
             await client.join_chat(1)
     assert isinstance(client._throttle, aa.LocalThrottle)
     assert 4 < client._throttle.paused_for <= 5
+
+
+async def test_a_borrowed_session_that_raises_for_status_still_maps_errors() -> None:
+    async with FaultServer(default=status(404)) as server:
+        async with aiohttp.ClientSession(raise_for_status=True) as session:
+            client = aa.AcquireClient(api_key=KEY, base_url=server.base_url, session=session)
+            with pytest.raises(aa.NotFoundError):
+                await client.join_chat(1)
+            await client.aclose()
+            assert not session.closed  # borrowed: never closed by the client
+    assert server.requests == 1
+
+
+async def test_a_429_is_a_rate_limit_whatever_its_code() -> None:
+    body = b'{"error": {"code": "ERROR_SERVER_ERROR", "message": "slow down"}}'
+    async with FaultServer(default=status(429, {"Retry-After": "999"}, body)) as server:
+        async with aa.AcquireClient(api_key=KEY, base_url=server.base_url) as client:
+            with pytest.raises(aa.RateLimitError) as info:
+                await client.join_chat(1)
+    assert info.value.code == "ERROR_SERVER_ERROR"
+    assert info.value.retry_after == 999.0
+
+
+async def test_session_level_options_are_refused_with_a_borrowed_session() -> None:
+    async with aiohttp.ClientSession() as session:
+        for option in ({"trust_env": True}, {"trace_configs": [aiohttp.TraceConfig()]}):
+            with pytest.raises(ValueError, match="trace_configs and trust_env"):
+                aa.AcquireClient(
+                    api_key=KEY, base_url="http://127.0.0.1:9/api/v1", session=session, **option
+                )

@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, NamedTuple
 
+import aiohttp
 import msgspec
 from aiohttp import web
 from yarl import URL
@@ -503,7 +504,13 @@ class FakeAcquire:
         if decision.fault == "drop_before_read":
             note(None, None)
             return _abort(request)
-        parsed = _parse_body(await request.read())
+        try:
+            raw_body = await request.read()
+        except (ConnectionError, aiohttp.ClientConnectionError):
+            # The client went away during the latency (it timed out, or was cancelled).
+            note(None, None)
+            return _abort(request)
+        parsed = _parse_body(raw_body)
 
         if decision.status is not None:  # an injected status, or the rate limiter's 429
             code, message = _status_error(decision.status)

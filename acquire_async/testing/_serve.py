@@ -33,7 +33,7 @@ def describe(fake: FakeAcquire, *, default_key: bool) -> list[str]:
         f"  join:    {' or '.join(sorted(fake.methods, reverse=True))} {fake.join_url}",
         f"  cases:   {len(ids)}{span}; the key's agent is {fake.agent_id}",
         f"  api key: {key}",
-        f"  faults:  {faults if faults != Faults() else 'none'}",
+        f"  faults:  {faults if faults != Faults(seed=faults.seed) else 'none'}",
         "Press Ctrl-C to stop.",
     ]
 

@@ -1,0 +1,70 @@
+"""``python -m benchmarks --smoke`` runs end to end, so the benchmark code cannot rot.
+
+It never asserts a timing: the smoke sizes are far too small to measure anything. It checks
+that every section ran, that no contender crashed, and that the results are numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = ("decode", "throughput", "latency", "memory")
+# Contenders that need nothing beyond the SDK's own dependencies: they must always have numbers.
+ALWAYS = {
+    "decode": "json.loads → dict",
+    "throughput": "raw aiohttp",
+    "latency": "raw aiohttp",
+    "memory": "raw aiohttp",
+}
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_every_section(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--output-dir", str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "# acquire_async benchmarks" in done.stdout
+    assert (tmp_path / "latest.md").read_text(encoding="utf-8").startswith("# acquire_async")
+
+    report = json.loads((tmp_path / "latest.json").read_text(encoding="utf-8"))
+    assert report["meta"]["mode"] == "smoke"
+    assert report["meta"]["versions"]["aiohttp"]
+    assert set(report["sections"]) == set(SECTIONS)
+    for key, section in report["sections"].items():
+        assert section["errors"] == [], key
+        measured = [row for row in section["rows"] if row["samples"]]
+        assert measured, f"{key}: no contender produced a result"
+        for row in measured:
+            for stat in ("median", "min", "max"):
+                value = row[stat]
+                assert isinstance(value, (int, float)), (key, row["contender"], stat)
+                assert math.isfinite(value), (key, row["contender"], stat)
+        for row in section["rows"]:
+            assert row["samples"] or row["note"], f"{key}: {row['contender']} skipped silently"
+        assert any(row["contender"] == ALWAYS[key] for row in measured), key
+
+
+def test_only_rejects_an_unknown_section() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--only", "decode,nope"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "nope" in done.stderr
