@@ -1,0 +1,15 @@
+"""Benchmarks of acquire_async against the alternatives: run ``python -m benchmarks``.
+
+Four sections, each a module with a ``run(config) -> Section`` function:
+
+- :mod:`benchmarks.decode`: decoding the join payload (and a 50-case list) with our msgspec
+  models vs ``json``, ``orjson``, pydantic v2 and untyped msgspec.
+- :mod:`benchmarks.throughput`: joins per second against a fast local server in another
+  process, ours vs a raw aiohttp loop vs httpx, on asyncio's loop and on uvloop.
+- :mod:`benchmarks.latency`: how close a client gets to the ideal concurrency / latency when
+  the server answers after 20 ms.
+- :mod:`benchmarks.memory`: peak RSS growth while joining 200,000 ids from a generator, lazy
+  ``join_many`` vs a naive ``asyncio.gather``, each in a fresh process.
+
+Results go to stdout and ``benchmarks/results/latest.{md,json}`` (see :mod:`benchmarks._report`).
+"""
