@@ -32,7 +32,7 @@ from typing import Any, Final, Protocol
 import msgspec
 
 from ._protocol import MAX_ID, validate_case_id
-from .errors import AcquireError, AlreadyJoinedError, InvalidCaseIdError
+from .errors import AcquireError, AlreadyJoinedError, APIConnectionError, InvalidCaseIdError
 from .models import Case
 
 __all__ = ["JoinOutcome", "JoinStream"]
@@ -195,6 +195,14 @@ class _Feed:
         self.error = exc
 
 
+def _cancelled() -> AcquireError:
+    return APIConnectionError(
+        "the join was cancelled from outside join_many; it may or may not have happened",
+        request_sent=True,
+        attempts=0,
+    )
+
+
 async def _join_one(join: Join, item: Any, ask_join: bool, timeout: float | None) -> JoinOutcome:
     """Join one item, whatever happens: an outcome, never an ``AcquireError``."""
     start = time.monotonic()
@@ -223,8 +231,9 @@ async def _run(
 ) -> AsyncGenerator[JoinOutcome, None]:
     feed = _Feed(source)
     loop = asyncio.get_running_loop()
-    in_flight: set[asyncio.Task[JoinOutcome]] = set()
-    finished: deque[asyncio.Task[JoinOutcome]] = deque()
+    in_flight: dict[asyncio.Task[JoinOutcome], Any] = {}  # task -> its item
+    finished: deque[tuple[asyncio.Task[JoinOutcome], Any]] = deque()
+    crash: list[BaseException] = []  # the first exception that is not an outcome
     # An async source is read by a task of its own, so that a source waiting for its next
     # item (a queue of cases that is empty for now) never holds back finished outcomes.
     pull: asyncio.Task[Any] | None = None
@@ -236,19 +245,21 @@ async def _run(
             waiter.set_result(None)
 
     def on_done(task: asyncio.Task[JoinOutcome]) -> None:
-        in_flight.discard(task)
-        finished.append(task)
+        finished.append((task, in_flight.pop(task)))
         wake()
 
     def start(item: Any) -> None:
         task = loop.create_task(_join_one(join, item, ask_join, timeout))
-        in_flight.add(task)
+        in_flight[task] = item
         task.add_done_callback(on_done)
 
     try:
         while True:
-            # Start joins while fewer than `concurrency` are in flight or unread.
-            if feed.sync:
+            # Start joins while fewer than `concurrency` are in flight or unread (none after
+            # a crash: then the joins already started finish and are reported, then it raises).
+            if crash:
+                pass
+            elif feed.sync:
                 while not feed.done and len(in_flight) + len(finished) < concurrency:
                     item = feed.take()
                     if item is not _END:
@@ -264,24 +275,34 @@ async def _run(
                     pull = loop.create_task(feed.next())
                     pull.add_done_callback(wake)
             if finished:
-                # .result() re-raises what _join_one does not turn into an outcome: a bug,
-                # or a hook's exception. Surfaced, not lost; the finally cleans up the rest.
-                yield finished.popleft().result()
+                task, item = finished.popleft()
+                if task.cancelled():
+                    # Cancelled from outside the stream (the stream's own cancellations
+                    # happen only in the finally below): still this item's one outcome.
+                    yield JoinOutcome(item, None, _cancelled(), False, 0, 0.0)
+                elif (error := task.exception()) is not None:
+                    # Not an AcquireError: a bug, or a hook's exception. Report the joins
+                    # already under way, start no more, then raise it (below).
+                    crash.append(error)
+                else:
+                    yield task.result()
             elif in_flight or (pull is not None and not pull.done()):
                 waiter = wakeup[0] = loop.create_future()
                 try:
                     await waiter
                 finally:
                     wakeup[0] = None
-            elif pull is None:
+            elif pull is None or crash:
                 break
+        if crash:
+            raise crash[0]
         if feed.error is not None:
             raise feed.error
     finally:
-        pending: list[asyncio.Future[Any]] = [*in_flight, *finished]
+        pending: list[asyncio.Future[Any]] = [*in_flight, *(task for task, _ in finished)]
         if pull is not None:
             pending.append(pull)
-        for task in pending:
-            task.cancel()
+        for future in pending:
+            future.cancel()
         # Wait for them: their connections go back to the pool before we return.
         await asyncio.gather(*pending, return_exceptions=True)

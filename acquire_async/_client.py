@@ -8,6 +8,7 @@ import math
 import os
 import platform
 import random
+import sys
 import time
 import warnings
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Mapping, Sequence
@@ -22,7 +23,7 @@ from . import _protocol, _transport
 from ._bulk import JoinOutcome, JoinStream
 from ._config import Timeouts
 from ._retry import RetryBudget, RetryPolicy, retry_delay
-from ._secrets import validate_api_key
+from ._secrets import Secret, validate_api_key
 from ._slots import Slots
 from ._stats import ClientStats, RequestEvent, ResponseEvent, RetryEvent
 from ._throttle import LocalThrottle, Throttle
@@ -30,6 +31,7 @@ from ._version import __version__
 from .errors import (
     AcquireError,
     AlreadyJoinedError,
+    APIConnectionError,
     APIStatusError,
     APITimeoutError,
     ResponseDecodeError,
@@ -136,8 +138,10 @@ class AcquireClient:
             api_key = os.environ.get("ACQUIRE_API_KEY") or None
             if api_key is None:
                 raise ValueError("api_key is required (argument or env ACQUIRE_API_KEY)")
-        secret = validate_api_key(api_key)
-        del api_key  # from here on only the redacting holder has it
+        secret = Secret(api_key)  # its type is checked just below
+        # Before anything can raise: a traceback captured with its locals must not hold it.
+        del api_key
+        validate_api_key(secret)
         method = join_method.upper() if isinstance(join_method, str) else join_method
         if method not in _METHODS:
             raise ValueError(f"join_method must be 'POST' or 'GET' (got {join_method!r})")
@@ -156,6 +160,9 @@ class AcquireClient:
                 "trace_configs and trust_env configure the session the client creates; "
                 "with session=..., set them on that session"
             )
+        if session is not None and session.auth is not None:
+            # aiohttp refuses to send both its auth and our Authorization header.
+            raise ValueError("the borrowed session has auth= set; the client sends its own key")
         if user_agent is not None:
             if not isinstance(user_agent, str):
                 raise TypeError(f"user_agent must be a str, not {type(user_agent).__name__}")
@@ -213,7 +220,8 @@ class AcquireClient:
         return self._method
 
     def __repr__(self) -> str:
-        return f"AcquireClient(base_url={self._base_url!r})"
+        # getattr: a traceback may repr a client whose constructor raised half-way.
+        return f"AcquireClient(base_url={getattr(self, '_base_url', '?')!r})"
 
     async def __aenter__(self) -> AcquireClient:
         self._check_open()
@@ -253,6 +261,7 @@ class AcquireClient:
         if session is None:
             self._check_open()
             session = self._session = _transport.create_session(
+                url=self._url,
                 max_connections=self._max_connections,
                 timeout=self._aiohttp_timeout,
                 trust_env=self._trust_env,
@@ -354,10 +363,12 @@ class AcquireClient:
         # backstop also bounds the waits it cannot time: a concurrency slot, the throttle.
         sent = [0]
         loop = self._retry_loop(case_id, ask_join, time.monotonic() + timeout, sent)
-        try:
-            return await asyncio.wait_for(loop, timeout + _DEADLINE_GRACE)
-        except (TimeoutError, asyncio.TimeoutError):  # distinct classes on Python 3.10
-            pass
+        # Not asyncio.wait_for: on Python 3.10 and 3.11 it runs the loop in a child task and,
+        # when the caller is cancelled just as that task finishes, returns the result and
+        # drops the cancellation. The deadline runs in this very task instead.
+        async with _Deadline(timeout + _DEADLINE_GRACE) as deadline:
+            return await loop
+        assert deadline.expired  # reached only when the deadline cut the loop short
         self.stats.failed += 1
         raise APITimeoutError(
             f"the call's deadline of {timeout:g}s passed",
@@ -384,8 +395,11 @@ class AcquireClient:
         start = time.monotonic()
         attempt = 0
         switched = False
+        reached = False  # did any attempt of this call reach the server?
         while True:
             attempt += 1
+            if self._closed:
+                raise RuntimeError("this AcquireClient was closed while the join was under way")
             if not slots.try_take():
                 await slots.take()
             status: int | None = None
@@ -433,7 +447,13 @@ class AcquireClient:
                 )
             finally:
                 slots.give()
-            error.attempts = attempt
+            # Report what happened on the wire: attempts actually sent, and whether any of
+            # them may have reached the server (then the join may have happened).
+            error.attempts = sent[0]
+            if not isinstance(error, APIConnectionError) or error.request_sent:
+                reached = reached or sent[0] == attempt
+            if isinstance(error, APIConnectionError):
+                error.request_sent = reached
             if isinstance(error, APIStatusError) and error.status == 405 and not switched:
                 # Once per call: the other method, which the whole client then keeps.
                 switched = True
@@ -511,6 +531,55 @@ class AcquireClient:
             self._url.path,
             self._method,
         )
+
+
+class _Deadline:
+    """Cancel the current task after ``seconds``; swallow only that cancellation.
+
+    Python 3.11+ has ``asyncio.timeout`` for this (with ``Task.uncancel`` bookkeeping, so a
+    cancellation from outside that lands at the same moment still propagates). On 3.10 it is
+    a timer and a flag, as ``async_timeout`` does.
+    """
+
+    __slots__ = ("_cm", "_handle", "_seconds", "_task", "expired")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self.expired = False
+        self._cm: Any = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    async def __aenter__(self) -> _Deadline:
+        if sys.version_info >= (3, 11):
+            self._cm = asyncio.timeout(self._seconds)
+            await self._cm.__aenter__()
+        else:  # pragma: no cover - exercised by the Python 3.10 run
+            self._task = asyncio.current_task()
+            self._handle = asyncio.get_running_loop().call_later(self._seconds, self._expire)
+        return self
+
+    def _expire(self) -> None:  # pragma: no cover - Python 3.10 only
+        self.expired = True
+        if self._task is not None:
+            self._task.cancel()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if self._cm is not None:
+            try:
+                await self._cm.__aexit__(exc_type, exc, tb)
+            except TimeoutError:
+                self.expired = True
+                return True
+            return False
+        if self._handle is not None:  # pragma: no cover - Python 3.10 only
+            self._handle.cancel()
+        return self.expired and exc_type is asyncio.CancelledError
 
 
 def _check_timeout(timeout: object) -> float | None:

@@ -57,15 +57,20 @@ class Secret:
         return hash(self._value)
 
 
-def validate_api_key(value: object) -> Secret:
-    """Check an API key and wrap it. Error messages never contain the key itself."""
-    if not isinstance(value, str):
-        raise TypeError(f"api_key must be a str, not {type(value).__name__}")
-    if not value:
+def validate_api_key(secret: Secret) -> Secret:
+    """Check the key inside ``secret``; return it. Messages never contain the key.
+
+    It takes the key already wrapped, and reads it only inside expressions, so that no frame
+    of a traceback (captured with its locals, as Sentry does) holds it in a plain local.
+    """
+    kind = type(secret.reveal())
+    if kind is not str:
+        raise TypeError(f"api_key must be a str, not {kind.__name__}")
+    if not secret.reveal():
         raise ValueError("api_key is empty")
     # A key is sent in a header: printable ASCII only, so CR/LF cannot split the request.
-    if not (value.isascii() and value.isprintable()):
-        raise ValueError("api_key must be printable ASCII (no spaces at the ends, CR or LF)")
-    if value != value.strip():
+    if not (secret.reveal().isascii() and secret.reveal().isprintable()):
+        raise ValueError("api_key must be printable ASCII (no CR, LF or other controls)")
+    if secret.reveal() != secret.reveal().strip():
         raise ValueError("api_key has leading or trailing whitespace")
-    return Secret(value)
+    return secret

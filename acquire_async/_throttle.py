@@ -94,17 +94,12 @@ class LocalThrottle:
 
     async def acquire(self) -> None:
         """Wait for the cool-down to end, then for this request's slot in the rate schedule."""
-        if self._resume_at:
-            # A loop, not one sleep: a longer pause may arrive while we wait.
-            while (wait := self._resume_at - self._clock()) > 0:
-                await self._sleep(wait)
-        if self._interval:
+        # A slot is taken only by a caller that can go now: one cancelled (or timed out)
+        # while it waits reserves nothing, so it cannot slow down the callers after it.
+        while not self.try_acquire():
             now = self._clock()
-            tat = max(self._tat, now)
-            self._tat = tat + self._interval
-            wait = tat - now - self._slack
-            if wait > 0:
-                await self._sleep(wait)
+            wait = max(self._resume_at - now, self._tat - now - self._slack)
+            await self._sleep(max(wait, 0.0))
 
     async def pause(self, seconds: float) -> None:
         """Hold back new requests for ``seconds`` (ignored unless finite and > 0)."""

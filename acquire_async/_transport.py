@@ -9,9 +9,11 @@ the ``RequestInfo``), so they must not survive as ``__cause__`` or ``__context__
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from ._protocol import RawResponse
@@ -34,27 +36,47 @@ class _TooLarge(Exception):
 
 def create_session(
     *,
+    url: URL,
     max_connections: int,
     timeout: aiohttp.ClientTimeout,
     trust_env: bool,
     trace_configs: Sequence[aiohttp.TraceConfig] | None,
 ) -> aiohttp.ClientSession:
-    """The pooled session an owning client uses. Must be called inside a running loop."""
+    """The pooled session an owning client uses. Must be called inside a running loop.
+
+    ``trust_env`` takes the proxy for ``url`` from the environment (``HTTPS_PROXY``,
+    ``NO_PROXY``…), and only that: aiohttp's own ``trust_env`` also reads ``.netrc``, whose
+    credentials it refuses to combine with our ``Authorization`` header (every join would
+    fail with a ``ValueError``).
+    """
+    proxy: URL | None = None
+    proxy_auth: aiohttp.BasicAuth | None = None
+    if trust_env:
+        with contextlib.suppress(LookupError):  # LookupError: no proxy for this URL
+            proxy, proxy_auth = get_env_proxy_for_url(url)
     connector = aiohttp.TCPConnector(
         limit=max_connections,
         limit_per_host=0,
         use_dns_cache=True,
         ttl_dns_cache=300,
     )
-    return aiohttp.ClientSession(
+    session = aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
-        trust_env=trust_env,
+        trust_env=False,
+        proxy=proxy,
+        proxy_auth=proxy_auth,
         trace_configs=list(trace_configs) if trace_configs else None,
         raise_for_status=False,
         # The session belongs to us: no cookie jar to leak state between joins.
         cookie_jar=aiohttp.DummyCookieJar(),
     )
+    # aiohttp silently re-sends an idempotent request (GET, so a GET join) once when a
+    # keep-alive connection drops; that resend bypasses our retry policy, budget, hooks and
+    # attempt count. Only a private switch turns it off (aiohttp is pinned below 4).
+    if hasattr(session, "_retry_connection"):
+        session._retry_connection = False
+    return session
 
 
 async def send(

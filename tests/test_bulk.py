@@ -302,3 +302,70 @@ async def test_at_most_concurrency_joins_exist_at_once(client: aa.AcquireClient)
             await asyncio.sleep(0)  # a slow consumer must not let work pile up
     assert peak <= 10
     assert most_tasks <= 10
+
+
+async def test_a_deadline_never_swallows_the_callers_cancellation() -> None:
+    # The caller is cancelled in the very step in which its join finishes (here by a hook;
+    # in life by a TaskGroup sibling or a shutdown). With or without a deadline, the caller
+    # must see CancelledError, not a result (asyncio.wait_for on 3.10/3.11 drops it).
+    outer: list[asyncio.Task[str]] = []
+
+    def cancel_the_caller(event: object) -> None:
+        outer[0].cancel()
+
+    async def caller(client: aa.AcquireClient, timeout: float | None) -> str:
+        try:
+            await client.join_chat(1, timeout=timeout)
+            await asyncio.sleep(0)  # a cancelled task must not get here
+        except asyncio.CancelledError:
+            return "cancelled"
+        return "returned"
+
+    async with FaultServer() as server:
+        async with aa.AcquireClient(
+            api_key=KEY, base_url=server.base_url, on_response=cancel_the_caller
+        ) as client:
+            for timeout in (None, 5.0):
+                server.joined.clear()
+                outer[:] = [asyncio.ensure_future(caller(client, timeout))]
+                assert await outer[0] == "cancelled", timeout
+
+
+async def test_a_crash_reports_the_joins_already_made_then_raises() -> None:
+    def boom(event: Any) -> None:
+        if event.case_id == 8:
+            raise RuntimeError("hook failed")
+
+    got: list[int] = []
+    async with FaultServer(default=sleep_then(0.01)) as server:
+        async with aa.AcquireClient(
+            api_key=KEY, base_url=server.base_url, on_response=boom
+        ) as client:
+            with pytest.raises(RuntimeError, match="hook failed"):
+                async with client.join_many(range(1, 101), concurrency=10) as outcomes:
+                    async for outcome in outcomes:
+                        got.append(outcome.case_id)
+    # Every join the server made, but the one whose hook failed, was reported.
+    assert set(got) == server.joined - {8}
+    assert len(got) < 100  # and no new join was started after the crash
+
+
+async def test_a_join_cancelled_from_outside_is_still_one_outcome(
+    client: aa.AcquireClient,
+) -> None:
+    async def join(
+        case_id: int, ask_join: bool, deadline: float | None, sent: list[int]
+    ) -> JoinResponse:
+        if case_id == 3:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()  # e.g. an application-wide "cancel all tasks" on shutdown
+        await asyncio.sleep(0.001)
+        return JoinResponse(CASE, 200, {}, b"", 1, 0.0)
+
+    client._retry_loop = join  # type: ignore[method-assign]
+    outcomes = await client.join_all(range(1, 11), concurrency=4)
+    assert sorted(o.case_id for o in outcomes) == list(range(1, 11))
+    [three] = [o for o in outcomes if o.case_id == 3]
+    assert isinstance(three.error, aa.APIConnectionError)
+    assert "cancelled" in str(three.error)

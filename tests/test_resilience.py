@@ -531,3 +531,51 @@ async def test_session_level_options_are_refused_with_a_borrowed_session() -> No
                 aa.AcquireClient(
                     api_key=KEY, base_url="http://127.0.0.1:9/api/v1", session=session, **option
                 )
+
+
+async def test_get_joins_are_not_resent_behind_the_retry_policy(make_client: MakeClient) -> None:
+    # aiohttp would re-send a GET on a dropped keep-alive connection by itself, outside our
+    # policy, budget and attempt count: the owned session turns that off.
+    async with FaultServer(script=[drop_after_read]) as server:
+        client = make_client(server.base_url, join_method="GET", retry=aa.RetryPolicy.disabled())
+        with pytest.raises(aa.APIConnectionError) as info:
+            await client.join_chat(9)
+    assert server.requests == 1
+    assert info.value.attempts == 1
+    assert info.value.request_sent
+
+
+async def test_trust_env_ignores_netrc(
+    make_client: MakeClient, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("default login someone password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    async with FaultServer() as server:
+        client = make_client(server.base_url, trust_env=True)
+        case = await client.join_chat(5)  # aiohttp's netrc auth would clash with our key
+    assert case.id == 5
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # aiohttp 3.14 deprecates auth=
+async def test_a_borrowed_session_with_auth_is_refused() -> None:
+    async with aiohttp.ClientSession(auth=aiohttp.BasicAuth("u", "p")) as session:
+        with pytest.raises(ValueError, match="auth"):
+            aa.AcquireClient(api_key=KEY, base_url="http://127.0.0.1:9/api/v1", session=session)
+
+
+async def test_attempts_count_only_what_was_sent(make_client: MakeClient) -> None:
+    # The deadline passes while the second attempt waits for the cool-down the first one
+    # caused: one request was sent, and the error says so.
+    async with FaultServer(default=status(503, {"Retry-After": "0.2"})) as server:
+        client = make_client(
+            server.base_url, retry=aa.RetryPolicy(max_retry_after=60, backoff_base=0.001)
+        )
+        client._sleep = lambda delay: asyncio.sleep(0)  # type: ignore[assignment,misc]
+        with pytest.raises(aa.APIStatusError) as info:
+            await client.join_chat(1, timeout=0.1)
+    assert server.requests == 1
+    assert info.value.attempts == 1

@@ -203,3 +203,18 @@ def test_stats_percentiles() -> None:
     with pytest.raises(ValueError):
         stats.percentile(101)
     assert stats.as_dict()["latency_ms"]["p95"] == pytest.approx(95.0)
+
+
+async def test_cancelled_waiters_reserve_no_rate_slots() -> None:
+    throttle = aa.LocalThrottle(rate_limit=20)  # a slot every 50 ms
+    await throttle.acquire()
+    waiters = [asyncio.ensure_future(throttle.acquire()) for _ in range(40)]
+    await asyncio.sleep(0.01)
+    for waiter in waiters:
+        waiter.cancel()
+    await asyncio.gather(*waiters, return_exceptions=True)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await throttle.acquire()
+    # 40 reserved-and-abandoned slots would make this wait 2 s.
+    assert loop.time() - started < 0.5
