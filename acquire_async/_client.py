@@ -403,12 +403,14 @@ class AcquireClient:
             if not slots.try_take():
                 await slots.take()
             status: int | None = None
+            method = self._method
+            started = time.monotonic()
             try:
                 # A LocalThrottle with no cool-down or rate limit answers without an await.
                 if self._throttle_ready is None or not self._throttle_ready():
                     await self._throttle.acquire()
-                method = self._method
-                started = time.monotonic()
+                    method = self._method
+                    started = time.monotonic()
                 timeout = self._aiohttp_timeout if deadline is None else self._until(deadline)
                 stats.requests += 1
                 if self._on_request is not None:
@@ -433,10 +435,11 @@ class AcquireClient:
                 )
             except AcquireError as exc:
                 error = exc
-                stats.errors[type(exc).__name__] += 1
-                if status is None and isinstance(exc, ResponseDecodeError) and exc.status:
-                    status = exc.status  # a response came, but its body was over the cap
-                self._attempt_done(method, case_id, attempt, status, started, exc)
+                if sent[0] == attempt:  # not for an attempt the deadline stopped before sending
+                    stats.errors[type(exc).__name__] += 1
+                    if status is None and isinstance(exc, ResponseDecodeError) and exc.status:
+                        status = exc.status  # a response came, but its body was over the cap
+                    self._attempt_done(method, case_id, attempt, status, started, exc)
             else:
                 if self._on_response is not None or log.isEnabledFor(logging.DEBUG):
                     self._attempt_done(method, case_id, attempt, status, started, None)

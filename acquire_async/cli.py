@@ -134,7 +134,8 @@ def load_resume(path: Path) -> set[int]:
     """The ids a resume file records as done (missing file: none)."""
     if not path.exists():
         return set()
-    return {item for item in parse_ids(path.read_text().splitlines()) if isinstance(item, int)}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return {item for item in parse_ids(lines) if isinstance(item, int)}
 
 
 # --------------------------------------------------------------------------- the run

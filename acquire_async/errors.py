@@ -195,9 +195,10 @@ class ConflictError(APIStatusError):
 class AlreadyJoinedError(ConflictError):
     """The key's agent is already in this chat (``CHAT_ALREADY_JOINED``), whatever the status.
 
-    Acquire documents it under HTTP 200. After an attempt that failed ambiguously (the
-    connection dropped after the request was sent) and was retried, it usually means the first
-    attempt joined: ``attempts > 1`` tells that case apart from a plain second join.
+    Acquire documents it under HTTP 200. ``attempts > 1`` says the call retried: when an
+    earlier attempt failed after its request was sent (a dropped connection, a timeout), that
+    attempt probably joined and its answer was lost. A hint, not proof: a retried 503 changed
+    nothing.
     """
 
 
