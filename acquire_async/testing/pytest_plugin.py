@@ -24,12 +24,13 @@ Both are function-scoped and closed after the test.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
+
+from acquire_async import AcquireClient
 
 from ._fake import FakeAcquire
 
@@ -67,9 +68,9 @@ async def fake_acquire(request: pytest.FixtureRequest) -> AsyncIterator[FakeAcqu
 
 
 @pytest_asyncio.fixture
-async def acquire_client(fake_acquire: FakeAcquire) -> AsyncIterator[Any]:
+async def acquire_client(fake_acquire: FakeAcquire) -> AsyncIterator[AcquireClient]:
     """An ``acquire_async.AcquireClient`` bound to ``fake_acquire``, open for the test."""
-    # Imported here: the emulator must not depend on the client it is used to test.
-    client_class = importlib.import_module("acquire_async").AcquireClient
-    async with client_class(api_key=fake_acquire.api_key, base_url=fake_acquire.base_url) as client:
+    async with AcquireClient(
+        api_key=fake_acquire.api_key, base_url=fake_acquire.base_url
+    ) as client:
         yield client
