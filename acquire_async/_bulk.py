@@ -21,8 +21,8 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
-    Awaitable,
     Callable,
+    Coroutine,
     Iterable,
     Iterator,
 )
@@ -90,7 +90,7 @@ class _Joined(Protocol):
     def attempts(self) -> int: ...
 
 
-Join = Callable[[int, bool, "float | None"], Awaitable[_Joined]]
+Join = Callable[[int, bool, "float | None"], Coroutine[Any, Any, _Joined]]
 
 
 class JoinStream:
@@ -203,23 +203,31 @@ def _cancelled() -> AcquireError:
     )
 
 
-async def _join_one(join: Join, item: Any, ask_join: bool, timeout: float | None) -> JoinOutcome:
-    """Join one item, whatever happens: an outcome, never an ``AcquireError``."""
-    start = time.monotonic()
-    if isinstance(item, bool) or not isinstance(item, int) or not 0 < item <= MAX_ID:
-        try:
-            validate_case_id(item)  # raises, with the message that says why
-        except (TypeError, ValueError) as exc:
-            return JoinOutcome.invalid(item, str(exc))
+def _invalid(item: Any) -> JoinOutcome:
+    """The outcome of an item that is not a valid case id (it is sent nowhere)."""
     try:
-        response = await join(item, ask_join, timeout)
-    except AlreadyJoinedError as exc:
-        return JoinOutcome(item, None, None, True, exc.attempts, time.monotonic() - start)
-    except AcquireError as exc:
-        return JoinOutcome(item, None, exc, False, exc.attempts, time.monotonic() - start)
-    return JoinOutcome(
-        item, response.case, None, False, response.attempts, time.monotonic() - start
-    )
+        validate_case_id(item)  # raises, with the message that says why
+    except (TypeError, ValueError) as exc:
+        return JoinOutcome.invalid(item, str(exc))
+    raise AssertionError(f"{item!r} is a valid case id")  # pragma: no cover
+
+
+def _outcome(task: asyncio.Task[Any], item: Any, started: float) -> JoinOutcome | BaseException:
+    """The outcome of a finished join task, or the exception that is not an outcome."""
+    elapsed = time.monotonic() - started
+    if task.cancelled():
+        # Cancelled from outside the stream (the stream's own cancellations happen only
+        # when it closes, and are never read): still this item's one outcome.
+        return JoinOutcome(item, None, _cancelled(), False, 0, elapsed)
+    error = task.exception()
+    if error is None:
+        response = task.result()
+        return JoinOutcome(item, response.case, None, False, response.attempts, elapsed)
+    if isinstance(error, AlreadyJoinedError):
+        return JoinOutcome(item, None, None, True, error.attempts, elapsed)
+    if isinstance(error, AcquireError):
+        return JoinOutcome(item, None, error, False, error.attempts, elapsed)
+    return error  # a bug, or a hook's exception
 
 
 async def _run(
@@ -231,8 +239,10 @@ async def _run(
 ) -> AsyncGenerator[JoinOutcome, None]:
     feed = _Feed(source)
     loop = asyncio.get_running_loop()
-    in_flight: dict[asyncio.Task[JoinOutcome], Any] = {}  # task -> its item
-    finished: deque[tuple[asyncio.Task[JoinOutcome], Any]] = deque()
+    # Each task runs the client's join coroutine itself (no wrapper coroutine: one frame
+    # less to resume at every network event); its outcome is built when it finishes.
+    in_flight: dict[asyncio.Task[Any], tuple[Any, float]] = {}  # task -> (item, start)
+    finished: deque[JoinOutcome | BaseException] = deque()
     crash: list[BaseException] = []  # the first exception that is not an outcome
     # An async source is read by a task of its own, so that a source waiting for its next
     # item (a queue of cases that is empty for now) never holds back finished outcomes.
@@ -244,13 +254,17 @@ async def _run(
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def on_done(task: asyncio.Task[JoinOutcome]) -> None:
-        finished.append((task, in_flight.pop(task)))
+    def on_done(task: asyncio.Task[Any]) -> None:
+        item, started = in_flight.pop(task)
+        finished.append(_outcome(task, item, started))
         wake()
 
     def start(item: Any) -> None:
-        task = loop.create_task(_join_one(join, item, ask_join, timeout))
-        in_flight[task] = item
+        if isinstance(item, bool) or not isinstance(item, int) or not 0 < item <= MAX_ID:
+            finished.append(_invalid(item))
+            return
+        task: asyncio.Task[_Joined] = loop.create_task(join(item, ask_join, timeout))
+        in_flight[task] = (item, time.monotonic())
         task.add_done_callback(on_done)
 
     try:
@@ -275,17 +289,13 @@ async def _run(
                     pull = loop.create_task(feed.next())
                     pull.add_done_callback(wake)
             if finished:
-                task, item = finished.popleft()
-                if task.cancelled():
-                    # Cancelled from outside the stream (the stream's own cancellations
-                    # happen only in the finally below): still this item's one outcome.
-                    yield JoinOutcome(item, None, _cancelled(), False, 0, 0.0)
-                elif (error := task.exception()) is not None:
+                result = finished.popleft()
+                if isinstance(result, JoinOutcome):
+                    yield result
+                elif not crash:
                     # Not an AcquireError: a bug, or a hook's exception. Report the joins
                     # already under way, start no more, then raise it (below).
-                    crash.append(error)
-                else:
-                    yield task.result()
+                    crash.append(result)
             elif in_flight or (pull is not None and not pull.done()):
                 waiter = wakeup[0] = loop.create_future()
                 try:
@@ -299,7 +309,7 @@ async def _run(
         if feed.error is not None:
             raise feed.error
     finally:
-        pending: list[asyncio.Future[Any]] = [*in_flight, *(task for task, _ in finished)]
+        pending: list[asyncio.Future[Any]] = list(in_flight)
         if pull is not None:
             pending.append(pull)
         for future in pending:
