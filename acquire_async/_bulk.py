@@ -175,7 +175,7 @@ class _Feed:
         except StopAsyncIteration:
             self._done = True
         except Exception as exc:  # the caller's iterator failed: finish the rest, then raise it
-            self._fail(exc)
+            self.fail(exc)
         return _END
 
     def take(self) -> Any:
@@ -187,10 +187,11 @@ class _Feed:
         except StopIteration:
             self._done = True
         except Exception as exc:
-            self._fail(exc)
+            self.fail(exc)
         return _END
 
-    def _fail(self, exc: Exception) -> None:
+    def fail(self, exc: Exception) -> None:
+        """Stop reading: the source failed with ``exc`` (re-raised at the end)."""
         self._done = True
         self.error = exc
 
@@ -242,11 +243,8 @@ async def _run(
     # Each task runs the client's join coroutine itself (no wrapper coroutine: one frame
     # less to resume at every network event); its outcome is built when it finishes.
     in_flight: dict[asyncio.Task[Any], tuple[Any, float]] = {}  # task -> (item, start)
-    finished: deque[JoinOutcome | BaseException] = deque()
+    finished: deque[JoinOutcome] = deque()
     crash: list[BaseException] = []  # the first exception that is not an outcome
-    # An async source is read by a task of its own, so that a source waiting for its next
-    # item (a queue of cases that is empty for now) never holds back finished outcomes.
-    pull: asyncio.Task[Any] | None = None
     wakeup: list[asyncio.Future[None] | None] = [None]
 
     def wake(_: object = None) -> None:
@@ -256,7 +254,13 @@ async def _run(
 
     def on_done(task: asyncio.Task[Any]) -> None:
         item, started = in_flight.pop(task)
-        finished.append(_outcome(task, item, started))
+        result = _outcome(task, item, started)
+        if isinstance(result, JoinOutcome):
+            finished.append(result)
+        elif not crash:
+            # Not an AcquireError: a bug, or a hook's exception. Recorded at once, so no new
+            # join starts; the joins under way finish and are reported; then it is raised.
+            crash.append(result)
         wake()
 
     def start(item: Any) -> None:
@@ -267,42 +271,61 @@ async def _run(
         in_flight[task] = (item, time.monotonic())
         task.add_done_callback(on_done)
 
+    # An async source is read by one long-lived task of its own, one item per request, so
+    # that a source waiting for its next item (a queue of cases, empty for now) never holds
+    # back finished outcomes, and the source runs in a single task and context throughout
+    # (its own asyncio.timeout and context variables work as they would in a plain loop).
+    reader: asyncio.Task[None] | None = None
+    wanted = asyncio.Event()
+    arrived: deque[Any] = deque()
+    asked = False
+
+    async def read() -> None:
+        while True:
+            await wanted.wait()
+            wanted.clear()
+            item = await feed.next()
+            arrived.append(item)
+            wake()
+            if item is _END:
+                return
+
     try:
         while True:
-            # Start joins while fewer than `concurrency` are in flight or unread (none after
-            # a crash: then the joins already started finish and are reported, then it raises).
-            if crash:
-                pass
-            elif feed.sync:
-                while not feed.done and len(in_flight) + len(finished) < concurrency:
-                    item = feed.take()
-                    if item is not _END:
-                        start(item)
-            else:
-                if pull is not None and pull.done():
-                    item = pull.result()
-                    pull = None
-                    if item is not _END:
-                        start(item)
-                room = len(in_flight) + len(finished) < concurrency
-                if pull is None and not feed.done and room:
-                    pull = loop.create_task(feed.next())
-                    pull.add_done_callback(wake)
+            if not crash:
+                room = concurrency - len(in_flight) - len(finished)
+                if feed.sync:
+                    while room > 0 and not feed.done:
+                        item = feed.take()
+                        if item is not _END:
+                            start(item)
+                            room -= 1
+                else:
+                    while arrived:
+                        item = arrived.popleft()
+                        asked = False
+                        if item is not _END:
+                            start(item)
+                            room -= 1
+                    if reader is None:
+                        reader = loop.create_task(read())
+                        reader.add_done_callback(wake)
+                    elif reader.done() and not feed.done:
+                        # The reader was cancelled from outside the stream: the source
+                        # can no longer be read. A source failure, not the consumer's.
+                        feed.fail(RuntimeError("the task reading case_ids was cancelled"))
+                    if room > 0 and not asked and not feed.done:
+                        asked = True
+                        wanted.set()
             if finished:
-                result = finished.popleft()
-                if isinstance(result, JoinOutcome):
-                    yield result
-                elif not crash:
-                    # Not an AcquireError: a bug, or a hook's exception. Report the joins
-                    # already under way, start no more, then raise it (below).
-                    crash.append(result)
-            elif in_flight or (pull is not None and not pull.done()):
+                yield finished.popleft()
+            elif in_flight or (asked and not crash and not feed.done):
                 waiter = wakeup[0] = loop.create_future()
                 try:
                     await waiter
                 finally:
                     wakeup[0] = None
-            elif pull is None or crash:
+            else:
                 break
         if crash:
             raise crash[0]
@@ -310,8 +333,8 @@ async def _run(
             raise feed.error
     finally:
         pending: list[asyncio.Future[Any]] = list(in_flight)
-        if pull is not None:
-            pending.append(pull)
+        if reader is not None:
+            pending.append(reader)
         for future in pending:
             future.cancel()
         # Wait for them: their connections go back to the pool before we return.

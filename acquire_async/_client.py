@@ -363,12 +363,32 @@ class AcquireClient:
         # backstop also bounds the waits it cannot time: a concurrency slot, the throttle.
         sent = [0]
         loop = self._retry_loop(case_id, ask_join, time.monotonic() + timeout, sent)
-        # Not asyncio.wait_for: on Python 3.10 and 3.11 it runs the loop in a child task and,
-        # when the caller is cancelled just as that task finishes, returns the result and
-        # drops the cancellation. The deadline runs in this very task instead.
-        async with _Deadline(timeout + _DEADLINE_GRACE) as deadline:
-            return await loop
-        assert deadline.expired  # reached only when the deadline cut the loop short
+        # Not asyncio.wait_for: on Python 3.10 and 3.11 it can return the result and drop
+        # the caller's cancellation when both happen in the same step.
+        if sys.version_info >= (3, 11):
+            # In this very task; Task.uncancel bookkeeping lets an outside cancellation
+            # that lands with the expiry propagate.
+            try:
+                async with asyncio.timeout(timeout + _DEADLINE_GRACE) as scope:
+                    return await loop
+            except TimeoutError:
+                if not scope.expired():
+                    raise  # not ours: a TimeoutError from inside (a hook's, say)
+        else:  # pragma: no cover - exercised by the Python 3.10 run
+            # 3.10 cannot tell two cancellations of one task apart, so the loop runs in a
+            # child task: a CancelledError here is always the caller's, and passes on.
+            child = asyncio.ensure_future(loop)
+            try:
+                await asyncio.wait({child}, timeout=timeout + _DEADLINE_GRACE)
+            except asyncio.CancelledError:
+                child.cancel()
+                await asyncio.wait({child})
+                raise
+            if not child.done():
+                child.cancel()
+                await asyncio.wait({child})
+            if not child.cancelled():
+                return child.result()  # it finished (or failed) before the deadline
         self.stats.failed += 1
         raise APITimeoutError(
             f"the call's deadline of {timeout:g}s passed",
@@ -534,55 +554,6 @@ class AcquireClient:
             self._url.path,
             self._method,
         )
-
-
-class _Deadline:
-    """Cancel the current task after ``seconds``; swallow only that cancellation.
-
-    Python 3.11+ has ``asyncio.timeout`` for this (with ``Task.uncancel`` bookkeeping, so a
-    cancellation from outside that lands at the same moment still propagates). On 3.10 it is
-    a timer and a flag, as ``async_timeout`` does.
-    """
-
-    __slots__ = ("_cm", "_handle", "_seconds", "_task", "expired")
-
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self.expired = False
-        self._cm: Any = None
-        self._handle: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[Any] | None = None
-
-    async def __aenter__(self) -> _Deadline:
-        if sys.version_info >= (3, 11):
-            self._cm = asyncio.timeout(self._seconds)
-            await self._cm.__aenter__()
-        else:  # pragma: no cover - exercised by the Python 3.10 run
-            self._task = asyncio.current_task()
-            self._handle = asyncio.get_running_loop().call_later(self._seconds, self._expire)
-        return self
-
-    def _expire(self) -> None:  # pragma: no cover - Python 3.10 only
-        self.expired = True
-        if self._task is not None:
-            self._task.cancel()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
-        if self._cm is not None:
-            try:
-                await self._cm.__aexit__(exc_type, exc, tb)
-            except TimeoutError:
-                self.expired = True
-                return True
-            return False
-        if self._handle is not None:  # pragma: no cover - Python 3.10 only
-            self._handle.cancel()
-        return self.expired and exc_type is asyncio.CancelledError
 
 
 def _check_timeout(timeout: object) -> float | None:

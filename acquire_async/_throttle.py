@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
@@ -47,7 +48,7 @@ class LocalThrottle:
         AcquireClient(rate_limit=50)  # builds LocalThrottle(rate_limit=50)
     """
 
-    __slots__ = ("_clock", "_interval", "_resume_at", "_slack", "_sleep", "_tat")
+    __slots__ = ("_clock", "_interval", "_queue", "_resume_at", "_slack", "_sleep", "_tat")
 
     def __init__(
         self,
@@ -70,6 +71,8 @@ class LocalThrottle:
         self._resume_at = 0.0
         self._clock = clock
         self._sleep = sleep
+        # Callers that must wait, first come first served; only the first one sleeps.
+        self._queue: deque[asyncio.Future[None]] = deque()
 
     @property
     def paused_for(self) -> float:
@@ -80,8 +83,12 @@ class LocalThrottle:
         """Take a slot now if no wait is needed (``True``); else ``False``, take nothing.
 
         The client's fast path: with no cool-down and no rate limit this is one check, and
-        the coroutine :meth:`acquire` is not even created.
+        the coroutine :meth:`acquire` is not even created. It never jumps the queue of
+        callers already waiting.
         """
+        return not self._queue and self._take()
+
+    def _take(self) -> bool:
         if self._resume_at and self._resume_at > self._clock():
             return False
         if not self._interval:
@@ -93,13 +100,28 @@ class LocalThrottle:
         return True
 
     async def acquire(self) -> None:
-        """Wait for the cool-down to end, then for this request's slot in the rate schedule."""
-        # A slot is taken only by a caller that can go now: one cancelled (or timed out)
-        # while it waits reserves nothing, so it cannot slow down the callers after it.
-        while not self.try_acquire():
-            now = self._clock()
-            wait = max(self._resume_at - now, self._tat - now - self._slack)
-            await self._sleep(max(wait, 0.0))
+        """Wait for the cool-down to end, then for this request's slot in the rate schedule.
+
+        Waiters queue first come first served and only the first one sleeps, so a slot wakes
+        one caller, not all of them. A slot is taken only by a caller that can go now: one
+        cancelled (or timed out) while it waits reserves nothing for later callers to pay.
+        """
+        if self.try_acquire():
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(turn)
+        try:
+            if self._queue[0] is not turn:
+                await turn  # wait to be first in line
+            while not self._take():
+                now = self._clock()
+                wait = max(self._resume_at - now, self._tat - now - self._slack)
+                await self._sleep(max(wait, 0.0))
+        finally:
+            first = self._queue[0] is turn
+            self._queue.remove(turn)
+            if first and self._queue and not self._queue[0].done():
+                self._queue[0].set_result(None)  # the next in line takes over
 
     async def pause(self, seconds: float) -> None:
         """Hold back new requests for ``seconds`` (ignored unless finite and > 0)."""

@@ -369,3 +369,108 @@ async def test_a_join_cancelled_from_outside_is_still_one_outcome(
     [three] = [o for o in outcomes if o.case_id == 3]
     assert isinstance(three.error, aa.APIConnectionError)
     assert "cancelled" in str(three.error)
+
+
+async def test_no_join_starts_after_a_crash(client: aa.AcquireClient) -> None:
+    crashed = [False]
+    started_after: list[int] = []
+
+    async def join(
+        case_id: int, ask_join: bool, deadline: float | None, sent: list[int]
+    ) -> JoinResponse:
+        if crashed[0]:
+            started_after.append(case_id)
+        await asyncio.sleep(0.01 if case_id != 4 else 0.02)
+        if case_id == 4:
+            crashed[0] = True
+            raise RuntimeError("bug in join")
+        return JoinResponse(aa.Case(id=case_id), 200, {}, b"", 1, 0.0)
+
+    client._retry_loop = join  # type: ignore[method-assign]
+    got: list[int] = []
+    with pytest.raises(RuntimeError, match="bug in join"):
+        async with client.join_many(range(1, 100), concurrency=4) as outcomes:
+            async for outcome in outcomes:
+                got.append(outcome.case_id)
+                await asyncio.sleep(0.03)  # a slow consumer: outcomes queue up
+    assert started_after == []
+    assert sorted(got) == [1, 2, 3]
+
+
+async def test_a_crash_is_raised_even_while_an_async_source_waits() -> None:
+    def boom(event: Any) -> None:
+        if event.case_id == 2:
+            raise RuntimeError("hook failed")
+
+    never = asyncio.Event()
+
+    async def ids() -> AsyncIterator[int]:
+        yield 1
+        yield 2
+        await never.wait()  # an empty queue, for good
+        yield 3
+
+    async with FaultServer() as server:
+        async with aa.AcquireClient(
+            api_key=KEY, base_url=server.base_url, on_response=boom
+        ) as client:
+            with pytest.raises(RuntimeError, match="hook failed"):
+                await asyncio.wait_for(client.join_all(ids(), concurrency=4), 5)
+
+
+async def test_an_async_source_runs_in_one_task_and_context(client: aa.AcquireClient) -> None:
+    import contextvars
+
+    stub_joins(client)
+    var: contextvars.ContextVar[int] = contextvars.ContextVar("var", default=0)
+    tasks: set[asyncio.Task[Any] | None] = set()
+    seen: list[int] = []
+
+    async def ids() -> AsyncIterator[int]:
+        for i in range(1, 6):
+            tasks.add(asyncio.current_task())
+            seen.append(var.get())
+            var.set(i)  # a source's own state survives from one item to the next
+            await asyncio.sleep(0)
+            yield i
+
+    outcomes = await client.join_all(ids(), concurrency=2)
+    assert sorted(o.case_id for o in outcomes) == [1, 2, 3, 4, 5]
+    assert len(tasks) == 1
+    assert seen == [0, 1, 2, 3, 4]
+
+
+async def test_a_deadline_passes_an_outside_cancellation_at_expiry() -> None:
+    from acquire_async import _client
+
+    budget = 0.2
+
+    async def caller(client: aa.AcquireClient) -> str:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        # An outside cancellation (a TaskGroup sibling failing, a shutdown) that lands in
+        # the same loop pass as the deadline's backstop.
+        loop.call_later(budget + _client._DEADLINE_GRACE, task.cancel)
+        try:
+            await client.join_chat(1, timeout=budget)  # waits for the only slot
+        except asyncio.CancelledError:
+            return "cancelled"
+        except aa.APITimeoutError:
+            return "swallowed"
+        return "returned"
+
+    async with FaultServer(default=sleep_then(10)) as server:
+        async with aa.AcquireClient(
+            api_key=KEY,
+            base_url=server.base_url,
+            max_concurrency=1,
+            retry=aa.RetryPolicy.disabled(),
+        ) as client:
+            blocker = asyncio.ensure_future(client.join_chat(2))
+            while server.requests < 1:
+                await asyncio.sleep(0.005)
+            results = [await asyncio.ensure_future(caller(client)) for _ in range(3)]
+            blocker.cancel()
+            await asyncio.gather(blocker, return_exceptions=True)
+    assert results == ["cancelled"] * 3

@@ -218,3 +218,20 @@ async def test_cancelled_waiters_reserve_no_rate_slots() -> None:
     await throttle.acquire()
     # 40 reserved-and-abandoned slots would make this wait 2 s.
     assert loop.time() - started < 0.5
+
+
+async def test_rate_limit_waiters_queue_instead_of_stampeding() -> None:
+    t = FakeTime()
+    throttle = aa.LocalThrottle(rate_limit=1000, clock=t.clock, sleep=t.sleep)
+    order: list[int] = []
+
+    async def one(i: int) -> None:
+        await throttle.acquire()
+        order.append(i)
+
+    await asyncio.gather(*(one(i) for i in range(50)))
+    assert order == list(range(50))  # first come, first served
+    # One sleep per slot for the waiter at the head, not a wake-up of every waiter per slot
+    # (which would be about 50 * 49 / 2 = 1,225 sleeps).
+    assert len(t.sleeps) <= 60
+    assert t.now == pytest.approx(0.049)
