@@ -197,7 +197,18 @@ def decode_join(
     """
     if not 200 <= status < 300:
         raise error_for(status, headers, body, method=method, url=url, now=now)
-    envelope = _decode_envelope(status, body, method, url)
+    # The common case inline: one typed decode, two checks (this function runs per join).
+    problem: BaseException | None = None
+    try:
+        envelope = _ENVELOPE_DECODER.decode(body)
+    except (msgspec.MsgspecError, RecursionError, UnicodeDecodeError, ValueError) as exc:
+        problem = exc
+    else:
+        data = envelope.data
+        if data is not None and envelope.error is None:
+            return data
+    if problem is not None:
+        envelope = _recover(problem, status, body, method, url)
     if envelope.error is not None:
         raise _error_from_payload(
             status, headers, body, envelope.error, envelope.message, method, url, now=now
@@ -214,12 +225,8 @@ def decode_join(
     return envelope.data
 
 
-def _decode_envelope(status: int, body: bytes, method: str, url: str) -> _Envelope:
-    problem: BaseException
-    try:
-        return _ENVELOPE_DECODER.decode(body)
-    except (msgspec.MsgspecError, RecursionError, UnicodeDecodeError, ValueError) as exc:
-        problem = exc
+def _recover(problem: BaseException, status: int, body: bytes, method: str, url: str) -> _Envelope:
+    """After the typed decode failed: the lenient pass, or the ResponseDecodeError."""
     if isinstance(problem, msgspec.ValidationError):
         # Valid JSON of an unexpected shape: try once more with the known quirks smoothed
         # over. Only this error path pays for it; the fast path above is one typed decode.
