@@ -31,7 +31,7 @@ from typing import Any, Final, Protocol
 
 import msgspec
 
-from ._protocol import MAX_ID, validate_case_id
+from ._protocol import validate_case_id
 from .errors import AcquireError, AlreadyJoinedError, APIConnectionError, InvalidCaseIdError
 from .models import Case
 
@@ -165,9 +165,7 @@ class _Feed:
         return self._sync is not None
 
     async def next(self) -> Any:
-        """The next item, or ``_END``. A plain iterable is read without an ``await``."""
-        if self._sync is not None:
-            return self.take()
+        """The next item of an async source, or ``_END``."""
         if self._done or self._async is None:
             return _END
         try:
@@ -202,15 +200,6 @@ def _cancelled() -> AcquireError:
         request_sent=True,
         attempts=0,
     )
-
-
-def _invalid(item: Any) -> JoinOutcome:
-    """The outcome of an item that is not a valid case id (it is sent nowhere)."""
-    try:
-        validate_case_id(item)  # raises, with the message that says why
-    except (TypeError, ValueError) as exc:
-        return JoinOutcome.invalid(item, str(exc))
-    raise AssertionError(f"{item!r} is a valid case id")  # pragma: no cover
 
 
 def _outcome(task: asyncio.Task[Any], item: Any, started: float) -> JoinOutcome | BaseException:
@@ -264,8 +253,10 @@ async def _run(
         wake()
 
     def start(item: Any) -> None:
-        if isinstance(item, bool) or not isinstance(item, int) or not 0 < item <= MAX_ID:
-            finished.append(_invalid(item))
+        try:
+            validate_case_id(item)
+        except (TypeError, ValueError) as exc:  # reported, sent nowhere
+            finished.append(JoinOutcome.invalid(item, str(exc)))
             return
         task: asyncio.Task[_Joined] = loop.create_task(join(item, ask_join, timeout))
         in_flight[task] = (item, time.monotonic())

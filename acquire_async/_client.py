@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import platform
 import random
@@ -21,7 +20,7 @@ from yarl import URL
 
 from . import _protocol, _transport
 from ._bulk import JoinOutcome, JoinStream
-from ._config import Timeouts
+from ._config import Timeouts, check_seconds
 from ._retry import RetryBudget, RetryPolicy, retry_delay
 from ._secrets import Secret, validate_api_key
 from ._slots import Slots
@@ -330,7 +329,9 @@ class AcquireClient:
         if not isinstance(ask_join, bool):
             raise TypeError(f"ask_join must be a bool, not {type(ask_join).__name__}")
         self._check_open()
-        return JoinStream(self._join, case_ids, concurrency, ask_join, _check_timeout(timeout))
+        return JoinStream(
+            self._join, case_ids, concurrency, ask_join, check_seconds("timeout", timeout)
+        )
 
     async def join_all(
         self,
@@ -556,25 +557,14 @@ class AcquireClient:
         )
 
 
-def _check_timeout(timeout: object) -> float | None:
-    """A per-call deadline: ``None`` or a finite number of seconds > 0."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
-    if not (math.isfinite(timeout) and timeout > 0):
-        raise ValueError(f"timeout must be a finite number of seconds > 0 (got {timeout!r})")
-    return float(timeout)
-
-
 def _call_args(
     case_id: object, ask_join: object, timeout: object
 ) -> tuple[int, bool, float | None]:
     """Check a join call's arguments before any I/O."""
-    _protocol.validate_case_id(case_id)
+    checked = _protocol.validate_case_id(case_id)
     if not isinstance(ask_join, bool):
         raise TypeError(f"ask_join must be a bool, not {type(ask_join).__name__}")
-    return case_id, ask_join, _check_timeout(timeout)  # type: ignore[return-value]
+    return checked, ask_join, check_seconds("timeout", timeout)
 
 
 def _check_count(name: str, value: object) -> None:

@@ -10,13 +10,19 @@ import aiohttp
 __all__ = ["Timeouts"]
 
 
-def _check(name: str, value: float | None) -> None:
+def check_seconds(label: str, value: object) -> float | None:
+    """``value`` as a float if it is a finite number of seconds > 0; ``None`` stays ``None``.
+
+    Every duration the client takes (the ``Timeouts`` fields, a call's ``timeout=``) goes
+    through here, so they all refuse the same things with the same words.
+    """
     if value is None:
-        return
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"Timeouts.{name} must be a number or None, not {type(value).__name__}")
+        raise TypeError(f"{label} must be a number of seconds or None, not {type(value).__name__}")
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"Timeouts.{name} must be a finite number > 0 (got {value!r})")
+        raise ValueError(f"{label} must be a finite number of seconds > 0 (got {value!r})")
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +59,7 @@ class Timeouts:
 
     def __post_init__(self) -> None:
         for name in ("connect", "read", "pool", "total"):
-            _check(name, getattr(self, name))
+            check_seconds(f"Timeouts.{name}", getattr(self, name))
 
     @classmethod
     def coerce(cls, value: Timeouts | float | None) -> Timeouts:
@@ -62,8 +68,7 @@ class Timeouts:
             return cls()
         if isinstance(value, Timeouts):
             return value
-        _check("total", value)
-        return cls(total=float(value))
+        return cls(total=check_seconds("Timeouts.total", value))
 
     def to_aiohttp(self, *, total: float | None = None) -> aiohttp.ClientTimeout:
         """The matching ``aiohttp.ClientTimeout``; ``total`` overrides (for a deadline)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,6 +121,3 @@ class RetryEvent:
     attempt: int
     delay: float
     error: BaseException
-
-
-Hook = Callable[[Any], object]

@@ -108,14 +108,14 @@ async def send(
             raise_for_status=False,
         ) as response:
             try:
-                # The common case inline (one coroutine frame less): a plain body whose
-                # Content-Length is within the cap is read in one call.
+                # A plain body with a Content-Length is judged by it and read in one call
+                # (inline: one coroutine frame less). Otherwise aiohttp decompresses as it
+                # reads, so the cap is counted chunk by chunk on what it hands us: a gzip
+                # bomb, or a body that lies about its length, stops at the cap.
                 length = response.content_length
-                if (
-                    length is not None
-                    and length <= max_body_size
-                    and "Content-Encoding" not in response.headers
-                ):
+                if length is not None and "Content-Encoding" not in response.headers:
+                    if length > max_body_size:
+                        raise _TooLarge
                     payload = await response.read()
                 else:
                     payload = await _read_capped(response, max_body_size)
@@ -145,11 +145,6 @@ async def send(
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    # aiohttp decompresses as it reads, so counting what it hands us counts decompressed bytes
-    # and a gzip bomb stops at ``limit``; so does a body that lies about its length.
-    length = response.content_length
-    if length is not None and length > limit and "Content-Encoding" not in response.headers:
-        raise _TooLarge
     chunks: list[bytes] = []
     total = 0
     async for chunk in response.content.iter_chunked(_CHUNK):
