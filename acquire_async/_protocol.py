@@ -48,7 +48,9 @@ _CODE = re.compile(r"[A-Z][A-Z0-9_]+", re.ASCII)
 REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "x-correlation-id")
 
 
-class RawResponse(NamedTuple):
+# A Struct, not a NamedTuple: one is built per attempt, and a NamedTuple's Python-level
+# __new__ costs about 0.3 µs against 0.08 µs.
+class RawResponse(msgspec.Struct, frozen=True, gc=False):
     """What one HTTP attempt produced: status, headers and the whole (capped) body."""
 
     status: int
