@@ -118,7 +118,14 @@ async def send(
             if length is not None and "Content-Encoding" not in response.headers:
                 if length > max_body_size:
                     raise _TooLarge
-                payload = await response.read()
+                content = response.content
+                if content.is_eof():
+                    # The whole body came with the headers (a small JSON answer nearly
+                    # always does): take it as is. read() would run five coroutines to
+                    # return these same bytes.
+                    payload = content.read_nowait()
+                else:
+                    payload = await response.read()
             else:
                 payload = await _read_capped(response, max_body_size)
         except _TooLarge:

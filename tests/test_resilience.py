@@ -327,6 +327,23 @@ async def test_backoff_never_sleeps_past_the_deadline(make_client: MakeClient) -
     assert info.value.attempts == 1
 
 
+async def test_a_body_that_arrives_after_its_headers_is_read_whole(
+    make_client: MakeClient,
+) -> None:
+    # Two read paths: a body that came with its headers is taken as is; one still on its
+    # way (here in 500-byte pieces, 5 ms apart) is awaited. Both give the same case, and
+    # the connection goes back to the pool either way.
+    async with FaultServer(script=[drip(0.005, chunk=500)]) as server:
+        client = make_client(server.base_url)
+        slow = await client.join_chat_response(1)
+        fast = await client.join_chat_response(2)
+    assert slow.raw == PAYLOAD  # every piece, not what had come when the headers did
+    assert (slow.case.id, fast.case.id) == (1684, 2)  # the drip sends the fixture as is
+    assert acquired(client) == 0
+    pool = client._session.connector._conns  # type: ignore[union-attr]
+    assert sum(len(idle) for idle in pool.values()) == 1  # the one connection, reused
+
+
 async def test_slow_drip_is_stopped_by_the_total(make_client: MakeClient) -> None:
     async with FaultServer(default=drip(0.02)) as server:
         client = make_client(
