@@ -21,6 +21,7 @@ from ._common import missing_note, optional
 
 __all__ = [
     "CONTENDERS",
+    "BareProtocol",
     "Contender",
     "HttpxWorkers",
     "OursGather",
@@ -275,6 +276,101 @@ class HttpxWorkers(Contender):
         return Tally(*tally)
 
 
+# --------------------------------------------------------------------------- the ceiling
+
+
+class BareProtocol(Contender):
+    """No HTTP library at all: the most any Python client could get from this server here.
+
+    ``concurrency`` keep-alive connections, each a hand-written ``asyncio.Protocol`` that
+    writes the same request bytes, frames the answer by its ``Content-Length``, checks the
+    status line and sends the next join at once; nothing is decoded. Its efficiency in the
+    latency benchmark is the ceiling that the server's timers, the kernel and the event loop
+    leave, whatever the client costs.
+    """
+
+    name = "bare asyncio.Protocol (ceiling)"
+
+    async def open(self) -> None:
+        from yarl import URL
+
+        url = URL(self.url)
+        head = (
+            f"POST {url.raw_path} HTTP/1.1\r\nHost: {url.raw_host}:{url.port}\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in HEADERS.items())
+            + "Content-Length: %d\r\n\r\n"
+        )
+        self.head = head.encode("ascii")
+        loop = asyncio.get_running_loop()
+        self.connections: list[_BareConnection] = []
+        for _ in range(self.concurrency):
+            _, connection = await loop.create_connection(_BareConnection, url.raw_host, url.port)
+            self.connections.append(connection)
+
+    async def close(self) -> None:
+        for connection in self.connections:
+            connection.transport.close()
+
+    async def run(self, ids: Iterable[int]) -> Tally:
+        loop = asyncio.get_running_loop()
+        tally = [0, 0]
+        source = iter(ids)
+        done = loop.create_future()
+        busy = [0]
+
+        def send_next(connection: _BareConnection) -> None:
+            case_id = next(source, None)
+            if case_id is None:
+                if busy[0] == 0 and not done.done():
+                    done.set_result(None)
+                return
+            body = _BODY % case_id
+            busy[0] += 1
+            connection.transport.write(self.head % len(body) + body)
+
+        def answered(connection: _BareConnection, ok: bool) -> None:
+            busy[0] -= 1
+            tally[0 if ok else 1] += 1
+            send_next(connection)
+
+        for connection in self.connections:
+            connection.on_answer = answered
+            send_next(connection)
+        await done
+        return Tally(*tally)
+
+
+class _BareConnection(asyncio.Protocol):
+    """One keep-alive connection of :class:`BareProtocol`: frames answers, reports each."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.transport: asyncio.Transport
+        self.on_answer: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head = self.buffer[:end].lower()
+            start = head.find(b"\r\ncontent-length:")
+            length = int(head[start + 17 :].split(b"\r\n", 1)[0]) if start >= 0 else 0
+            if len(self.buffer) < end + 4 + length:
+                return  # the body is still on its way
+            self.buffer = self.buffer[end + 4 + length :]
+            self.on_answer(self, head.startswith(b"http/1.1 200"))
+
+
 CONTENDERS: dict[str, type[Contender]] = {
-    cls.name: cls for cls in (OursJoinMany, OursGather, RawAiohttp, RawAiohttpGather, HttpxWorkers)
+    cls.name: cls
+    for cls in (
+        OursJoinMany,
+        OursGather,
+        RawAiohttp,
+        RawAiohttpGather,
+        HttpxWorkers,
+        BareProtocol,
+    )
 }
