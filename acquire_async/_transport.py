@@ -119,10 +119,11 @@ async def send(
                 if length > max_body_size:
                     raise _TooLarge
                 content = response.content
-                if content.is_eof():
+                if content.is_eof() and not session.trace_configs:
                     # The whole body came with the headers (a small JSON answer nearly
                     # always does): take it as is. read() would run five coroutines to
-                    # return these same bytes.
+                    # return these same bytes (and send the trace signal for the body,
+                    # hence the path through it when tracing).
                     payload = content.read_nowait()
                 else:
                     payload = await response.read()

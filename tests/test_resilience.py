@@ -445,7 +445,12 @@ async def test_hooks_stats_and_trace_configs(make_client: MakeClient) -> None:
     async def on_start(*args: Any) -> None:
         events["trace"].append(args)
 
+    async def on_body(*args: Any) -> None:
+        events["trace"].append(("body", args[2].chunk))
+
     trace.on_request_start.append(on_start)
+    # With trace configs, the body is read through aiohttp, which sends this signal.
+    trace.on_response_chunk_received.append(on_body)
     async with FaultServer(script=[status(503)]) as server:
         client = make_client(
             server.base_url,
@@ -459,7 +464,9 @@ async def test_hooks_stats_and_trace_configs(make_client: MakeClient) -> None:
     assert [e.status for e in events["response"]] == [503, 200]
     assert isinstance(events["response"][0].error, aa.InternalServerError)
     assert [e.attempt for e in events["retry"]] == [1]
-    assert len(events["trace"]) == 2
+    bodies = [event[1] for event in events["trace"] if event[0] == "body"]
+    assert len(events["trace"]) - len(bodies) == 2  # two request starts
+    assert len(bodies) == 2 and b'"id"' in bodies[1]  # the 503's body, then the case
     stats = client.stats.as_dict()
     assert stats["requests"] == 2
     assert stats["retries"] == 1
