@@ -119,12 +119,20 @@ async def send(
                 if length > max_body_size:
                     raise _TooLarge
                 content = response.content
-                if content.is_eof() and not session.trace_configs:
+                if (
+                    content.is_eof()
+                    and type(response) is aiohttp.ClientResponse
+                    and not session.trace_configs
+                ):
                     # The whole body came with the headers (a small JSON answer nearly
                     # always does): take it as is. read() would run five coroutines to
-                    # return these same bytes (and send the trace signal for the body,
-                    # hence the path through it when tracing).
+                    # return these same bytes. Not for a custom response class, and not
+                    # when tracing (read() sends the trace signal for the body).
                     payload = content.read_nowait()
+                    if len(payload) != length:
+                        # A middleware of a borrowed session read the stream already;
+                        # read() returns the body it kept.
+                        payload = await response.read()
                 else:
                     payload = await response.read()
             else:

@@ -603,3 +603,42 @@ async def test_attempts_count_only_what_was_sent(make_client: MakeClient) -> Non
             await client.join_chat(1, timeout=0.1)
     assert server.requests == 1
     assert info.value.attempts == 1
+
+
+async def test_a_borrowed_session_whose_middleware_reads_the_body() -> None:
+    # An app's logging middleware reads the response before we do: aiohttp keeps the body
+    # for read(), and the stream is then empty. The join must still see the whole case.
+    seen: list[int] = []
+
+    async def log_body(
+        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        response = await handler(request)
+        seen.append(len(await response.read()))
+        return response
+
+    async with FaultServer() as server:
+        async with aiohttp.ClientSession(middlewares=(log_body,)) as session:
+            async with aa.AcquireClient(
+                api_key=KEY, base_url=server.base_url, session=session
+            ) as client:
+                case = await client.join_chat(7)
+    assert case.id == 7
+    assert len(seen) == 1 and seen[0] > 0
+
+
+async def test_a_custom_response_class_is_read_through_its_read() -> None:
+    class Counting(aiohttp.ClientResponse):
+        reads = 0
+
+        async def read(self) -> bytes:
+            type(self).reads += 1
+            return await super().read()
+
+    async with FaultServer() as server:
+        async with aiohttp.ClientSession(response_class=Counting) as session:
+            async with aa.AcquireClient(
+                api_key=KEY, base_url=server.base_url, session=session
+            ) as client:
+                await client.join_chat(1)
+    assert Counting.reads == 1
