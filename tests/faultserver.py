@@ -14,13 +14,13 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from payloads import JOIN_RESPONSE
 
 JOIN_PATH = "/api/v1/crm/messenger/chat/join"
-PAYLOAD = (Path(__file__).parent / "fixtures" / "join_chat_response.json").read_bytes()
+PAYLOAD = JOIN_RESPONSE
 ALREADY = json.dumps(
     {
         "error": {

@@ -6,13 +6,13 @@ import gc
 import logging
 import platform
 import warnings
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aioresponses import aioresponses
 from aioresponses.core import RequestCall
+from payloads import ALREADY_JOINED, JOIN_RESPONSE, JOIN_URL
 from yarl import URL
 
 import acquire_async
@@ -31,15 +31,6 @@ from acquire_async import (
 )
 from acquire_async._protocol import decode_join
 
-FIXTURES = Path(__file__).parent / "fixtures"
-JOIN_RESPONSE = (FIXTURES / "join_chat_response.json").read_bytes()
-ALREADY_JOINED = (
-    FIXTURES
-    / "acquire-examples"
-    / "crm-messenger-chat-join__ERROR-CHAT_ALREADY_JOINED__documented-under-httpCode200__"
-    "2021-03-10_3dc25cf.json"
-).read_bytes()
-JOIN_URL = "https://acme.acquire.io/api/v1/crm/messenger/chat/join"
 KEY = "test-key-123"
 SDK_USER_AGENT = (
     f"acquire-async/{acquire_async.__version__} aiohttp/{aiohttp.__version__} "

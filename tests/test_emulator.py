@@ -23,6 +23,7 @@ import aiohttp
 import msgspec
 import pytest
 import pytest_asyncio
+from payloads import ALREADY_JOINED, EXAMPLES
 
 from acquire_async import errors
 from acquire_async._protocol import JOIN_PATH, decode_join
@@ -37,20 +38,13 @@ from acquire_async.testing import (
 from acquire_async.testing._faults import FaultInjector
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = Path(__file__).parent / "fixtures" / "acquire-examples"
 PUBLISHED_JOIN = json.loads(
     (
         EXAMPLES
         / "crm-messenger-chat-join__response-200__FINAL-POST-version__2021-04-01_498d8f1.json"
     ).read_text()
 )
-PUBLISHED_ALREADY_JOINED = json.loads(
-    (
-        EXAMPLES
-        / "crm-messenger-chat-join__ERROR-CHAT_ALREADY_JOINED__documented-under-httpCode200__"
-        "2021-03-10_3dc25cf.json"
-    ).read_text()
-)
+PUBLISHED_ALREADY_JOINED = json.loads(ALREADY_JOINED)
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 NOW = datetime(2021, 3, 24, 10, 44, 48, 538000, tzinfo=timezone.utc)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from payloads import EXAMPLES, JOIN_RESPONSE
 
 from acquire_async import (
     Agent,
@@ -25,11 +25,6 @@ from acquire_async import (
 )
 from acquire_async._protocol import decode_join
 from acquire_async.models import plain_text
-
-FIXTURES = Path(__file__).parent / "fixtures"
-EXAMPLES = FIXTURES / "acquire-examples"
-JOIN_RESPONSE = (FIXTURES / "join_chat_response.json").read_bytes()
-
 
 # --------------------------------------------------------------------------- wrappers
 

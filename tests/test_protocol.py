@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from email.utils import format_datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aioresponses import aioresponses
 from multidict import CIMultiDict
+from payloads import ALREADY_JOINED, FIXTURES, JOIN_RESPONSE, JOIN_URL
 from yarl import URL
 
 from acquire_async import (
@@ -35,16 +35,6 @@ from acquire_async._protocol import (
     validate_account_id,
     validate_case_id,
 )
-
-FIXTURES = Path(__file__).parent / "fixtures"
-JOIN_RESPONSE = (FIXTURES / "join_chat_response.json").read_bytes()
-ALREADY_JOINED = (
-    FIXTURES
-    / "acquire-examples"
-    / "crm-messenger-chat-join__ERROR-CHAT_ALREADY_JOINED__documented-under-httpCode200__"
-    "2021-03-10_3dc25cf.json"
-).read_bytes()
-JOIN_URL = "https://acme.acquire.io/api/v1/crm/messenger/chat/join"
 
 
 @pytest.fixture(autouse=True)

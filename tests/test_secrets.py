@@ -8,13 +8,13 @@ import logging
 import pickle
 import traceback
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aioresponses import aioresponses
 from multidict import CIMultiDict, CIMultiDictProxy
+from payloads import ALREADY_JOINED, JOIN_RESPONSE, JOIN_URL
 from yarl import URL
 
 from acquire_async import (
@@ -32,15 +32,6 @@ from acquire_async import (
 from acquire_async._secrets import RedactedStr, Secret, validate_api_key
 
 CANARY = "sk-CANARY-1234567890"
-JOIN_URL = "https://acme.acquire.io/api/v1/crm/messenger/chat/join"
-FIXTURES = Path(__file__).parent / "fixtures"
-JOIN_RESPONSE = (FIXTURES / "join_chat_response.json").read_bytes()
-ALREADY_JOINED = (
-    FIXTURES
-    / "acquire-examples"
-    / "crm-messenger-chat-join__ERROR-CHAT_ALREADY_JOINED__documented-under-httpCode200__"
-    "2021-03-10_3dc25cf.json"
-).read_bytes()
 # One retry where the error allows it (more frames, more log records), never a long sleep.
 POLICY = RetryPolicy(max_attempts=2, backoff_base=0.001, max_retry_after=1.0)
 
