@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, ClassVar, NamedTuple
 
 from ._common import missing_note, optional
+from ._server import content_length
 
 __all__ = [
     "CONTENDERS",
@@ -355,8 +356,7 @@ class _BareConnection(asyncio.Protocol):
         self.buffer += data
         while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
             head = self.buffer[:end].lower()
-            start = head.find(b"\r\ncontent-length:")
-            length = int(head[start + 17 :].split(b"\r\n", 1)[0]) if start >= 0 else 0
+            length = content_length(head)
             if len(self.buffer) < end + 4 + length:
                 return  # the body is still on its way
             self.buffer = self.buffer[end + 4 + length :]

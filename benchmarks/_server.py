@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ._common import REPO_ROOT, join_payload, optional
 
-__all__ = ["Server", "serve"]
+__all__ = ["Server", "content_length", "serve"]
 
 MAX_HEAD = 64 * 1024
 START_TIMEOUT = 20.0
@@ -71,7 +71,7 @@ class JoinProtocol(asyncio.Protocol):
             if b"\r\ntransfer-encoding:" in head:
                 self._answer(self._bad)  # our clients send Content-Length; keep the parser small
                 return
-            total = end + 4 + _content_length(head)
+            total = end + 4 + content_length(head)
             if len(buffer) < total:
                 return  # the body is still on its way
             del buffer[:total]
@@ -92,7 +92,8 @@ class JoinProtocol(asyncio.Protocol):
             transport.close()
 
 
-def _content_length(head: bytes) -> int:
+def content_length(head: bytes) -> int:
+    """The ``Content-Length`` of a lower-cased header block (0 when it has none)."""
     start = head.find(b"\r\ncontent-length:")
     if start < 0:
         return 0
