@@ -106,7 +106,7 @@ def _explain(section: Section, concurrency: int, delay: float) -> list[str]:
     bare_cpu = ceiling.extra.get("client CPU µs/join") if ceiling else None
     if cpu:
         per_join = statistics.median(cpu) / 1e6
-        ceiling = delay / (delay + concurrency * per_join / 2)
+        lockstep = delay / (delay + concurrency * per_join / 2)
         needed = 2 * delay * (1 / 0.97 - 1) / concurrency * 1e6
         notes.append(
             f"Why no client reaches 0.97 here: each join costs the client about "
@@ -114,7 +114,7 @@ def _explain(section: Section, concurrency: int, delay: float) -> list[str]:
             f"answers needs {concurrency * per_join * 1000:.1f} ms of CPU against "
             f"L = {delay * 1000:g} ms, and answers that arrive together wait behind each other "
             "before their next join goes out. Fully in lock-step that gives "
-            f"L / (L + C*t/2) = {ceiling:.2f}; rounds drift apart, so measured values are "
+            f"L / (L + C*t/2) = {lockstep:.2f}; rounds drift apart, so measured values are "
             f"higher, but 0.97 would need roughly {needed:.0f} µs of CPU per join"
             + (
                 f" (the bare protocol spends {statistics.median(bare_cpu):.0f} µs, and still "
