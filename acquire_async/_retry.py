@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections import UserString
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .errors import (
@@ -20,12 +22,35 @@ __all__ = ["RetryBudget", "RetryPolicy", "retry_delay"]
 DEFAULT_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
-def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+def _positive(name: str, value: object, *, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"RetryPolicy.{name} must be a number, not {type(value).__name__}")
+    if not math.isfinite(value):
         raise ValueError(f"RetryPolicy.{name} must be a finite number (got {value!r})")
     if value < 0 or (value == 0 and not allow_zero):
         qualifier = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"RetryPolicy.{name} must be {qualifier} (got {value!r})")
+
+
+def _statuses(value: object) -> frozenset[int]:
+    # A str is an iterable too: "503" would become {"5", "0", "3"}, match no status and turn
+    # retries off without a word. Refuse text, and anything that is not an int status.
+    if isinstance(value, (str, bytes, bytearray, memoryview, UserString)) or not isinstance(
+        value, Iterable
+    ):
+        raise TypeError(
+            "RetryPolicy.retry_statuses must be an iterable of int statuses, "
+            f"not {type(value).__name__}"
+        )
+    statuses = tuple(value)
+    for status in statuses:
+        if isinstance(status, bool) or not isinstance(status, int):
+            raise TypeError(
+                f"RetryPolicy.retry_statuses items must be ints, not {type(status).__name__}"
+            )
+        if not 100 <= status <= 599:
+            raise ValueError(f"RetryPolicy.retry_statuses items must be 100..599 (got {status})")
+    return frozenset(statuses)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +64,17 @@ class RetryPolicy:
       ``max_retry_after`` the call fails fast with the error (``RateLimitError.retry_after``
       says how long the server asked for).
     - Retried: connection errors (refused, reset, a stale keep-alive connection), timeouts and
-      the statuses in ``retry_statuses`` (408, 429, 500, 502, 503, 504). Never: other 4xx,
-      TLS/certificate errors, decode errors.
+      the statuses in ``retry_statuses`` (408, 429, 500, 502, 503, 504; any iterable of ints
+      in 100..599, stored as a ``frozenset``). Never: other 4xx, TLS/certificate errors,
+      decode errors.
     - The retry budget (as botocore's retry quota): a client-wide bucket of ``budget`` tokens;
       a retry costs ``retry_cost`` (``timeout_cost`` after a timeout), a success puts
       ``success_refund`` back. An empty bucket means fail fast with the last error, so a 5xx
       storm over 10,000 concurrent joins does not turn into 40,000 requests.
+
+    A wrong type raises ``TypeError`` (``retry_statuses="503"``, ``budget="5"``), a wrong value
+    ``ValueError`` (``max_attempts=0``, ``retry_statuses={700}``, a negative or non-finite
+    number).
 
     Example::
 
@@ -64,7 +94,8 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
-            raise TypeError("RetryPolicy.max_attempts must be an int")
+            kind = type(self.max_attempts).__name__
+            raise TypeError(f"RetryPolicy.max_attempts must be an int, not {kind}")
         if self.max_attempts < 1:
             raise ValueError(f"RetryPolicy.max_attempts must be >= 1 (got {self.max_attempts})")
         _positive("backoff_base", self.backoff_base, allow_zero=True)
@@ -74,7 +105,7 @@ class RetryPolicy:
         _positive("retry_cost", self.retry_cost, allow_zero=True)
         _positive("timeout_cost", self.timeout_cost, allow_zero=True)
         _positive("success_refund", self.success_refund, allow_zero=True)
-        object.__setattr__(self, "retry_statuses", frozenset(self.retry_statuses))
+        object.__setattr__(self, "retry_statuses", _statuses(self.retry_statuses))
 
     @classmethod
     def disabled(cls) -> RetryPolicy:

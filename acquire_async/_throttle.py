@@ -60,11 +60,20 @@ class LocalThrottle:
     ) -> None:
         if rate_limit is not None:
             if isinstance(rate_limit, bool) or not isinstance(rate_limit, (int, float)):
-                raise TypeError("rate_limit must be a number of requests per second")
+                raise TypeError(
+                    "rate_limit must be a number of requests per second or None, "
+                    f"not {type(rate_limit).__name__}"
+                )
             if not (math.isfinite(rate_limit) and rate_limit > 0):
                 raise ValueError(f"rate_limit must be a finite number > 0 (got {rate_limit!r})")
-        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-            raise ValueError(f"burst must be an int >= 1 (got {burst!r})")
+        if isinstance(burst, bool) or not isinstance(burst, int):
+            raise TypeError(f"burst must be an int, not {type(burst).__name__}")
+        if burst < 1:
+            raise ValueError(f"burst must be >= 1 (got {burst})")
+        if not callable(clock):
+            raise TypeError(f"clock must be a callable, not {type(clock).__name__}")
+        if not callable(sleep):
+            raise TypeError(f"sleep must be a callable, not {type(sleep).__name__}")
         self._interval = 0.0 if rate_limit is None else 1.0 / rate_limit
         self._slack = (burst - 1) * self._interval
         self._tat = 0.0  # the theoretical arrival time of the next request

@@ -101,6 +101,53 @@ def test_policy_validation(kwargs: dict[str, Any]) -> None:
         aa.RetryPolicy(**kwargs)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        # Text is an iterable of characters: "503" used to match no status and silently
+        # turn retries off.
+        ({"retry_statuses": "503"}, TypeError, "retry_statuses must be an iterable"),
+        ({"retry_statuses": b"503"}, TypeError, "retry_statuses must be an iterable"),
+        ({"retry_statuses": 503}, TypeError, "retry_statuses must be an iterable"),
+        ({"retry_statuses": None}, TypeError, "retry_statuses must be an iterable"),
+        ({"retry_statuses": ["503"]}, TypeError, "retry_statuses items must be ints"),
+        ({"retry_statuses": [503.0]}, TypeError, "retry_statuses items must be ints"),
+        ({"retry_statuses": [True]}, TypeError, "retry_statuses items must be ints"),
+        ({"retry_statuses": [503, 99]}, ValueError, "100..599"),
+        ({"retry_statuses": [600]}, ValueError, "100..599"),
+        ({"retry_statuses": [-503]}, ValueError, "100..599"),
+        ({"max_attempts": "3"}, TypeError, "max_attempts must be an int, not str"),
+        ({"max_attempts": True}, TypeError, "max_attempts must be an int, not bool"),
+        ({"backoff_base": "0.5"}, TypeError, "backoff_base must be a number, not str"),
+        ({"backoff_cap": None}, TypeError, "backoff_cap must be a number"),
+        ({"max_retry_after": True}, TypeError, "max_retry_after must be a number"),
+        ({"budget": "500"}, TypeError, "budget must be a number"),
+        ({"retry_cost": [5]}, TypeError, "retry_cost must be a number"),
+        ({"timeout_cost": b"1"}, TypeError, "timeout_cost must be a number"),
+        ({"success_refund": "1"}, TypeError, "success_refund must be a number"),
+        ({"success_refund": -1}, ValueError, "success_refund must be >= 0"),
+        ({"timeout_cost": math.nan}, ValueError, "timeout_cost must be a finite number"),
+    ],
+)
+def test_policy_wrong_type_is_type_error_wrong_value_is_value_error(
+    kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match) as info:
+        aa.RetryPolicy(**kwargs)
+    assert type(info.value) is error
+
+
+@pytest.mark.parametrize(
+    "statuses", [[503], (503, 429), {503}, frozenset({503}), range(500, 505), iter([503])]
+)
+def test_policy_takes_any_iterable_of_statuses(statuses: Any) -> None:
+    policy = aa.RetryPolicy(retry_statuses=statuses)
+    assert type(policy.retry_statuses) is frozenset
+    assert 503 in policy.retry_statuses
+    assert policy.is_retryable(status_error(503))
+    assert aa.RetryPolicy(retry_statuses=()).retry_statuses == frozenset()
+
+
 def test_policy_is_a_frozen_value() -> None:
     policy = aa.RetryPolicy(retry_statuses={503})  # type: ignore[arg-type]
     assert policy.retry_statuses == frozenset({503})
@@ -155,6 +202,31 @@ async def test_throttle_pause_longest_wins_and_bad_values_ignored() -> None:
     assert t.now == pytest.approx(2.0)
     await throttle.acquire()
     assert t.now == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"burst": "3"}, TypeError, "burst must be an int, not str"),
+        ({"burst": 3.0}, TypeError, "burst must be an int, not float"),
+        ({"burst": True}, TypeError, "burst must be an int, not bool"),
+        ({"burst": None}, TypeError, "burst must be an int"),
+        ({"burst": 0}, ValueError, "burst must be >= 1"),
+        ({"burst": -2}, ValueError, "burst must be >= 1"),
+        ({"rate_limit": "5"}, TypeError, "rate_limit must be a number"),
+        ({"rate_limit": True}, TypeError, "rate_limit must be a number"),
+        ({"rate_limit": 0}, ValueError, "rate_limit must be a finite number > 0"),
+        ({"rate_limit": math.inf}, ValueError, "rate_limit must be a finite number > 0"),
+        ({"clock": 0.0}, TypeError, "clock must be a callable"),
+        ({"sleep": None}, TypeError, "sleep must be a callable"),
+    ],
+)
+def test_throttle_wrong_type_is_type_error_wrong_value_is_value_error(
+    kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match) as info:
+        aa.LocalThrottle(**kwargs)
+    assert type(info.value) is error
 
 
 def test_throttle_is_the_interface() -> None:
