@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import UserString, deque
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -80,6 +80,10 @@ class JoinOutcome(msgspec.Struct, frozen=True):
 
 
 _END: Final = object()
+# Text and bytes are iterables, but never a list of ids: a bytearray or memoryview iterates as
+# small ints (bytearray(b"\xe8\x03") would join cases 232 and 3), a str or UserString as
+# characters. Refused whole, like a str.
+_TEXT: Final = (str, bytes, bytearray, memoryview, UserString)
 
 
 class _Joined(Protocol):
@@ -112,7 +116,7 @@ class JoinStream:
         ask_join: bool,
         timeout: float | None,
     ) -> None:
-        if not isinstance(source, (Iterable, AsyncIterable)) or isinstance(source, (str, bytes)):
+        if not isinstance(source, (Iterable, AsyncIterable)) or isinstance(source, _TEXT):
             raise TypeError(f"case_ids must be an iterable of ints, not {type(source).__name__}")
         self._agen = _run(join, source, concurrency, ask_join, timeout)
 
@@ -254,11 +258,12 @@ async def _run(
 
     def start(item: Any) -> None:
         try:
-            validate_case_id(item)
+            case_id = validate_case_id(item)
         except (TypeError, ValueError) as exc:  # reported, sent nowhere
             finished.append(JoinOutcome.invalid(item, str(exc)))
             return
-        task: asyncio.Task[_Joined] = loop.create_task(join(item, ask_join, timeout))
+        # The checked plain int is joined; the outcome keeps the item as it was given.
+        task: asyncio.Task[_Joined] = loop.create_task(join(case_id, ask_join, timeout))
         in_flight[task] = (item, time.monotonic())
         task.add_done_callback(on_done)
 

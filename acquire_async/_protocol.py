@@ -56,6 +56,7 @@ class RawResponse(msgspec.Struct, frozen=True, gc=False):
     status: int
     headers: Mapping[str, str]
     body: bytes
+    reason: str | None = None  # the status line's reason phrase ("Request Entity Too Large")
 
 
 class Endpoint(NamedTuple):
@@ -87,9 +88,20 @@ def validate_account_id(account_id: object) -> str:
 
 
 def validate_case_id(case_id: object) -> int:
-    """Return ``case_id`` if it is a positive int that fits in 64 bits, else raise."""
-    if isinstance(case_id, bool) or not isinstance(case_id, int):
-        raise TypeError(f"case_id must be an int, not {type(case_id).__name__}")
+    """Return ``case_id`` as a plain ``int`` if it is a positive int that fits in 64 bits.
+
+    A ``bool``, or anything that is not an ``int`` (``"1684"``, ``1684.0``, ``numpy.int64``),
+    is a ``TypeError``; an int out of range a ``ValueError``.
+
+    >>> validate_case_id(1684)
+    1684
+    """
+    if type(case_id) is not int:
+        if isinstance(case_id, bool) or not isinstance(case_id, int):
+            raise TypeError(f"case_id must be an int, not {type(case_id).__name__}")
+        # An int subclass (an IntEnum, say) becomes its plain value: a subclass may override
+        # the comparisons below, and what is checked must be what is sent.
+        case_id = int.__index__(case_id)
     if not 0 < case_id <= MAX_ID:
         raise ValueError(f"case_id must be a positive 64-bit integer (got {case_id})")
     return case_id

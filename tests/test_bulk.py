@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import gc
 import tracemalloc
+from collections import UserString
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -248,6 +250,62 @@ async def test_bad_source(client: aa.AcquireClient) -> None:
         client.join_many(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="iterable"):
         client.join_many("123")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "1684",
+        b"1684",
+        bytearray(b"\xe8\x03"),  # iterated, it would join cases 232 and 3
+        memoryview(b"\xe8\x03"),
+        UserString("1684"),
+    ],
+    ids=["str", "bytes", "bytearray", "memoryview", "UserString"],
+)
+async def test_text_and_bytes_are_refused_as_case_ids(
+    client: aa.AcquireClient, source: Any
+) -> None:
+    seen = stub_joins(client)
+    with pytest.raises(TypeError, match="case_ids must be an iterable of ints") as info:
+        client.join_many(source)
+    assert type(source).__name__ in str(info.value)
+    with pytest.raises(TypeError, match="case_ids"):
+        await client.join_all(source)
+    assert seen == []
+
+
+async def test_an_int_subclass_is_joined_as_its_checked_plain_value(
+    client: aa.AcquireClient,
+) -> None:
+    class Lying(int):
+        def __gt__(self, other: object) -> bool:  # "0 < x" asks x.__gt__ first
+            return True
+
+    class Case(enum.IntEnum):
+        SUPPORT = 1684
+
+    seen = stub_joins(client)
+    outcomes = await client.join_all([Case.SUPPORT, Lying(-5)])
+    by_type = {type(o.case_id): o for o in outcomes}
+    assert by_type[Case].ok  # the outcome keeps the item as it was given
+    assert isinstance(by_type[Lying].error, aa.InvalidCaseIdError)
+    assert seen == [1684] and type(seen[0]) is int
+
+
+async def test_numpy_style_ints_are_invalid_items_not_joins(client: aa.AcquireClient) -> None:
+    # Decision: only real ints (not bool) are case ids. An object that merely converts to an
+    # int (numpy.int64, Decimal, anything with __index__) is an invalid item: reported, never
+    # sent.
+    class Index:
+        def __index__(self) -> int:
+            return 1684
+
+    seen = stub_joins(client)
+    [outcome] = await client.join_all([Index()])
+    assert isinstance(outcome.error, aa.InvalidCaseIdError)
+    assert "case_id must be an int" in str(outcome.error)
+    assert seen == []
 
 
 async def test_outcome_fields_on_success() -> None:

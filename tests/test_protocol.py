@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from datetime import datetime, timezone
 from email.utils import format_datetime
@@ -232,6 +233,33 @@ def test_validate_case_id_value_error(case_id: int) -> None:
 @pytest.mark.parametrize("case_id", [1, 1684, 2**63 - 1])
 def test_validate_case_id_accepts(case_id: int) -> None:
     assert validate_case_id(case_id) == case_id
+
+
+class _Case(enum.IntEnum):
+    SUPPORT = 1684
+
+
+class _LyingInt(int):
+    # Claims to be in range whatever its value: the comparisons are reflected to it.
+    def __lt__(self, other: object) -> bool:
+        return True
+
+    def __gt__(self, other: object) -> bool:
+        return True
+
+    def __le__(self, other: object) -> bool:
+        return True
+
+    def __ge__(self, other: object) -> bool:
+        return True
+
+
+def test_validate_case_id_checks_and_returns_the_plain_value_of_an_int_subclass() -> None:
+    checked = validate_case_id(_Case.SUPPORT)
+    assert checked == 1684 and type(checked) is int
+    for value in (-5, 0, 2**63):
+        with pytest.raises(ValueError, match="positive 64-bit"):
+            validate_case_id(_LyingInt(value))
 
 
 # --------------------------------------------------------------------------- join body
