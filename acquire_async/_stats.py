@@ -16,6 +16,8 @@ class ClientStats:
     """Live counters of one client (``client.stats``). Read them; the client writes them.
 
     - ``requests``: HTTP attempts sent; ``responses``: attempts that got a status back.
+    - ``replayed``: requests sent again at once because the pooled connection they went out
+      on had been closed by the server (not attempts, not retries: the server never saw them).
     - ``retries``: attempts that were retries; ``rate_limited``: ``429`` answers.
     - ``joined``/``already_joined``/``failed``: calls that ended that way.
     - ``errors``: failed attempts by error class name (``{"InternalServerError": 3}``).
@@ -35,6 +37,7 @@ class ClientStats:
         "joined",
         "latencies",
         "rate_limited",
+        "replayed",
         "requests",
         "responses",
         "retries",
@@ -43,6 +46,7 @@ class ClientStats:
     def __init__(self) -> None:
         self.requests = 0
         self.responses = 0
+        self.replayed = 0
         self.retries = 0
         self.rate_limited = 0
         self.joined = 0
@@ -71,6 +75,7 @@ class ClientStats:
         return {
             "requests": self.requests,
             "responses": self.responses,
+            "replayed": self.replayed,
             "retries": self.retries,
             "rate_limited": self.rate_limited,
             "joined": self.joined,
@@ -82,7 +87,8 @@ class ClientStats:
 
     def __repr__(self) -> str:
         return (
-            f"ClientStats(requests={self.requests}, retries={self.retries}, "
+            f"ClientStats(requests={self.requests}, replayed={self.replayed}, "
+            f"retries={self.retries}, "
             f"rate_limited={self.rate_limited}, errors={dict(self.errors)})"
         )
 

@@ -4,19 +4,37 @@
 aiohttp's exceptions become ours here, built from their message alone and raised *outside* the
 ``except`` block: some aiohttp errors print the request headers (``ClientResponseError`` keeps
 the ``RequestInfo``), so they must not survive as ``__cause__`` or ``__context__``.
+
+Stale pooled connections. Servers, proxies and load balancers close idle keep-alive
+connections (nginx after ``keepalive_timeout``, Node after 5 s, tinyproxy after every answer
+without saying so). A request sent on such a connection as it closes fails before any byte of
+an answer comes back, and the server never acted on it. ``send`` replays that request at once
+on a fresh connection: it is not a retry (no backoff, no budget, not an attempt), so it happens
+with retries disabled too. To tell this case from a real failure, the owned pool's connections
+are ``_TrackedHandler`` objects: each knows how many requests it has carried and whether the
+current one got any byte back. Only a *reused* connection that got *nothing* back is replayed,
+once, and the replay skips the pool (its other idle connections may be closing too); so a
+failure on a fresh connection is a real failure and there is no loop. With a borrowed session
+(its connections untracked) one replay per attempt is allowed for the same errors, on whatever
+connection its pool gives.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+import errno
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
+from typing import Any
 
 import aiohttp
+from aiohttp.client_proto import ResponseHandler
 from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
-from ._protocol import RawResponse
+from ._protocol import RawResponse, error_for
 from .errors import (
     AcquireError,
     APIConnectionError,
@@ -25,13 +43,71 @@ from .errors import (
     ResponseDecodeError,
 )
 
-__all__ = ["create_session", "send"]
+__all__ = ["DEFAULT_KEEPALIVE", "create_session", "send"]
 
 _CHUNK = 64 * 1024
+# Idle pooled connections are dropped after this many seconds: below the shortest common
+# server idle timeout (Node's 5 s), so the pool rarely offers a connection the server is
+# closing. The replay below covers the rest.
+DEFAULT_KEEPALIVE = 4.0
+SERVER_CLOSED = "the server closed the connection before answering"
+_CLOSED_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
 
 
 class _TooLarge(Exception):
     pass
+
+
+class _TrackedHandler(ResponseHandler):
+    """aiohttp's protocol for one connection, plus what a replay decision needs.
+
+    ``set_response_params`` runs once per request, right after the connection is taken from
+    the pool (or made) and before the request is written; ``data_received`` on every read.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.requests = 0  # requests this connection carried, the current one included
+        self.answered = False  # did the current request get any byte back?
+
+    def set_response_params(self, *args: Any, **kwargs: Any) -> None:
+        self.requests += 1
+        self.answered = False
+        # The request's own task sees it after the failure: aiohttp runs the whole request
+        # in the caller's task, so this context is the caller's.
+        _CONNECTION.set(self)
+        super().set_response_params(*args, **kwargs)
+
+    def data_received(self, data: bytes) -> None:
+        self.answered = True
+        super().data_received(data)
+
+
+_CONNECTION: ContextVar[_TrackedHandler | None] = ContextVar("_CONNECTION", default=None)
+# Set for a replay: the next connection this task takes is a new one, not a pooled one.
+_FRESH: ContextVar[bool] = ContextVar("_FRESH", default=False)
+
+
+async def _no_pooled_connection() -> None:
+    return None
+
+
+class _TrackedConnector(aiohttp.TCPConnector):
+    """A ``TCPConnector`` whose connections are ``_TrackedHandler`` objects."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # BaseConnector builds every connection's protocol from this factory (aiohttp is
+        # pinned below 4; without the attribute, replays fall back to once per attempt).
+        if hasattr(self, "_factory"):
+            self._factory = functools.partial(_TrackedHandler, loop=self._loop)  # type: ignore[assignment]
+
+    # Not ``async def``: it hands back aiohttp's own coroutine, so the pool lookup of every
+    # request runs no extra frame. (``connect`` makes a new connection when this gives None.)
+    def _get(self, key: Any, traces: Any) -> Any:
+        if _FRESH.get():  # this task is replaying: ``send`` clears it when the replay ends
+            return _no_pooled_connection()
+        return super()._get(key, traces)
 
 
 def create_session(
@@ -41,6 +117,7 @@ def create_session(
     timeout: aiohttp.ClientTimeout,
     trust_env: bool,
     trace_configs: Sequence[aiohttp.TraceConfig] | None,
+    keepalive_timeout: float = DEFAULT_KEEPALIVE,
 ) -> aiohttp.ClientSession:
     """The pooled session an owning client uses. Must be called inside a running loop.
 
@@ -54,11 +131,12 @@ def create_session(
     if trust_env:
         with contextlib.suppress(LookupError):  # LookupError: no proxy for this URL
             proxy, proxy_auth = get_env_proxy_for_url(url)
-    connector = aiohttp.TCPConnector(
+    connector = _TrackedConnector(
         limit=max_connections,
         limit_per_host=0,
         use_dns_cache=True,
         ttl_dns_cache=300,
+        keepalive_timeout=keepalive_timeout,
     )
     session = aiohttp.ClientSession(
         connector=connector,
@@ -72,8 +150,9 @@ def create_session(
         cookie_jar=aiohttp.DummyCookieJar(),
     )
     # aiohttp silently re-sends an idempotent request (GET, so a GET join) once when a
-    # keep-alive connection drops; that resend bypasses our retry policy, budget, hooks and
-    # attempt count. Only a private switch turns it off (aiohttp is pinned below 4).
+    # keep-alive connection drops, whether or not the connection was reused; ``send`` does
+    # that itself, for every method, only when it is safe. Only a private switch turns
+    # aiohttp's off (aiohttp is pinned below 4).
     if hasattr(session, "_retry_connection"):
         session._retry_connection = False
     return session
@@ -88,82 +167,141 @@ async def send(
     body: bytes,
     timeout: aiohttp.ClientTimeout,
     max_body_size: int,
+    on_replay: Callable[[], object] | None = None,
 ) -> RawResponse:
     """Send one request and return its status, headers and whole body.
 
+    A request that failed on a reused pooled connection before any byte came back is sent
+    again at once on another connection (see the module docstring); ``on_replay`` is called
+    for each such replay.
+
     Raises ``APIConnectionError`` (or ``APITimeoutError``/``APITLSError``) when no complete
-    response arrived, ``ResponseDecodeError`` when the body is larger than ``max_body_size``.
+    response arrived, ``APIStatusError`` when a proxy refused the tunnel, and
+    ``ResponseDecodeError`` when the body is larger than ``max_body_size``.
     ``asyncio.CancelledError`` passes through untouched; the response is released either way.
     """
     error: AcquireError
+    replays = 0
     try:
-        # Awaited, then released in ``finally``: what ``async with`` does, without its four
-        # extra coroutines per attempt (two ``__aenter__``, two ``__aexit__``).
-        response = await session.request(
-            method,
-            url,
-            data=body,
-            headers=headers,
-            timeout=timeout,
-            allow_redirects=False,
-            # A borrowed session may raise on >= 400; we map statuses ourselves.
-            raise_for_status=False,
-        )
-        try:
-            # A plain body with a Content-Length is judged by it and read in one call
-            # (inline: one coroutine frame less). Otherwise aiohttp decompresses as it
-            # reads, so the cap is counted chunk by chunk on what it hands us: a gzip
-            # bomb, or a body that lies about its length, stops at the cap.
-            length = response.content_length
-            if length is not None and "Content-Encoding" not in response.headers:
-                if length > max_body_size:
-                    raise _TooLarge
-                content = response.content
-                if (
-                    content.is_eof()
-                    and type(response) is aiohttp.ClientResponse
-                    and not session.trace_configs
-                ):
-                    # The whole body came with the headers (a small JSON answer nearly
-                    # always does): take it as is. read() would run five coroutines to
-                    # return these same bytes. Not for a custom response class, and not
-                    # when tracing (read() sends the trace signal for the body).
-                    payload = content.read_nowait()
-                    if len(payload) != length:
-                        # A middleware of a borrowed session read the stream already;
-                        # read() returns the body it kept.
-                        payload = await response.read()
+        while True:
+            _CONNECTION.set(None)
+            try:
+                # Awaited, then released in ``finally``: what ``async with`` does, without its four
+                # extra coroutines per attempt (two ``__aenter__``, two ``__aexit__``).
+                response = await session.request(
+                    method,
+                    url,
+                    data=body,
+                    headers=headers,
+                    timeout=timeout,
+                    allow_redirects=False,
+                    # A borrowed session may raise on >= 400; we map statuses ourselves.
+                    raise_for_status=False,
+                )
+                try:
+                    # A plain body with a Content-Length is judged by it and read in one call
+                    # (inline: one coroutine frame less). Otherwise aiohttp decompresses as it
+                    # reads, so the cap is counted chunk by chunk on what it hands us: a gzip
+                    # bomb, or a body that lies about its length, stops at the cap.
+                    length = response.content_length
+                    if length is not None and "Content-Encoding" not in response.headers:
+                        if length > max_body_size:
+                            raise _TooLarge
+                        content = response.content
+                        if (
+                            content.is_eof()
+                            and type(response) is aiohttp.ClientResponse
+                            and not session.trace_configs
+                        ):
+                            # The whole body came with the headers (a small JSON answer nearly
+                            # always does): take it as is. read() would run five coroutines to
+                            # return these same bytes. Not for a custom response class, and not
+                            # when tracing (read() sends the trace signal for the body).
+                            payload = content.read_nowait()
+                            if len(payload) != length:
+                                # A middleware of a borrowed session read the stream already;
+                                # read() returns the body it kept.
+                                payload = await response.read()
+                        else:
+                            payload = await response.read()
+                    else:
+                        payload = await _read_capped(response, max_body_size)
+                except _TooLarge:
+                    # The rest of the body is still on the wire: this connection cannot be reused.
+                    response.close()
+                    error = ResponseDecodeError(
+                        f"response body larger than max_body_size ({max_body_size} bytes)",
+                        status=response.status,
+                        method=method,
+                        url=str(url),
+                    )
                 else:
-                    payload = await response.read()
-            else:
-                payload = await _read_capped(response, max_body_size)
-        except _TooLarge:
-            # The rest of the body is still on the wire: this connection cannot be reused.
-            response.close()
-            error = ResponseDecodeError(
-                f"response body larger than max_body_size ({max_body_size} bytes)",
-                status=response.status,
-                method=method,
-                url=str(url),
-            )
-        else:
-            return RawResponse(response.status, response.headers, payload)
-        finally:
-            # Back to the pool when the body was read whole; closed when it was not
-            # (cancelled or failed mid-body), so no half-read connection is reused.
-            response.release()
-    except (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch) as exc:
-        error = APITLSError(_describe(exc), method=method, url=str(url), request_sent=False)
-    except aiohttp.ConnectionTimeoutError as exc:
-        error = APITimeoutError(_describe(exc), method=method, url=str(url), request_sent=False)
-    # asyncio.TimeoutError is TimeoutError from Python 3.11 on, a class of its own on 3.10.
-    except (TimeoutError, asyncio.TimeoutError) as exc:  # read and total timeouts
-        error = APITimeoutError(_describe(exc), method=method, url=str(url))
-    except aiohttp.ClientConnectorError as exc:
-        error = APIConnectionError(_describe(exc), method=method, url=str(url), request_sent=False)
-    except aiohttp.ClientError as exc:
-        error = APIConnectionError(_describe(exc), method=method, url=str(url))
-    raise error
+                    return RawResponse(response.status, response.headers, payload, response.reason)
+                finally:
+                    # Back to the pool when the body was read whole; closed when it was not
+                    # (cancelled or failed mid-body), so no half-read connection is reused.
+                    response.release()
+            except (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch) as exc:
+                error = APITLSError(_describe(exc), method=method, url=str(url), request_sent=False)
+            except aiohttp.ClientHttpProxyError as exc:
+                # The proxy refused the CONNECT tunnel (407, a proxy's own 403…): its answer, not
+                # Acquire's. An APIStatusError with that status, so the policy treats it as one.
+                error = error_for(
+                    exc.status, exc.headers or {}, b"", method=method, url=str(url), now=None
+                )
+            except aiohttp.ConnectionTimeoutError as exc:
+                error = APITimeoutError(
+                    _describe(exc), method=method, url=str(url), request_sent=False
+                )
+            # asyncio.TimeoutError is TimeoutError from Python 3.11 on, its own class on 3.10.
+            except (TimeoutError, asyncio.TimeoutError) as exc:  # read and total timeouts
+                error = APITimeoutError(_describe(exc), method=method, url=str(url))
+            except aiohttp.ClientConnectorError as exc:
+                error = APIConnectionError(
+                    _describe(exc), method=method, url=str(url), request_sent=False
+                )
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                # After the connection was made, before a whole answer: a closed or reset
+                # connection. (ClientConnectorError, a ClientOSError too, was caught above.)
+                unwritten = _unwritten(exc)
+                if not replays and _replayable(exc, _CONNECTION.get()):
+                    replays = 1
+                    _FRESH.set(True)
+                    if on_replay is not None:
+                        on_replay()
+                    continue
+                error = APIConnectionError(
+                    _describe(exc), method=method, url=str(url), request_sent=not unwritten
+                )
+            except aiohttp.ClientError as exc:
+                error = APIConnectionError(_describe(exc), method=method, url=str(url))
+            raise error
+    finally:
+        if replays:
+            _FRESH.set(False)
+
+
+def _unwritten(exc: BaseException) -> bool:
+    """Whether aiohttp failed to write the request: then the server cannot have acted on it
+    (its body never arrived whole)."""
+    if isinstance(exc, aiohttp.ClientConnectionResetError):
+        return True  # "Cannot write to closing transport", raised while writing
+    return isinstance(exc, aiohttp.ClientOSError) and str(exc).find("Can not write request") >= 0
+
+
+def _replayable(exc: BaseException, connection: _TrackedHandler | None) -> bool:
+    """Whether a failed request is a stale pooled connection's, safe to send again at once."""
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        # A complete status line and headers arrived: the server answered, then closed.
+        if not isinstance(exc.message, str):
+            return False
+    elif not (_unwritten(exc) or getattr(exc, "errno", None) in _CLOSED_ERRNOS):
+        return False
+    if connection is None:
+        # Untracked (a borrowed session's): a reused connection cannot be told from a fresh
+        # one; the caller allows one replay per attempt.
+        return True
+    return connection.requests > 1 and not connection.answered
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -180,6 +318,13 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
 def _describe(exc: BaseException) -> str:
     """A message for an aiohttp exception that cannot carry request headers."""
     name = type(exc).__name__
+    if isinstance(exc, aiohttp.ServerDisconnectedError) or (
+        isinstance(exc, aiohttp.ClientOSError)
+        and not isinstance(exc, aiohttp.ClientConnectorError)
+        and (_unwritten(exc) or getattr(exc, "errno", None) in _CLOSED_ERRNOS)
+    ):
+        # One message for what aiohttp words three ways (disconnected, reset, cannot write).
+        return f"{SERVER_CLOSED} ({name})"
     if isinstance(exc, aiohttp.ClientResponseError):
         # str() is safe today, but the object holds request_info (headers); take only fields.
         return f"{name}: {exc.status}, {exc.message}"

@@ -1,0 +1,225 @@
+"""The transport on real sockets: stale pooled connections are replayed, never reported.
+
+Servers, proxies and load balancers close idle keep-alive connections. A request that goes out
+on one as it closes fails before any byte of an answer comes back, and the server never acted
+on it. These tests run at the scale of the claim (hundreds to thousands of joins, bursts of
+200): a handful of joins stays inside the retry budget and hides the defect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import aiohttp
+import pytest
+from faultserver import case_body, http_response
+
+import acquire_async as aa
+from acquire_async import _transport
+
+KEY = "test-key-0123456789"
+
+
+class IdleClosingServer:
+    """A join endpoint that behaves like nginx with a short ``keepalive_timeout``.
+
+    A request that arrives on a connection idle for ``idle_limit`` seconds or more is read
+    whole and then the connection is closed without an answer: the server's idle timer fired
+    just as the request arrived (the worst case: every byte of it was delivered). With
+    ``close_after_answer`` the server instead closes every connection right after answering,
+    without ``Connection: close`` (Debian's stock tinyproxy). ``answered`` counts the joins
+    per case the server acted on.
+    """
+
+    def __init__(self, *, idle_limit: float = 0.05, close_after_answer: bool = False) -> None:
+        self.idle_limit = idle_limit
+        self.close_after_answer = close_after_answer
+        self.answered: Counter[int] = Counter()
+        self.dropped = 0
+        self.connections = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v1"
+
+    async def __aenter__(self) -> IdleClosingServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.add(writer)
+        idle_since: float | None = None  # None: no request answered on it yet
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                body = await reader.readexactly(length)
+                if idle_since is not None and time.monotonic() - idle_since >= self.idle_limit:
+                    self.dropped += 1
+                    break  # closed as the request arrived: never acted on
+                case_id = int(body.split(b'"caseId":', 1)[1].split(b",", 1)[0])
+                self.answered[case_id] += 1
+                writer.write(http_response(case_body(case_id)))
+                await writer.drain()
+                if self.close_after_answer:
+                    break
+                idle_since = time.monotonic()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+
+async def bursts(
+    client: aa.AcquireClient, count: int, size: int, gap: float
+) -> list[aa.JoinOutcome]:
+    outcomes: list[aa.JoinOutcome] = []
+    for start in range(1, count + 1, size):
+        ids = range(start, min(start + size, count + 1))
+        outcomes += await client.join_all(ids, concurrency=size)
+        await asyncio.sleep(gap)  # every pooled connection goes idle past the server's limit
+    return outcomes
+
+
+@pytest.mark.parametrize("retry", [aa.RetryPolicy(), aa.RetryPolicy.disabled()])
+async def test_bursts_that_arrive_as_idle_connections_close_all_succeed(
+    retry: aa.RetryPolicy,
+) -> None:
+    retries: list[aa.RetryEvent] = []
+    async with IdleClosingServer(idle_limit=0.05) as server:
+        async with aa.AcquireClient(
+            api_key=KEY, base_url=server.base_url, retry=retry, on_retry=retries.append
+        ) as client:
+            outcomes = await bursts(client, 1200, 200, gap=0.1)
+    assert [o.error for o in outcomes if not o.ok] == []
+    assert len(outcomes) == 1200
+    # One server-side join per case: the replays were never acted on twice.
+    assert sorted(server.answered) == list(range(1, 1201))
+    assert set(server.answered.values()) == {1}
+    # The stale connections were there, and were invisible: replayed, not retried.
+    assert server.dropped >= 100
+    assert client.stats.replayed == server.dropped
+    assert client.stats.requests == 1200
+    assert client.stats.retries == 0 and retries == []
+    assert client.stats.errors == Counter()
+
+
+@pytest.mark.parametrize("retry", [aa.RetryPolicy(), aa.RetryPolicy.disabled()])
+async def test_a_server_that_closes_after_every_answer_costs_no_backoff(
+    retry: aa.RetryPolicy,
+) -> None:
+    retries: list[aa.RetryEvent] = []
+    async with IdleClosingServer(close_after_answer=True) as server:
+        async with aa.AcquireClient(
+            api_key=KEY, base_url=server.base_url, retry=retry, on_retry=retries.append
+        ) as client:
+            for case_id in range(1, 401):
+                case = await client.join_chat(case_id)
+                assert case.id == case_id
+    assert set(server.answered.values()) == {1} and len(server.answered) == 400
+    assert client.stats.retries == 0 and retries == []
+    assert client.stats.requests == 400
+    assert client.stats.errors == Counter()
+
+
+async def test_a_failure_on_a_fresh_connection_is_a_real_failure() -> None:
+    # Every connection is closed as its first request arrives: nothing was reused, so
+    # nothing is replayed, and the error reaches the caller after the policy's attempts.
+    connections = 0
+
+    async def close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(close_at_once, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with aa.AcquireClient(
+            api_key=KEY,
+            base_url=f"http://127.0.0.1:{port}/api/v1",
+            retry=aa.RetryPolicy(max_attempts=3, backoff_base=0.001, backoff_cap=0.001),
+        ) as client:
+            with pytest.raises(aa.APIConnectionError) as caught:
+                await client.join_chat(7)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert caught.value.attempts == 3
+    assert connections == 3
+    assert client.stats.replayed == 0
+    assert str(caught.value).startswith(_transport.SERVER_CLOSED)
+
+
+async def test_the_owned_pool_drops_idle_connections_after_keepalive_timeout() -> None:
+    async with IdleClosingServer(idle_limit=10.0) as server:
+        async with aa.AcquireClient(
+            api_key=KEY, base_url=server.base_url, keepalive_timeout=0.05
+        ) as client:
+            await client.join_chat(1)
+            await client.join_chat(2)  # reused at once
+            await asyncio.sleep(0.3)
+            await client.join_chat(3)  # the idle one was dropped: a new connection
+    assert server.connections == 2
+
+
+def test_keepalive_timeout_is_checked_and_refused_with_a_borrowed_session() -> None:
+    with pytest.raises(TypeError, match="keepalive_timeout"):
+        aa.AcquireClient(api_key=KEY, base_url="http://x", keepalive_timeout="4")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="keepalive_timeout"):
+        aa.AcquireClient(api_key=KEY, base_url="http://x", keepalive_timeout=0)
+
+
+async def test_keepalive_timeout_is_refused_with_a_borrowed_session() -> None:
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(ValueError, match="keepalive_timeout"):
+            aa.AcquireClient(api_key=KEY, base_url="http://x", session=session, keepalive_timeout=1)
+
+
+async def test_a_borrowed_session_gets_one_replay_per_attempt() -> None:
+    async with IdleClosingServer(idle_limit=0.05) as server:
+        async with aiohttp.ClientSession() as session:
+            async with aa.AcquireClient(
+                api_key=KEY,
+                base_url=server.base_url,
+                session=session,
+                retry=aa.RetryPolicy.disabled(),
+            ) as client:
+                outcomes = await bursts(client, 400, 100, gap=0.1)
+    assert [o.error for o in outcomes if not o.ok] == []
+    assert set(server.answered.values()) == {1} and len(server.answered) == 400
+    assert client.stats.replayed == server.dropped > 0
+
+
+async def test_a_replay_skips_the_other_idle_connections_of_the_pool() -> None:
+    # After a burst the pool holds 100 idle connections, all past the server's idle limit.
+    # Each sequential join takes one; its replay must not take the next stale one.
+    async with IdleClosingServer(idle_limit=0.05) as server:
+        async with aa.AcquireClient(
+            api_key=KEY, base_url=server.base_url, retry=aa.RetryPolicy.disabled()
+        ) as client:
+            await client.join_all(range(1, 101), concurrency=100)
+            await asyncio.sleep(0.1)
+            for case_id in range(101, 151):
+                await client.join_chat(case_id)
+    assert len(server.answered) == 150 and set(server.answered.values()) == {1}
+    assert client.stats.replayed == server.dropped >= 50
