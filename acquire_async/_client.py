@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import platform
@@ -22,7 +23,7 @@ from . import _protocol, _transport
 from ._bulk import JoinOutcome, JoinStream
 from ._config import Timeouts, check_seconds
 from ._retry import RetryBudget, RetryPolicy, retry_delay
-from ._secrets import Secret, validate_api_key
+from ._secrets import Redactor, Secret, validate_api_key
 from ._slots import Slots
 from ._stats import ClientStats, RequestEvent, ResponseEvent, RetryEvent
 from ._throttle import LocalThrottle, Throttle
@@ -48,6 +49,7 @@ _DEADLINE_GRACE = 0.05
 # Statuses whose Retry-After pauses the whole client, not just the call that got it.
 _PAUSE = (429, 503)
 _METHODS = ("POST", "GET")
+_NO_RESPONSE = _protocol.RawResponse(0, {}, b"")
 _DEFAULT_USER_AGENT = (
     f"acquire-async/{__version__} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
 )
@@ -102,6 +104,8 @@ class AcquireClient:
         throttle: a custom :class:`Throttle` (shared across processes, say); replaces
             ``rate_limit``.
         max_body_size: the largest response body read, in decompressed bytes (8 MiB).
+        keepalive_timeout: seconds an idle pooled connection is kept for reuse (default 4,
+            below common servers' idle timeouts: Node's 5 s). Owned session only.
         trust_env: let aiohttp read proxy settings from the environment (off by default).
         trace_configs: aiohttp ``TraceConfig``\\ s for the owned session (OpenTelemetry).
         on_request, on_response, on_retry: hooks called with a :class:`RequestEvent`,
@@ -124,6 +128,7 @@ class AcquireClient:
         rate_limit: float | None = None,
         throttle: Throttle | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        keepalive_timeout: float | None = None,
         trust_env: bool = False,
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
         on_request: Callable[[RequestEvent], object] | None = None,
@@ -141,7 +146,9 @@ class AcquireClient:
         # Before anything can raise: a traceback captured with its locals must not hold it.
         del api_key
         validate_api_key(secret)
-        method = join_method.upper() if isinstance(join_method, str) else join_method
+        if not isinstance(join_method, str):
+            raise TypeError(f"join_method must be a str, not {type(join_method).__name__}")
+        method = join_method.upper()
         if method not in _METHODS:
             raise ValueError(f"join_method must be 'POST' or 'GET' (got {join_method!r})")
         _check_count("max_connections", max_connections)
@@ -152,13 +159,28 @@ class AcquireClient:
             raise TypeError(f"session must be an aiohttp.ClientSession, not {type(session)}")
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
+        if throttle is not None and not isinstance(throttle, Throttle):
+            raise TypeError(
+                "throttle must be a Throttle (async acquire() and pause(seconds)), "
+                f"not {type(throttle).__name__}"
+            )
         if throttle is not None and rate_limit is not None:
             raise ValueError("pass rate_limit or throttle, not both")
-        if session is not None and (trace_configs or trust_env):
+        if not isinstance(trust_env, bool):
+            raise TypeError(f"trust_env must be a bool, not {type(trust_env).__name__}")
+        configs = _check_trace_configs(trace_configs)
+        keepalive = check_seconds("keepalive_timeout", keepalive_timeout)
+        if session is not None and (configs or trust_env or keepalive is not None):
             raise ValueError(
-                "trace_configs and trust_env configure the session the client creates; "
-                "with session=..., set them on that session"
+                "trace_configs, trust_env and keepalive_timeout configure the session the "
+                "client creates; with session=..., set them on that session"
             )
+        for name, hook in (
+            ("on_request", on_request),
+            ("on_response", on_response),
+            ("on_retry", on_retry),
+        ):
+            _check_hook(name, hook)
         if session is not None and session.auth is not None:
             # aiohttp refuses to send both its auth and our Authorization header.
             raise ValueError("the borrowed session has auth= set; the client sends its own key")
@@ -189,8 +211,10 @@ class AcquireClient:
             self._throttle.try_acquire if isinstance(self._throttle, LocalThrottle) else None
         )
         self._max_body_size = max_body_size
-        self._trust_env = bool(trust_env)
-        self._trace_configs = tuple(trace_configs or ())
+        self._keepalive = _transport.DEFAULT_KEEPALIVE if keepalive is None else keepalive
+        self._trust_env = trust_env
+        self._trace_configs = configs
+        self._redactor = Redactor(secret)
         self._on_request = on_request
         self._on_response = on_response
         self._on_retry = on_retry
@@ -265,6 +289,7 @@ class AcquireClient:
                 timeout=self._aiohttp_timeout,
                 trust_env=self._trust_env,
                 trace_configs=self._trace_configs,
+                keepalive_timeout=self._keepalive,
             )
         return session
 
@@ -417,6 +442,7 @@ class AcquireClient:
         attempt = 0
         switched = False
         reached = False  # did any attempt of this call reach the server?
+        echoed = False  # did the server echo the key in this call's last error?
         while True:
             attempt += 1
             if self._closed:
@@ -445,6 +471,7 @@ class AcquireClient:
                     body=body,
                     timeout=timeout,
                     max_body_size=self._max_body_size,
+                    on_replay=self._replayed,
                 )
                 status = raw.status
                 stats.responses += 1
@@ -456,6 +483,9 @@ class AcquireClient:
                 )
             except AcquireError as exc:
                 error = exc
+                # Server text (a message, a body excerpt) may echo the key: masked here, once,
+                # before any hook, log record or caller sees the error.
+                echoed = self._redactor.scrub(error)
                 if sent[0] == attempt:  # not for an attempt the deadline stopped before sending
                     stats.errors[type(exc).__name__] += 1
                     if status is None and isinstance(exc, ResponseDecodeError) and exc.status:
@@ -495,12 +525,22 @@ class AcquireClient:
                     stats.already_joined += 1
                 else:
                     stats.failed += 1
+                if echoed:
+                    # The echo is still in the frames' locals (the body in the codec's and in
+                    # ``raw`` here): an error tracker capturing locals must not find it.
+                    raw = _NO_RESPONSE
+                    raise error.with_traceback(None)
                 raise error
             stats.retries += 1
             if self._on_retry is not None:
                 self._on_retry(RetryEvent(case_id, attempt, delay, error))
             del error  # not kept alive across the sleep
             await self._sleep(delay)
+
+    def _replayed(self) -> None:
+        """A request went out again on a fresh connection (``_transport.send``)."""
+        self.stats.replayed += 1
+        log.debug("replayed a request the server never saw: its pooled connection was closed")
 
     def _until(self, deadline: float) -> aiohttp.ClientTimeout:
         """This attempt's timeouts, its total cut to what is left before ``deadline``."""
@@ -565,6 +605,36 @@ def _call_args(
     if not isinstance(ask_join, bool):
         raise TypeError(f"ask_join must be a bool, not {type(ask_join).__name__}")
     return checked, ask_join, check_seconds("timeout", timeout)
+
+
+def _check_hook(name: str, hook: object) -> None:
+    if hook is None:
+        return
+    if not callable(hook):
+        raise TypeError(f"{name} must be a callable or None, not {type(hook).__name__}")
+    if inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(
+        getattr(hook, "__call__", None)  # noqa: B004 - an object with an async __call__
+    ):
+        raise TypeError(
+            f"{name} must be a plain function: hooks are called inline and never awaited "
+            "(schedule a task from it for async work)"
+        )
+
+
+def _check_trace_configs(configs: object) -> tuple[aiohttp.TraceConfig, ...]:
+    if configs is None:
+        return ()
+    if isinstance(configs, (str, bytes)) or not isinstance(configs, Iterable):
+        raise TypeError(
+            f"trace_configs must be a sequence of aiohttp.TraceConfig, not {type(configs).__name__}"
+        )
+    checked = tuple(configs)
+    for item in checked:
+        if not isinstance(item, aiohttp.TraceConfig):
+            raise TypeError(
+                f"trace_configs items must be aiohttp.TraceConfig, not {type(item).__name__}"
+            )
+    return checked
 
 
 def _check_count(name: str, value: object) -> None:

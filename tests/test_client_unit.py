@@ -124,7 +124,7 @@ async def test_join_method_get(join_method: str, mock_http: aioresponses) -> Non
     assert call.kwargs["data"] == b'{"caseId":1684,"askJoin":true}'
 
 
-@pytest.mark.parametrize("join_method", ["PUT", "", None, 1])
+@pytest.mark.parametrize("join_method", ["PUT", ""])
 def test_join_method_refused(join_method: Any) -> None:
     with pytest.raises(ValueError, match="join_method"):
         AcquireClient("acme", KEY, join_method=join_method)
@@ -458,3 +458,63 @@ async def test_never_retried(
     assert type(info.value) is error
     assert info.value.attempts == 1
     assert len(_calls(mock_http, "POST")) == 1
+
+
+# --------------------------------------------------------------------------- constructor checks
+
+
+async def _async_hook(event: object) -> None:
+    return None
+
+
+class _AsyncCallable:
+    async def __call__(self, event: object) -> None:
+        return None
+
+
+@pytest.mark.parametrize("name", ["on_request", "on_response", "on_retry"])
+@pytest.mark.parametrize("hook", ["print", 3, _async_hook, _AsyncCallable()])
+def test_hooks_must_be_plain_callables(name: str, hook: Any) -> None:
+    with pytest.raises(TypeError, match=name):
+        AcquireClient(api_key=KEY, base_url="http://127.0.0.1:1", **{name: hook})
+
+
+def test_a_plain_function_or_callable_object_is_a_hook() -> None:
+    class Hook:
+        def __call__(self, event: object) -> None:
+            return None
+
+    AcquireClient(api_key=KEY, base_url="http://127.0.0.1:1", on_request=Hook(), on_retry=print)
+
+
+@pytest.mark.parametrize("throttle", [object(), 5, "local"])
+def test_throttle_must_be_a_throttle(throttle: Any) -> None:
+    with pytest.raises(TypeError, match="throttle"):
+        AcquireClient(api_key=KEY, base_url="http://127.0.0.1:1", throttle=throttle)
+
+
+@pytest.mark.parametrize("configs", ["trace", [object()], 3, [aiohttp.TraceConfig(), None]])
+def test_trace_configs_items_must_be_trace_configs(
+    configs: Any, recwarn: pytest.WarningsRecorder
+) -> None:
+    with pytest.raises(TypeError, match="trace_configs"):
+        AcquireClient(api_key=KEY, base_url="http://127.0.0.1:1", trace_configs=configs)
+
+
+async def test_bad_trace_configs_leak_no_session() -> None:
+    # Refused at construction: no session was ever created, so none is left unclosed
+    # (ResourceWarning is an error in this suite).
+    with pytest.raises(TypeError):
+        AcquireClient(api_key=KEY, base_url="http://127.0.0.1:1", trace_configs=[object()])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_trust_env_must_be_a_bool(value: Any) -> None:
+    with pytest.raises(TypeError, match="trust_env"):
+        AcquireClient(api_key=KEY, base_url="http://127.0.0.1:1", trust_env=value)
+
+
+@pytest.mark.parametrize("join_method", [None, 1, b"POST"])
+def test_join_method_of_the_wrong_type_is_a_type_error(join_method: Any) -> None:
+    with pytest.raises(TypeError, match="join_method"):
+        AcquireClient(api_key=KEY, base_url="http://127.0.0.1:1", join_method=join_method)

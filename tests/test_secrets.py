@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import logging
 import pickle
 import traceback
@@ -22,9 +23,12 @@ from acquire_async import (
     AcquireError,
     AlreadyJoinedError,
     APIConnectionError,
+    APIStatusError,
     APITimeoutError,
     AuthenticationError,
+    BadRequestError,
     InternalServerError,
+    PermissionDeniedError,
     RateLimitError,
     ResponseDecodeError,
     RetryPolicy,
@@ -196,6 +200,31 @@ def _mock(kind: str) -> Callable[[aioresponses], None]:
             mock.post(JOIN_URL, exception=_response_error(), repeat=True)
         elif kind == "timeout":
             mock.post(JOIN_URL, exception=asyncio.TimeoutError(), repeat=True)
+        # A server that echoes the key back, in every place server text reaches an error.
+        elif kind == "echo-401":
+            message = f"Invalid API key: {CANARY}"
+            body = json.dumps({"error": {"code": "ERROR_UNAUTHORIZED", "message": message}})
+            mock.post(JOIN_URL, status=401, body=body.encode())
+        elif kind == "echo-json-escaped":
+            body = json.dumps({"error": {"message": f'bad key "{CANARY}"'}})
+            mock.post(JOIN_URL, status=400, body=body.encode())
+        elif kind == "echo-html-502":
+            page = f"<html><body>upstream said: Authorization: Bearer {CANARY}</body></html>"
+            mock.post(JOIN_URL, status=502, body=page.encode(), repeat=True)
+        elif kind == "echo-cut-excerpt":
+            # The key straddles the 1 KiB body excerpt and the 200-character message excerpt.
+            for cut in (1024, 200):
+                pad = "x" * (cut - len('{"error": "') - 6)
+                body = ('{"error": "' + pad + CANARY + '"}').encode()
+                mock.post(JOIN_URL, status=400, body=body)
+        elif kind == "echo-decode":
+            mock.post(JOIN_URL, status=200, body=f'{{"data": {{"id": "{CANARY}"}}}}'.encode())
+        elif kind == "echo-redirect":
+            mock.post(JOIN_URL, status=302, headers={"Location": f"https://x/?key={CANARY}"})
+        elif kind == "echo-request-id":
+            mock.post(
+                JOIN_URL, status=403, headers={"X-Request-Id": CANARY}, body=b"{}", repeat=True
+            )
         else:  # pragma: no cover
             raise AssertionError(kind)
 
@@ -211,6 +240,13 @@ ERROR_KINDS = {
     "connection": APIConnectionError,
     "response-error": APIConnectionError,
     "timeout": APITimeoutError,
+    "echo-401": AuthenticationError,
+    "echo-json-escaped": BadRequestError,
+    "echo-html-502": InternalServerError,
+    "echo-cut-excerpt": BadRequestError,
+    "echo-decode": ResponseDecodeError,
+    "echo-redirect": APIStatusError,
+    "echo-request-id": PermissionDeniedError,
 }
 
 
@@ -244,7 +280,8 @@ async def test_no_error_carries_the_key(
     _mock(kind)(mock_http)
     async with AcquireClient("acme", CANARY, retry=POLICY) as client:
         exc = await _capture(client.join_chat(1684))
-        exc_response = await _capture(client.join_chat_response(1684)) if kind == "500" else exc
+        again = kind in ("500", "echo-cut-excerpt")
+        exc_response = await _capture(client.join_chat_response(1684)) if again else exc
 
     assert type(exc) is ERROR_KINDS[kind]
     assert type(exc_response) is ERROR_KINDS[kind]
@@ -258,6 +295,7 @@ async def test_no_error_carries_the_key(
         _assert_clean(repr(error))
         _assert_clean(repr(error.args))
         _assert_clean(repr(vars(error)))
+        _assert_clean(str(getattr(error, "body", b"").decode("utf-8", "replace")))
         for linked in _chain(error):
             _assert_clean(str(linked))
             _assert_clean(repr(linked))
