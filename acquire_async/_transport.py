@@ -52,6 +52,13 @@ _CHUNK = 64 * 1024
 DEFAULT_KEEPALIVE = 4.0
 SERVER_CLOSED = "the server closed the connection before answering"
 _CLOSED_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
+# What a connection closed under a request looks like (ClientConnectorError, a ClientOSError
+# too, is caught before these: it never connected).
+_CLOSED = (
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientOSError,
+    aiohttp.ClientConnectionResetError,
+)
 
 
 class _TooLarge(Exception):
@@ -260,7 +267,7 @@ async def send(
                 error = APIConnectionError(
                     _describe(exc), method=method, url=str(url), request_sent=False
                 )
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            except _CLOSED as exc:
                 # After the connection was made, before a whole answer: a closed or reset
                 # connection. (ClientConnectorError, a ClientOSError too, was caught above.)
                 unwritten = _unwritten(exc)
@@ -318,7 +325,7 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
 def _describe(exc: BaseException) -> str:
     """A message for an aiohttp exception that cannot carry request headers."""
     name = type(exc).__name__
-    if isinstance(exc, aiohttp.ServerDisconnectedError) or (
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError)) or (
         isinstance(exc, aiohttp.ClientOSError)
         and not isinstance(exc, aiohttp.ClientConnectorError)
         and (_unwritten(exc) or getattr(exc, "errno", None) in _CLOSED_ERRNOS)

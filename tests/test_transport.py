@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from typing import Any
 
 import aiohttp
 import pytest
 from faultserver import case_body, http_response
+from yarl import URL
 
 import acquire_async as aa
 from acquire_async import _transport
@@ -223,3 +225,101 @@ async def test_a_replay_skips_the_other_idle_connections_of_the_pool() -> None:
                 await client.join_chat(case_id)
     assert len(server.answered) == 150 and set(server.answered.values()) == {1}
     assert client.stats.replayed == server.dropped >= 50
+
+
+# ----------------------------------------------------------------------------- proxies
+
+
+class RefusingProxy:
+    """An HTTP proxy on 127.0.0.1 that refuses every request with its own status."""
+
+    def __init__(self, status: str) -> None:
+        self.status = status
+        self.requests: list[bytes] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> RefusingProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            self.requests.append(head.split(b"\r\n", 1)[0])
+            body = b"<html><body>Access denied by proxy policy</body></html>"
+            writer.write(
+                f"HTTP/1.1 {self.status}\r\nProxy-Authenticate: Basic realm=x\r\n"
+                f"Content-Type: text/html\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        ("407 Proxy Authentication Required", aa.APIStatusError),
+        ("403 Forbidden", aa.PermissionDeniedError),
+    ],
+)
+@pytest.mark.parametrize("scheme", ["https", "http"])
+async def test_a_proxy_refusal_is_its_status_and_never_retried(
+    status: str, error: type[aa.APIStatusError], scheme: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # https goes through a CONNECT tunnel (aiohttp raises for the proxy's answer); http is
+    # forwarded, and the proxy's answer comes back as an ordinary response.
+    async with RefusingProxy(status) as proxy:
+        for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.port}")
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        async with aa.AcquireClient(
+            api_key=KEY, base_url=f"{scheme}://acme.example/api/v1", trust_env=True
+        ) as client:
+            with pytest.raises(error) as caught:
+                await client.join_chat(5)
+    assert caught.value.status == int(status[:3])
+    assert caught.value.attempts == 1
+    assert len(proxy.requests) == 1
+    assert proxy.requests[0].startswith(b"CONNECT " if scheme == "https" else b"POST ")
+    assert client.stats.retries == 0
+
+
+# ----------------------------------------------------------------------------- request_sent
+
+
+@pytest.mark.parametrize(
+    ("failure", "sent"),
+    [
+        (aiohttp.ClientOSError(32, "Can not write request body for http://x"), False),
+        (aiohttp.ClientConnectionResetError("Cannot write to closing transport"), False),
+        (aiohttp.ServerDisconnectedError(), True),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), True),
+    ],
+)
+async def test_request_sent_is_false_only_when_the_request_was_not_written(
+    failure: Exception, sent: bool, mock_http: Any
+) -> None:
+    url = "http://127.0.0.1:9/api/v1/crm/messenger/chat/join"
+    mock_http.post(url, exception=failure, repeat=True)
+    async with aa.AcquireClient(
+        api_key=KEY, base_url="http://127.0.0.1:9/api/v1", retry=aa.RetryPolicy.disabled()
+    ) as client:
+        with pytest.raises(aa.APIConnectionError) as caught:
+            await client.join_chat(3)
+    assert caught.value.request_sent is sent
+    assert str(caught.value).startswith(_transport.SERVER_CLOSED)
+    # Untracked connections (here, aioresponses') get one replay, then the failure is real.
+    assert client.stats.replayed == 1
+    assert len(mock_http.requests[("POST", URL(url))]) == 2
