@@ -109,14 +109,7 @@ def validate_case_id(case_id: object) -> int:
 
 def _base_url(account_id: str | None, base_url: str | URL | None) -> URL:
     if base_url is not None:
-        url = URL(base_url) if isinstance(base_url, str) else base_url
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError(f"base_url must be an http(s) URL with a host (got {str(url)!r})")
-        if url.user is not None or url.password is not None:
-            raise ValueError("base_url must not carry credentials; pass api_key")
-        if url.query_string or url.fragment:
-            raise ValueError("base_url must not have a query or a fragment")
-        return url
+        return _check_base_url(base_url)
     if account_id is None:
         raise ValueError(
             "account_id is required (argument or env ACQUIRE_ACCOUNT_ID) unless base_url is given"
@@ -126,6 +119,45 @@ def _base_url(account_id: str | None, base_url: str | URL | None) -> URL:
     url = URL.build(scheme="https", host=host, path="/api/v1")
     if url.host != host:  # defence in depth: the label check above should make this impossible
         raise ValueError(f"account_id {account_id!r} does not make the host {host!r}")
+    return url
+
+
+def _check_base_url(base_url: object) -> URL:
+    """``base_url`` as a ``URL`` if it is a plain http(s) URL with a host, else raise.
+
+    Messages never echo what could be a secret: credentials (anything with an ``@``, refused
+    before any other check, since a typo'd scheme such as ``https//KEY@host`` does not even
+    parse as having a user part), a query or a fragment.
+    """
+    if isinstance(base_url, URL):
+        text = str(base_url)
+    elif isinstance(base_url, str):
+        text = base_url
+    else:
+        raise TypeError(f"base_url must be a str or a yarl.URL, not {type(base_url).__name__}")
+    if "@" in text:
+        raise ValueError(
+            "base_url must not carry credentials (it contains '@'; percent-encode a real '@' "
+            "in a path as %40); pass the key as api_key"
+        )
+    if "?" in text or "#" in text:
+        raise ValueError("base_url must not have a query or a fragment")
+    if not text.isprintable() or any(char.isspace() for char in text):
+        raise ValueError(f"base_url must not contain whitespace or control characters ({text!r})")
+    url: URL | None = None
+    reason = ""
+    try:
+        url = URL(text) if isinstance(base_url, str) else base_url
+    except ValueError as exc:  # raised outside this block: yarl's error is not chained
+        reason = str(exc)
+    if url is None:
+        raise ValueError(f"base_url is not a valid URL: {reason} (got {text!r})")
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"base_url must be an http(s) URL with a host (got {text!r})")
+    if url.user is not None or url.password is not None:  # defence in depth: no '@' above
+        raise ValueError("base_url must not carry credentials; pass api_key")
+    if url.query_string or url.fragment:
+        raise ValueError("base_url must not have a query or a fragment")
     return url
 
 

@@ -215,6 +215,77 @@ def test_base_url_refused(base_url: str, match: str) -> None:
         AcquireClient(base_url=base_url, api_key="k")
 
 
+SECRET = "sk-LEAKCANARY-7f3a9"
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        f"ftp://{SECRET}@acme.example/api/v1",
+        f"https//{SECRET}@acme.example/api/v1",  # yarl: a relative path, no user part
+        f"https:/{SECRET}@acme.example/api/v1",
+        f"https:{SECRET}@acme.example/api/v1",
+        f"{SECRET}@acme.example/api/v1",
+        f"//{SECRET}@acme.example/api/v1",
+        f"mailto:{SECRET}@acme.example",
+        f"http://{SECRET}@acme.example:notaport/api/v1",  # yarl refuses it while parsing
+        f"http://{SECRET}@[::1/api/v1",
+        f"http://user:{SECRET}@/api/v1",
+        f"http://{SECRET}:x@acme.example/api/v1",
+        f"https://{SECRET}@acme.example/api/v1",
+        f"https://{SECRET}@acme.example/api/v1?x=1",
+        f"ftp://acme.example/api/v1?key={SECRET}",
+        f"https//acme.example/api/v1#{SECRET}",
+        f"https://sk/{SECRET}@acme.example/api/v1",  # a key with '/' in it: host "sk"
+        URL(f"https://{SECRET}@acme.example/api/v1"),
+        URL.build(scheme="ftp", user=SECRET, host="acme.example"),
+        URL(f"https//{SECRET}@acme.example/api/v1"),
+    ],
+)
+def test_base_url_never_echoes_credentials(base_url: str | URL) -> None:
+    with pytest.raises(ValueError) as info:
+        AcquireClient(base_url=base_url, api_key="k")
+    exc = info.value
+    shown = [str(exc), repr(exc), *map(str, exc.args), *map(repr, exc.args)]
+    assert not [text for text in shown if SECRET in text]
+    assert exc.__cause__ is None and exc.__context__ is None
+
+
+def test_base_url_with_credentials_says_so_before_the_scheme() -> None:
+    for text in (f"ftp://{SECRET}@host/x", f"https//{SECRET}@host/x", f"{SECRET}@host"):
+        with pytest.raises(ValueError, match="credentials") as info:
+            AcquireClient(base_url=text, api_key="k")
+        assert "pass the key as api_key" in str(info.value)
+
+
+def test_base_url_errors_still_show_a_harmless_url() -> None:
+    with pytest.raises(ValueError, match="http\\(s\\) URL with a host") as info:
+        AcquireClient(base_url="https//acme.example/api/v1", api_key="k")
+    assert "'https//acme.example/api/v1'" in str(info.value)
+    with pytest.raises(ValueError, match="not a valid URL") as info:
+        AcquireClient(base_url="http://acme.example:notaport/api/v1", api_key="k")
+    assert "notaport" in str(info.value)
+    assert info.value.__context__ is None
+
+
+@pytest.mark.parametrize("base_url", ["http://acme.example/a b", "http://acme\r\n.example/x"])
+def test_base_url_with_whitespace_or_controls_is_refused(base_url: str) -> None:
+    with pytest.raises(ValueError, match="whitespace or control"):
+        AcquireClient(base_url=base_url, api_key="k")
+
+
+@pytest.mark.parametrize("base_url", [b"http://acme.example", 42, ["http://acme.example"]])
+def test_base_url_of_the_wrong_type_is_a_type_error(base_url: object) -> None:
+    with pytest.raises(TypeError, match=r"base_url must be a str or a yarl\.URL"):
+        AcquireClient(base_url=base_url, api_key="k")  # type: ignore[arg-type]
+
+
+async def test_base_url_with_a_percent_encoded_at_sign_is_fine(mock_http: aioresponses) -> None:
+    url = "http://127.0.0.1:1/team%40acme/api/v1"
+    async with AcquireClient(base_url=url, api_key="k") as client:
+        assert client.base_url.startswith("http://127.0.0.1:1/team")
+
+
 # --------------------------------------------------------------------------- case_id
 
 
