@@ -46,6 +46,7 @@ from .errors import (
 __all__ = ["DEFAULT_KEEPALIVE", "create_session", "send"]
 
 _CHUNK = 64 * 1024
+_AUTHORIZATION = "Authorization"
 # Idle pooled connections are dropped after this many seconds: below the shortest common
 # server idle timeout (Node's 5 s), so the pool rarely offers a connection the server is
 # closing. The replay below covers the rest.
@@ -189,6 +190,9 @@ async def send(
     """
     error: AcquireError
     replays = 0
+    middlewares: tuple[aiohttp.ClientMiddlewareType, ...] | None = None
+    if session.trace_configs and _AUTHORIZATION in headers:
+        headers, middlewares = _authorization_after_tracing(session, headers)
     try:
         while True:
             _CONNECTION.set(None)
@@ -204,6 +208,7 @@ async def send(
                     allow_redirects=False,
                     # A borrowed session may raise on >= 400; we map statuses ourselves.
                     raise_for_status=False,
+                    middlewares=middlewares,
                 )
                 try:
                     # A plain body with a Content-Length is judged by it and read in one call
@@ -309,6 +314,30 @@ def _replayable(exc: BaseException, connection: _TrackedHandler | None) -> bool:
         # one; the caller allows one replay per attempt.
         return True
     return connection.requests > 1 and not connection.answered
+
+
+def _authorization_after_tracing(
+    session: aiohttp.ClientSession, headers: Mapping[str, str]
+) -> tuple[dict[str, str], tuple[aiohttp.ClientMiddlewareType, ...]]:
+    """The headers without ``Authorization``, and middlewares that add it back.
+
+    Trace callbacks get the request headers at request start, and OpenTelemetry's aiohttp
+    instrumentation copies them into span attributes when header capture is on
+    (``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST=".*"``): the key would be in
+    every span. Middlewares run after that signal, so the key is on the wire but in no span.
+    """
+    authorization = headers[_AUTHORIZATION]
+    rest = {name: value for name, value in headers.items() if name != _AUTHORIZATION}
+
+    async def add_authorization(
+        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        request.headers[_AUTHORIZATION] = authorization
+        return await handler(request)
+
+    # A request's middlewares replace the session's: keep a borrowed session's, inside ours
+    # so that they still see the header.
+    return rest, (add_authorization, *getattr(session, "_middlewares", ()))
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
 
-from acquire_async import AcquireClient, RetryPolicy, _transport
+from acquire_async import AcquireClient, RetryPolicy
 from acquire_async.testing import FakeAcquire
 
 KEY = "sk-OTEL-CANARY-7f3a9c1e5b"
@@ -34,15 +34,6 @@ SANITIZE = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS"
 # Per join: a dropped connection (an exception span), a 503 (an error span), then a success,
 # so every path of the instrumentation runs.
 SCRIPT = ["drop_before_read", 503, None, "drop_before_read", 503, None]
-# Until acquire_async/_transport.py adds the key after the trace signal (issue 9, section 2),
-# these fail as they should. strict: a fix under another name shows up as XPASS, an error.
-# Remove this marker together with that change.
-HIDES_KEY_FROM_TRACING = pytest.mark.xfail(
-    not hasattr(_transport, "_authorization_after_tracing"),
-    reason="the transport still hands the Authorization header to trace callbacks",
-    raises=AssertionError,
-    strict=True,
-)
 POLICY = RetryPolicy(max_attempts=3, backoff_base=0.001, max_retry_after=1.0)
 
 
@@ -132,7 +123,6 @@ async def _join_one(fake: FakeAcquire, **client_options: Any) -> None:
         await client.join_chat(1000)
 
 
-@HIDES_KEY_FROM_TRACING
 async def test_instrumentor_capturing_every_header_records_no_key(
     instrumented: None, exporter: InMemorySpanExporter
 ) -> None:
@@ -144,7 +134,6 @@ async def test_instrumentor_capturing_every_header_records_no_key(
     _assert_no_key(exporter.get_finished_spans(), fake)
 
 
-@HIDES_KEY_FROM_TRACING
 async def test_trace_config_capturing_every_header_records_no_key(
     provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
@@ -173,7 +162,6 @@ async def test_documented_trace_config_ignores_the_capture_variables(
     assert KEY not in _span_text(spans[0])
 
 
-@HIDES_KEY_FROM_TRACING
 async def test_borrowed_session_keeps_its_middlewares_and_sends_the_key(
     provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
