@@ -234,16 +234,22 @@ def decode_join(
     method: str = "",
     url: str = "",
     now: float | None = None,
+    case_id: int | None = None,
 ) -> Case:
     """Turn a join response into its ``Case``, or raise the matching ``AcquireError``.
 
     An ``{"error": …}`` envelope is an error whatever the status (Acquire sends
     ``CHAT_ALREADY_JOINED`` with 200). Any status outside 2xx is an error. ``now`` (a POSIX
-    timestamp) lets an HTTP-date ``Retry-After`` become seconds.
+    timestamp) lets an HTTP-date ``Retry-After`` become seconds. ``case_id``, the case the
+    request named, makes a case with another id a ``ResponseDecodeError`` (a stray answer,
+    not this join's).
+
+    >>> decode_join(200, {}, b'{"data":{"id":1684}}', case_id=1684).id
+    1684
     """
     if not 200 <= status < 300:
         raise error_for(status, headers, body, method=method, url=url, now=now)
-    # The common case inline: one typed decode, two checks (this function runs per join).
+    # The common case inline: one typed decode, three checks (this function runs per join).
     problem: BaseException | None = None
     try:
         envelope = _ENVELOPE_DECODER.decode(body)
@@ -252,7 +258,9 @@ def decode_join(
     else:
         data = envelope.data
         if data is not None and envelope.error is None:
-            return data
+            if data.id == case_id or case_id is None:
+                return data
+            raise _stray(data.id, case_id, status, body, method, url)
     if problem is not None:
         envelope = _recover(problem, status, body, method, url)
     if envelope.error is not None:
@@ -268,7 +276,25 @@ def decode_join(
             method=method,
             url=url,
         )
+    if case_id is not None and envelope.data.id != case_id:
+        raise _stray(envelope.data.id, case_id, status, body, method, url)
     return envelope.data
+
+
+def _stray(
+    got: int, wanted: int, status: int, body: bytes, method: str, url: str
+) -> errors.ResponseDecodeError:
+    # A reused connection that delivers an earlier request's answer, a proxy or cache that
+    # mixes responses up: the join of ``wanted`` may or may not have happened.
+    return errors.ResponseDecodeError(
+        f"the response is for case {got}, not the requested case {wanted} "
+        f"(HTTP {status}): a stray answer, not this join's",
+        status=status,
+        path="$.data.id",
+        body=body,
+        method=method,
+        url=url,
+    )
 
 
 def _recover(problem: BaseException, status: int, body: bytes, method: str, url: str) -> _Envelope:

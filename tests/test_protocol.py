@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aioresponses import aioresponses
 from multidict import CIMultiDict
-from payloads import ALREADY_JOINED, FIXTURES, JOIN_RESPONSE, JOIN_URL
+from payloads import ALREADY_JOINED, EXAMPLES, FIXTURES, JOIN_RESPONSE, JOIN_URL
 from yarl import URL
 
 from acquire_async import (
@@ -368,6 +368,59 @@ def test_decode_join_success() -> None:
 @pytest.mark.parametrize("status", [200, 201, 299])
 def test_any_2xx_with_data_is_a_case(status: int) -> None:
     assert decode_join(status, {}, b'{"data":{"id":5}}') == Case(id=5)
+
+
+def test_a_case_for_another_id_is_a_stray_answer() -> None:
+    assert decode_join(200, {}, JOIN_RESPONSE, case_id=1684).id == 1684
+    exc = _raises(200, JOIN_RESPONSE, case_id=7, method="POST", url=JOIN_URL)
+    assert type(exc) is ResponseDecodeError
+    assert exc.status == 200
+    assert exc.path == "$.data.id"
+    assert (exc.method, exc.url, exc.body) == ("POST", JOIN_URL, JOIN_RESPONSE[:1024])
+    assert "case 1684" in str(exc) and "requested case 7" in str(exc)
+    assert _raises(201, b'{"data":{"id":5}}', case_id=6).status == 201
+
+
+def test_a_stray_answer_is_caught_after_the_lenient_pass_too() -> None:
+    body = b'{"data":{"id":5,"users":[{"type":"bot","user":{"type":"bot"}}]}}'
+    assert decode_join(200, {}, body, case_id=5).users[0].user is not None
+    exc = _raises(200, body, case_id=6)
+    assert type(exc) is ResponseDecodeError
+    assert exc.path == "$.data.id"
+
+
+def test_an_error_envelope_wins_over_a_stray_case() -> None:
+    body = b'{"data":{"id":1},"error":{"code":"CHAT_ALREADY_JOINED","message":"m"}}'
+    assert type(_raises(200, body, case_id=2)) is AlreadyJoinedError
+    assert type(_raises(200, ALREADY_JOINED, case_id=2)) is AlreadyJoinedError
+
+
+def _published_joins() -> list[tuple[str, bytes, int]]:
+    # Each published join request next to the response published with it (same commit).
+    pairs = []
+    for request in sorted(EXAMPLES.glob("crm-messenger-chat-join__request-body__*.json")):
+        version = request.name.split("__request-body__")[1]
+        [response] = EXAMPLES.glob(f"crm-messenger-chat-join__response-200__{version}")
+        case_id = json.loads(request.read_bytes())["caseId"]
+        pairs.append((version, response.read_bytes(), case_id))
+    return pairs
+
+
+@pytest.mark.parametrize(("version", "body", "case_id"), _published_joins())
+def test_published_join_responses_answer_the_requested_case(
+    version: str, body: bytes, case_id: int
+) -> None:
+    # Acquire's own examples: data.id is the caseId of the request (or there is no data).
+    data = json.loads(body).get("data")
+    if data is None:
+        assert type(_raises(200, body, case_id=case_id)) is AlreadyJoinedError
+    else:
+        assert data["id"] == case_id
+        assert decode_join(200, {}, body, case_id=case_id).id == case_id
+
+
+def test_there_are_published_join_pairs() -> None:
+    assert len(_published_joins()) == 3
 
 
 # --------------------------------------------------------------------------- error envelopes
