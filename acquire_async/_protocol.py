@@ -7,12 +7,14 @@ decides when to try again.
 
 from __future__ import annotations
 
+import html
 import math
 import re
 from collections.abc import Mapping
 from datetime import timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, NamedTuple
+from http import HTTPStatus
+from typing import Any, Final, NamedTuple
 
 import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -194,18 +196,57 @@ def join_body(case_id: int, ask_join: bool) -> bytes:
 
 # --------------------------------------------------------------------------- responses
 
+# ``error`` and ``message`` stay undecoded (``msgspec.Raw``: a view of the body, no copy) and
+# are decoded only when present and small, so a hostile body cannot make the SDK build an
+# object tree out of them. Absent, they are this very object: the fast path's check is ``is``.
+_ABSENT = msgspec.Raw()
+
 
 class _Envelope(msgspec.Struct, gc=False):
-    # Acquire wraps everything: {"data": <case>} or {"error": …}. ``error`` and ``message`` are
-    # Any because their shape varies (object, string) and they are absent on the fast path.
+    # Acquire wraps everything: {"data": <case>} or {"error": …}.
+    data: Case | None = None
+    error: msgspec.Raw = _ABSENT
+    message: msgspec.Raw = _ABSENT
+
+
+class _ErrorEnvelope(msgspec.Struct, gc=False):
+    # What a non-2xx body is read for. Other keys are skipped without building anything.
+    error: msgspec.Raw = _ABSENT
+    message: msgspec.Raw = _ABSENT
+
+
+class _LenientEnvelope(msgspec.Struct, gc=False):
+    # The second pass converts an already-decoded tree; ``error`` and ``message`` vary in shape.
     data: Case | None = None
     error: Any = None
     message: Any = None
 
 
 _ENVELOPE_DECODER = msgspec.json.Decoder(_Envelope)
+_ERROR_DECODER = msgspec.json.Decoder(_ErrorEnvelope)
 _ANY_DECODER = msgspec.json.Decoder()
+_DECODE_ERRORS = (msgspec.MsgspecError, RecursionError, UnicodeDecodeError, ValueError)
 _EXCERPT = 200
+# The lenient pass builds a Python object for every JSON value: about 30 times the body in
+# memory and 0.2 ms per KiB. Above this size it is not tried, so a hostile 8 MiB body costs
+# one typed decode (which stops at the first bad field), not seconds and hundreds of MB.
+# A real case is about 3 KiB, plus about 0.4 KiB per participant.
+LENIENT_MAX_BODY = 256 * 1024
+# An ``error`` or ``message`` value larger than this is not decoded (it is still an error).
+_FIELD_MAX = 64 * 1024
+_UNREADABLE: Final = object()  # an ``error`` that is present but too large or too deep
+
+
+def _field(raw: msgspec.Raw) -> Any:
+    """A raw ``error``/``message`` value decoded; ``None`` when absent or ``null``."""
+    if raw is _ABSENT:
+        return None
+    if len(raw) > _FIELD_MAX:
+        return _UNREADABLE
+    try:
+        return _ANY_DECODER.decode(raw)
+    except _DECODE_ERRORS:
+        return _UNREADABLE
 
 
 def _ci(headers: Mapping[str, str]) -> Mapping[str, str]:
@@ -234,40 +275,44 @@ def decode_join(
     method: str = "",
     url: str = "",
     now: float | None = None,
+    reason: str | None = None,
     case_id: int | None = None,
 ) -> Case:
     """Turn a join response into its ``Case``, or raise the matching ``AcquireError``.
 
     An ``{"error": …}`` envelope is an error whatever the status (Acquire sends
     ``CHAT_ALREADY_JOINED`` with 200). Any status outside 2xx is an error. ``now`` (a POSIX
-    timestamp) lets an HTTP-date ``Retry-After`` become seconds. ``case_id``, the case the
-    request named, makes a case with another id a ``ResponseDecodeError`` (a stray answer,
-    not this join's).
+    timestamp) lets an HTTP-date ``Retry-After`` become seconds. ``reason`` is the status
+    line's reason phrase, for the message of an error without an Acquire envelope.
+    ``case_id``, the case the request named, makes a case with another id a
+    ``ResponseDecodeError`` (a stray answer, not this join's).
 
     >>> decode_join(200, {}, b'{"data":{"id":1684}}', case_id=1684).id
     1684
     """
     if not 200 <= status < 300:
-        raise error_for(status, headers, body, method=method, url=url, now=now)
+        raise error_for(status, headers, body, method=method, url=url, now=now, reason=reason)
     # The common case inline: one typed decode, three checks (this function runs per join).
     problem: BaseException | None = None
     try:
         envelope = _ENVELOPE_DECODER.decode(body)
-    except (msgspec.MsgspecError, RecursionError, UnicodeDecodeError, ValueError) as exc:
+    except _DECODE_ERRORS as exc:
         problem = exc
     else:
         data = envelope.data
-        if data is not None and envelope.error is None:
+        if data is not None and envelope.error is _ABSENT:
             if data.id == case_id or case_id is None:
                 return data
             raise _stray(data.id, case_id, status, body, method, url)
-    if problem is not None:
-        envelope = _recover(problem, status, body, method, url)
-    if envelope.error is not None:
+    if problem is None:
+        data, error, message = envelope.data, _field(envelope.error), _field(envelope.message)
+    else:
+        data, error, message = _recover(problem, status, body, method, url)
+    if error is not None:
         raise _error_from_payload(
-            status, headers, body, envelope.error, envelope.message, method, url, now=now
+            status, headers, body, error, message, method, url, now=now, reason=reason
         )
-    if envelope.data is None:
+    if data is None:
         excerpt = body[:_EXCERPT].decode("utf-8", "replace")
         raise errors.ResponseDecodeError(
             f"response has neither 'data' nor 'error' (HTTP {status}); body starts {excerpt!r}",
@@ -276,9 +321,9 @@ def decode_join(
             method=method,
             url=url,
         )
-    if case_id is not None and envelope.data.id != case_id:
-        raise _stray(envelope.data.id, case_id, status, body, method, url)
-    return envelope.data
+    if case_id is not None and data.id != case_id:
+        raise _stray(data.id, case_id, status, body, method, url)
+    return data
 
 
 def _stray(
@@ -297,22 +342,31 @@ def _stray(
     )
 
 
-def _recover(problem: BaseException, status: int, body: bytes, method: str, url: str) -> _Envelope:
+def _recover(
+    problem: BaseException, status: int, body: bytes, method: str, url: str
+) -> tuple[Case | None, Any, Any]:
     """After the typed decode failed: the lenient pass, or the ResponseDecodeError."""
+    note = ""
     if isinstance(problem, msgspec.ValidationError):
         # Valid JSON of an unexpected shape: try once more with the known quirks smoothed
-        # over. Only this error path pays for it; the fast path above is one typed decode.
-        try:
-            return _decode_lenient(body)
-        except msgspec.ValidationError as again:
-            problem = again  # with the quirks smoothed over, this names the real bad field
-        except (msgspec.MsgspecError, RecursionError, ValueError):
-            pass
-    raise _decode_error(problem, status, body, method, url)
+        # over, if the body is small enough for that to be cheap. Only this error path pays
+        # for it; the fast path above is one typed decode.
+        if len(body) > LENIENT_MAX_BODY:
+            note = f" (a {len(body)}-byte body is too large for the lenient second pass)"
+        else:
+            try:
+                envelope = _decode_lenient(body)
+            except msgspec.ValidationError as again:
+                problem = again  # with the quirks smoothed over, this names the real bad field
+            except (msgspec.MsgspecError, RecursionError, ValueError):
+                pass
+            else:
+                return envelope.data, envelope.error, envelope.message
+    raise _decode_error(problem, status, body, method, url, note)
 
 
 def _decode_error(
-    problem: BaseException, status: int, body: bytes, method: str, url: str
+    problem: BaseException, status: int, body: bytes, method: str, url: str, note: str = ""
 ) -> errors.ResponseDecodeError:
     # Built from the message only (never chained), so no frame of msgspec's is kept alive.
     text = str(problem)
@@ -327,7 +381,7 @@ def _decode_error(
     where = f" at {path}" if path else ""
     excerpt = body[:_EXCERPT].decode("utf-8", "replace")
     return errors.ResponseDecodeError(
-        f"cannot decode the response (HTTP {status}): {text}{where}; body starts {excerpt!r}",
+        f"cannot decode the response (HTTP {status}): {text}{where}{note}; body starts {excerpt!r}",
         status=status,
         path=path,
         body=body,
@@ -336,7 +390,7 @@ def _decode_error(
     )
 
 
-def _decode_lenient(body: bytes) -> _Envelope:
+def _decode_lenient(body: bytes) -> _LenientEnvelope:
     """Second pass over a case that failed the typed decode, with Acquire's quirks fixed.
 
     - a participant ``type`` this SDK does not know decodes as ``UnknownUser`` (msgspec's
@@ -344,11 +398,13 @@ def _decode_lenient(body: bytes) -> _Envelope:
     - a nested ``user`` sent without ``type`` (Acquire's add-message example of 2021-04-08)
       takes the participant's own ``type``;
     - ``"users": null`` reads as no users, like an absent ``users``.
+
+    Only for bodies up to ``LENIENT_MAX_BODY``: it costs an object per JSON value.
     """
     tree = _ANY_DECODER.decode(body)
     if isinstance(tree, dict):
         _normalize_case(tree.get("data"))
-    return msgspec.convert(tree, _Envelope)
+    return msgspec.convert(tree, _LenientEnvelope)
 
 
 def _normalize_case(case: Any) -> None:
@@ -404,15 +460,90 @@ _REASONS = {
     403: "forbidden",
     404: "not found",
     405: "method not allowed",
+    407: "proxy authentication required",
     408: "request timeout",
     409: "conflict",
+    410: "gone",
+    411: "length required",
+    413: "request entity too large",
+    414: "uri too long",
+    415: "unsupported media type",
+    421: "misdirected request",
     422: "unprocessable entity",
     429: "too many requests",
+    431: "request header fields too large",
     500: "internal server error",
+    501: "not implemented",
     502: "bad gateway",
     503: "service unavailable",
     504: "gateway timeout",
+    505: "http version not supported",
+    511: "network authentication required",
 }
+# Reason phrases read as the SDK's own descriptions (lower case) when they are a standard
+# one; any other phrase is kept as the server sent it (it may hold a reference to quote).
+_STANDARD_REASONS = frozenset(
+    {*_REASONS.values(), *(status.phrase.lower() for status in HTTPStatus)}
+    | {"payload too large", "request-uri too long", "request-uri too large", "uri too large"}
+)
+_REASON_LIMIT = 100
+# How much of a body an excerpt reads: bounded work, whatever the body's size.
+_EXCERPT_SCAN = 8 * 1024
+# Terminal escape sequences (CSI, OSC, two-byte ESC sequences; 7- and 8-bit forms), removed
+# whole. Whatever is left of a malformed one loses its ESC below, so it cannot act.
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -/]*[0-~]?"
+)
+# Markup that is not text: scripts, styles, comments (each match ends at its close or at the
+# end of the text, so the scan stays linear), then any tag.
+_HIDDEN = re.compile(
+    r"<(script|style)\b.*?(?:</\1\s*>|\Z)|<!--.*?(?:-->|\Z)", re.IGNORECASE | re.DOTALL
+)
+_TAG = re.compile(r"<[^>]*(?:>|\Z)")
+
+
+def _clean(text: str, limit: int) -> str:
+    """``text`` made safe to print: no escape sequences or control characters, whitespace
+    collapsed, cut to ``limit`` characters with an ellipsis."""
+    text = _ESCAPES.sub("", text)
+    if not text.isprintable():
+        # C0, DEL, C1 and Unicode spaces become spaces; other invisible characters (bidi
+        # overrides, zero-width joiners, private use) are dropped.
+        text = "".join(
+            char if char.isprintable() else " " if char < "\xa0" or char.isspace() else ""
+            for char in text
+        )
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text
+
+
+def _excerpt(body: bytes) -> str:
+    """A short, printable excerpt of a body that is not an Acquire envelope.
+
+    HTML (a body that starts with ``<``) is reduced to its text: a proxy's error page then
+    reads "413 Request Entity Too Large nginx" instead of a line of markup.
+    """
+    text = body[:_EXCERPT_SCAN].decode("utf-8", "replace")
+    if text.lstrip().startswith("<"):
+        text = html.unescape(_TAG.sub(" ", _HIDDEN.sub(" ", text)))
+    text = _clean(text, _EXCERPT)
+    if text and len(body) > _EXCERPT_SCAN and not text.endswith("…"):
+        text += "…"
+    return text
+
+
+def _reason(status: int, reason: str | None) -> str:
+    """The status's description: the server's reason phrase when it sent one, else ours."""
+    if reason:
+        phrase = _clean(reason, _REASON_LIMIT)
+        if phrase:
+            lowered = phrase.lower()
+            return lowered if lowered in _STANDARD_REASONS else phrase
+    return _REASONS.get(status, "error")
 
 
 def error_for(
@@ -423,18 +554,29 @@ def error_for(
     method: str = "",
     url: str = "",
     now: float | None = None,
+    reason: str | None = None,
 ) -> errors.APIStatusError:
-    """The error for a non-2xx response, from its body's code when it has one."""
+    """The error for a non-2xx response, from its body's code when it has one.
+
+    Without an Acquire envelope (an nginx page, a gateway's own JSON), the message is the
+    reason phrase (``reason``, else the SDK's for the status) and a sanitised excerpt:
+
+    >>> error_for(413, {}, b"<html><title>413 Too Large</title></html>").message
+    'request entity too large: "413 Too Large"'
+    """
     error: Any = None
     message: Any = None
-    try:
-        tree = _ANY_DECODER.decode(body) if body else None
-    except (msgspec.MsgspecError, RecursionError, UnicodeDecodeError, ValueError):
-        tree = None  # an HTML error page from a proxy, say: the status alone must do
-    if isinstance(tree, dict):
-        error = tree.get("error")
-        message = tree.get("message")
-    return _error_from_payload(status, headers, body, error, message, method, url, now=now)
+    if body:
+        try:
+            envelope = _ERROR_DECODER.decode(body)
+        except _DECODE_ERRORS:
+            pass  # not a JSON object (an HTML error page from a proxy, say)
+        else:
+            error = _field(envelope.error)
+            message = _field(envelope.message)
+    return _error_from_payload(
+        status, headers, body, error, message, method, url, now=now, reason=reason
+    )
 
 
 def _error_from_payload(
@@ -447,6 +589,7 @@ def _error_from_payload(
     url: str,
     *,
     now: float | None = None,
+    reason: str | None = None,
 ) -> errors.APIStatusError:
     headers = _ci(headers)
     code: str | None = None
@@ -470,10 +613,18 @@ def _error_from_payload(
     if cls is None:
         cls = errors.InternalServerError if status >= 500 else errors.APIStatusError
     if text is None:
-        text = _REASONS.get(status, "error") if status >= 300 else "error envelope without message"
         if 300 <= status < 400:
             location = headers.get("Location", "")
             text = f"unexpected redirect (not followed) to {location!r}"
+        elif 200 <= status < 300:
+            text = "error envelope without message"
+        else:
+            text = _reason(status, reason)
+            if code is None:
+                # No Acquire envelope (a proxy's page, a gateway's JSON): show what came.
+                excerpt = _excerpt(body)
+                if excerpt:
+                    text = f'{text}: "{excerpt}"'
     common: dict[str, Any] = {
         "status": status,
         "code": code,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import enum
+import gc
 import json
+import time
+import tracemalloc
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from typing import Any
@@ -27,10 +30,13 @@ from acquire_async import (
     PermissionDeniedError,
     RateLimitError,
     ResponseDecodeError,
+    UnknownUser,
     UnprocessableEntityError,
 )
 from acquire_async._protocol import (
+    LENIENT_MAX_BODY,
     decode_join,
+    error_for,
     join_body,
     parse_retry_after,
     validate_account_id,
@@ -798,3 +804,226 @@ def test_parse_retry_after(value: str | None, now: float | None, expected: float
 def test_parse_retry_after_far_future_date() -> None:
     when = datetime(2015, 10, 21, 8, 27, 50, tzinfo=timezone.utc)
     assert parse_retry_after(format_datetime(when, usegmt=True), now=NOW) == 3600.0
+
+
+# --------------------------------------------------------------------------- no envelope
+
+NGINX_413 = (
+    b"<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n"
+    b"<center><h1>413 Request Entity Too Large</h1></center>\r\n"
+    b"<hr><center>nginx/1.25.3</center>\r\n</body>\r\n</html>\r\n"
+)
+NGINX_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+
+
+def _no_control_characters(text: str) -> bool:
+    return all(char.isprintable() for char in text)
+
+
+def test_a_proxy_page_gives_the_reason_phrase_and_its_text() -> None:
+    exc = _raises(413, NGINX_413, reason="Request Entity Too Large", method="POST", url=JOIN_URL)
+    assert type(exc) is APIStatusError
+    excerpt = "413 Request Entity Too Large 413 Request Entity Too Large nginx/1.25.3"
+    assert exc.message == f'request entity too large: "{excerpt}"'
+    assert str(exc) == f'HTTP 413: request entity too large: "{excerpt}" (POST {JOIN_URL})'
+    assert exc.body == NGINX_413
+    exc = _raises(502, NGINX_502, reason="Bad Gateway")
+    assert type(exc) is InternalServerError
+    assert exc.message == 'bad gateway: "502 Bad Gateway 502 Bad Gateway nginx"'
+
+
+def test_without_a_reason_phrase_the_status_describes_itself() -> None:
+    # HTTP/2 has no reason phrase, and a server may send an empty one.
+    for reason in (None, "", "  \r\n"):
+        exc = _raises(413, NGINX_413, reason=reason)
+        assert exc.message.startswith('request entity too large: "413 Request')
+        assert _raises(414, b"", reason=reason).message == "uri too long"
+        assert _raises(407, b"", reason=reason).message == "proxy authentication required"
+        assert _raises(599, b"", reason=reason).message == "error"
+
+
+def test_a_standard_reason_phrase_reads_like_the_sdks_own() -> None:
+    assert _raises(404, b"", reason="Not Found").message == "not found"
+    assert _raises(414, b"", reason="Request-URI Too Large").message == "request-uri too large"
+    assert _raises(413, b"", reason="Payload Too Large").message == "payload too large"
+    assert _raises(418, b"", reason="I'm a Teapot").message == "i'm a teapot"
+
+
+def test_a_custom_reason_phrase_is_kept_as_sent_but_sanitised() -> None:
+    exc = _raises(403, b"", reason="Blocked by WAF (ref 8F3A)")
+    assert exc.message == "Blocked by WAF (ref 8F3A)"
+    exc = _raises(502, b"", reason="Bad\x1b[2J Gateway\r\nSet-Cookie: \x9b31mx\x00")
+    assert exc.message == "Bad Gateway Set-Cookie: x"
+    assert _raises(502, b"", reason="x" * 1000).message == "x" * 99 + "…"
+
+
+def test_an_envelope_message_wins_over_the_reason_phrase() -> None:
+    exc = _raises(
+        400, b'{"error":{"code":"ERROR_INVALID_INPUT","message":"caseId?"}}', reason="Bad"
+    )
+    assert exc.message == "caseId?"
+    # An Acquire envelope without a message: the reason alone, no excerpt of the envelope.
+    exc = _raises(400, b'{"error":{"code":"ERROR_NOT_DOCUMENTED"}}', reason="Bad Request")
+    assert exc.message == "bad request"
+    assert _raises(429, b'{"message":"Slow down"}', reason="Too Many Requests").message == (
+        "Slow down"
+    )
+
+
+def test_a_2xx_error_envelope_keeps_its_message_whatever_the_reason() -> None:
+    assert _raises(200, b'{"error":{}}', reason="OK").message == "error envelope without message"
+
+
+@pytest.mark.parametrize(
+    ("body", "excerpt"),
+    [
+        (b'{"detail":"Payload too large"}', '{"detail":"Payload too large"}'),
+        (b'{"error":null}', '{"error":null}'),
+        (b"[1, 2]", "[1, 2]"),
+        (
+            b"upstream connect error or disconnect/reset before headers",
+            "upstream connect error or disconnect/reset before headers",
+        ),
+        (b"  line one\n\n\tline two  ", "line one line two"),
+        (
+            b"\x1b[31mred\x1b[0m \x1b]0;title\x07 a\x00b\tc\xe2\x80\xaeevil\xe2\x80\x8b\n d",
+            "red a b cevil d",
+        ),
+        (b"\xc2\x9b2Jclear \x1bcreset \x1b]8;;http://x\x1b\\link", "clear reset link"),
+        (b"caf\xc3\xa9 \xff\xfe end", "café \ufffd\ufffd end"),
+        (
+            b"<!DOCTYPE html><html><head><style>body{color:red}</style>"
+            b"<script>var k = '<b>';</script><!-- hidden --><title>Oops &amp; sorry</title>"
+            b"</head><body><p>Try&nbsp;again</p></body></html>",
+            "Oops & sorry Try again",
+        ),
+        (b"<html><body>Before<script>never closed", "Before"),
+        (b"<p>&#27;[31mno escape&#0;</p>", "[31mno escape\ufffd"),  # html.unescape drops ESC
+        (b"   \r\n ", None),
+        (b"<html><body></body></html>", None),
+    ],
+)
+def test_the_excerpt_of_a_body_without_envelope(body: bytes, excerpt: str | None) -> None:
+    exc = _raises(500, body, reason="Internal Server Error")
+    if excerpt is None:  # nothing printable: the reason alone
+        assert exc.message == "internal server error"
+    else:
+        assert exc.message == f'internal server error: "{excerpt}"'
+    assert _no_control_characters(exc.message)
+
+
+def test_a_long_excerpt_is_cut_with_an_ellipsis() -> None:
+    body = b"<html><body>" + b"word " * 10_000 + b"</body></html>"
+    exc = _raises(503, body, reason="Service Unavailable")
+    excerpt = exc.message.removeprefix('service unavailable: "').removesuffix('"')
+    assert len(excerpt) == 200 and excerpt.endswith("…")
+    assert excerpt.startswith("word word")
+    exc = _raises(503, b"x" * 5_000, reason="Service Unavailable")
+    assert exc.message == 'service unavailable: "' + "x" * 199 + '…"'
+
+
+def test_an_excerpt_reads_only_the_start_of_a_huge_body() -> None:
+    body = b"<html><body><p>Gateway down</p>" + b"<div></div>" * 800_000 + b"</body></html>"
+    started = time.perf_counter()
+    exc = _raises(502, body, reason="Bad Gateway")
+    assert time.perf_counter() - started < 0.5  # a hang guard, not a benchmark
+    assert exc.message == 'bad gateway: "Gateway down…"'
+
+
+def test_error_for_takes_the_reason_too() -> None:
+    exc = error_for(413, {}, NGINX_413, reason="Request Entity Too Large")
+    assert exc.message.startswith('request entity too large: "413')
+    assert error_for(404, {}, b"").message == "not found"
+
+
+# --------------------------------------------------------------------------- bounded decoding
+
+MiB = 1024 * 1024
+
+
+def _fill(prefix: bytes, item: bytes, suffix: bytes, size: int = 8 * MiB) -> bytes:
+    count = (size - len(prefix) - len(suffix)) // (len(item) + 1)
+    return prefix + b",".join([item] * count) + suffix
+
+
+HOSTILE_8MIB = {
+    # Each is valid JSON of an unexpected shape that once sent the whole body through the
+    # lenient second pass (an object per JSON value: 1.5-2.6 s and 160-320 MB here).
+    "300k participants of an unknown type": (
+        200,
+        _fill(b'{"data":{"id":1,"users":[', b'{"user":{"type":"bot"}}', b"]}}"),
+    ),
+    "participants without a user type": (
+        200,
+        _fill(b'{"data":{"id":1,"users":[', b'{"type":"user","user":{"id":1}}', b"]}}"),
+    ),
+    "tiny objects after an unknown participant": (
+        200,
+        _fill(b'{"data":{"id":1,"users":[{"user":{"type":"bot"}},', b"{}", b"]}}"),
+    ),
+    "nested arrays after a bad field": (
+        200,
+        _fill(b'{"data":{"id":1,"title":5,"meta":{"a":[', b"[[[[[[[[1]]]]]]]]", b"]}}}"),
+    ),
+    "users null and a bad id": (
+        200,
+        _fill(b'{"data":{"id":"x","users":null,"meta":{"a":[', b"{}", b"]}}}"),
+    ),
+    "deep nesting": (200, b'{"data":{"id":1,"meta":' + b"[" * (4 * MiB) + b"]" * (4 * MiB) + b"}}"),
+    "a huge error value under 200": (200, _fill(b'{"error":[', b"{}", b"]}")),
+    "a huge message under 200": (200, _fill(b'{"error":"X","message":[', b"{}", b"]}")),
+    "tiny objects in a 500": (500, _fill(b'{"detail":[', b"{}", b"]}")),
+    "a huge error value in a 500": (500, _fill(b'{"error":[', b"{}", b"]}")),
+    "a huge message in a 503": (503, _fill(b'{"message":[', b"{}", b"]}")),
+    "deep nesting in a 500": (500, b'{"x":' + b"[" * (4 * MiB) + b"]" * (4 * MiB) + b"}"),
+}
+
+
+@pytest.mark.parametrize(("status", "body"), HOSTILE_8MIB.values(), ids=HOSTILE_8MIB.keys())
+def test_a_hostile_8mib_body_is_decoded_in_bounded_time_and_memory(
+    status: int, body: bytes
+) -> None:
+    assert len(body) > 7 * MiB
+    started = time.perf_counter()
+    with pytest.raises((ResponseDecodeError, APIStatusError)):
+        decode_join(status, {}, body, case_id=1)
+    # A hang guard, not a benchmark: today's code took 0.4-2.6 s on these.
+    assert time.perf_counter() - started < 0.5
+    gc.collect()
+    tracemalloc.start()
+    try:
+        with pytest.raises((ResponseDecodeError, APIStatusError)) as info:
+            decode_join(status, {}, body, case_id=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * len(body), f"{peak} bytes allocated for a {len(body)}-byte body"
+    assert len(str(info.value)) < 1000
+
+
+def test_the_lenient_pass_still_reads_a_body_up_to_its_limit() -> None:
+    def body(size: int) -> bytes:
+        head = b'{"data":{"id":1,"users":[{"type":"bot","user":{"type":"bot"}}],"title":"'
+        tail = b'"}}'
+        return head + b"x" * (size - len(head) - len(tail)) + tail
+
+    case = decode_join(200, {}, body(LENIENT_MAX_BODY), case_id=1)
+    assert case.users[0].user == UnknownUser(kind="bot")
+    exc = _raises(200, body(LENIENT_MAX_BODY + 1))
+    assert type(exc) is ResponseDecodeError
+    assert exc.path == "$.data.users[0].user.type"
+    assert "too large for the lenient second pass" in str(exc)
+
+
+def test_error_and_message_values_are_read_when_small() -> None:
+    exc = _raises(500, b'{"error":{"code":"ERROR_SERVER_ERROR","message":"boom"},"x":[1,2]}')
+    assert (exc.code, exc.message) == ("ERROR_SERVER_ERROR", "boom")
+    case = decode_join(200, {}, b'{"data":{"id":1},"error":null,"message":"ok"}', case_id=1)
+    assert case == Case(id=1)  # an explicit null error is no error
+    exc = _raises(200, _fill(b'{"data":{"id":1},"error":[', b"{}", b"]}", size=MiB))
+    assert type(exc) is APIStatusError  # an error too large to read is still an error
+    assert exc.message == "error envelope without message"
