@@ -479,7 +479,14 @@ class AcquireClient:
                 if status == 429:
                     stats.rate_limited += 1
                 case = _protocol.decode_join(
-                    status, raw.headers, raw.body, method=method, url=self._url_str, now=time.time()
+                    status,
+                    raw.headers,
+                    raw.body,
+                    method=method,
+                    url=self._url_str,
+                    now=time.time(),
+                    reason=raw.reason,
+                    case_id=case_id,
                 )
             except AcquireError as exc:
                 error = exc

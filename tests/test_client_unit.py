@@ -144,13 +144,13 @@ async def test_405_switches_to_get_once_and_keeps_it(
         response = await client.join_chat_response(1684)
         assert response.case.id == 1684
         assert client.join_method == "GET"
-        await client.join_chat(1685)
+        await client.join_chat(1684)
         assert client.join_method == "GET"
     assert len(_calls(mock_http, "POST")) == 1
     gets = _calls(mock_http, "GET")
     assert [c.kwargs["data"] for c in gets] == [
         b'{"caseId":1684,"askJoin":true}',
-        b'{"caseId":1685,"askJoin":true}',
+        b'{"caseId":1684,"askJoin":true}',
     ]
     warned = [
         r for r in caplog.records if r.name == "acquire_async" and r.levelno == logging.WARNING

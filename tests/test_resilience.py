@@ -14,6 +14,7 @@ from faultserver import (
     PAYLOAD,
     FaultServer,
     RawServer,
+    case_body,
     drip,
     drop_after_read,
     raw,
@@ -319,10 +320,10 @@ async def test_a_body_that_arrives_after_its_headers_is_read_whole(
     # the connection goes back to the pool either way.
     async with FaultServer(script=[drip(0.005, chunk=500)]) as server:
         client = make_client(server.base_url)
-        slow = await client.join_chat_response(1)
+        slow = await client.join_chat_response(1684)  # the drip sends the fixture as is
         fast = await client.join_chat_response(2)
     assert slow.raw == PAYLOAD  # every piece, not what had come when the headers did
-    assert (slow.case.id, fast.case.id) == (1684, 2)  # the drip sends the fixture as is
+    assert (slow.case.id, fast.case.id) == (1684, 2)
     assert acquired(client) == 0
     pool = client._session.connector._conns  # type: ignore[union-attr]
     assert sum(len(idle) for idle in pool.values()) == 1  # the one connection, reused
@@ -630,3 +631,12 @@ async def test_a_custom_response_class_is_read_through_its_read() -> None:
             ) as client:
                 await client.join_chat(1)
     assert Counting.reads == 1
+
+
+async def test_an_answer_for_another_case_is_not_a_success(make_client: MakeClient) -> None:
+    # A stray answer (a reused connection's, a confused proxy's) names another case.
+    async with FaultServer(default=raw(case_body(999))) as server:
+        client = make_client(server.base_url)
+        with pytest.raises(aa.ResponseDecodeError, match="999"):
+            await client.join_chat(5)
+    assert client.stats.joined == 0
