@@ -1,10 +1,12 @@
-"""A minimal HTTP/1.1 keep-alive server that answers every request with the canned join payload.
+"""A minimal HTTP/1.1 keep-alive server that answers every join with the canned join payload.
 
 It runs in its own process (:func:`serve` starts it, prints nothing, and always stops it) so the
 client under test has a core to itself and is the bottleneck. The server is an
 ``asyncio.Protocol`` on uvloop when available: it parses just enough HTTP (the header block and a
 ``Content-Length`` body, pipelining included) and writes one precomputed response per request,
-optionally after ``delay`` seconds (``loop.call_later``) to model a slow API.
+optionally after ``delay`` seconds (``loop.call_later``) to model a slow API. The case's ``id``
+in the payload is the request's ``caseId``, as Acquire's is: the SDK refuses an answer for
+another case.
 
 Run directly: ``python -m benchmarks._server --delay 0.02``; it prints ``PORT <n>`` once
 listening, and exits when its parent dies or after ``--max-seconds``.
@@ -44,9 +46,8 @@ def _response(status: str, body: bytes, *, close: bool) -> bytes:
 class JoinProtocol(asyncio.Protocol):
     """One connection: split the byte stream into requests and answer each in order."""
 
-    def __init__(self, ok: bytes, ok_close: bytes, bad: bytes, delay: float) -> None:
+    def __init__(self, ok: _Answer, bad: bytes, delay: float) -> None:
         self._ok = ok
-        self._ok_close = ok_close
         self._bad = bad
         self._delay = delay
         self._buffer = bytearray()
@@ -74,22 +75,56 @@ class JoinProtocol(asyncio.Protocol):
             total = end + 4 + content_length(head)
             if len(buffer) < total:
                 return  # the body is still on its way
+            body = bytes(buffer[end + 4 : total])
             del buffer[:total]
-            self._answer(self._ok_close if b"\r\nconnection: close" in head else self._ok)
+            close = b"\r\nconnection: close" in head
+            self._answer(self._ok.render(_case_id(body), close=close), close=close)
 
-    def _answer(self, response: bytes) -> None:
+    def _answer(self, response: bytes, *, close: bool = True) -> None:
         if self._delay > 0:
-            asyncio.get_running_loop().call_later(self._delay, self._write, response)
+            asyncio.get_running_loop().call_later(self._delay, self._write, response, close)
         else:
-            self._write(response)
+            self._write(response, close)
 
-    def _write(self, response: bytes) -> None:
+    def _write(self, response: bytes, close: bool) -> None:
         transport = self._transport
         if transport is None or transport.is_closing():
             return
         transport.write(response)
-        if response is not self._ok:
+        if close:
             transport.close()
+
+
+class _Answer:
+    """The join payload with its case ``id`` replaced by the one asked for."""
+
+    def __init__(self, payload: bytes) -> None:
+        marker = b'"id":1684,'
+        at = payload.index(marker) + len(b'"id":')
+        self._before, self._after = payload[:at], payload[at + len(b"1684") :]
+
+    def render(self, case_id: bytes, *, close: bool) -> bytes:
+        length = len(self._before) + len(case_id) + len(self._after)
+        head = (
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {length}\r\n"
+            f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n"
+        ).encode("ascii")
+        return b"".join((head, self._before, case_id, self._after))
+
+
+def _case_id(body: bytes) -> bytes:
+    """The digits of ``"caseId":N`` in a request body (``1684`` when there is none)."""
+    at = body.find(b'"caseId":')
+    if at < 0:
+        return b"1684"
+    at += len(b'"caseId":')
+    while body[at : at + 1] == b" ":
+        at += 1
+    stop = at
+    while body[stop : stop + 1].isdigit():
+        stop += 1
+    return body[at:stop] or b"1684"
 
 
 def content_length(head: bytes) -> int:
@@ -104,13 +139,9 @@ def content_length(head: bytes) -> int:
 
 async def _main(host: str, delay: float, max_seconds: float) -> None:
     loop = asyncio.get_running_loop()
-    payload = join_payload()
-    ok = _response("200 OK", payload, close=False)
-    ok_close = _response("200 OK", payload, close=True)
+    ok = _Answer(join_payload())
     bad = _response("400 Bad Request", b'{"error":"bad request"}', close=True)
-    server = await loop.create_server(
-        lambda: JoinProtocol(ok, ok_close, bad, delay), host, 0, backlog=1024
-    )
+    server = await loop.create_server(lambda: JoinProtocol(ok, bad, delay), host, 0, backlog=1024)
     port = server.sockets[0].getsockname()[1]
     print(f"PORT {port}", flush=True)
     parent = os.getppid()

@@ -54,6 +54,8 @@ def test_smoke_run_writes_every_section(tmp_path: Path) -> None:
                 assert math.isfinite(value), (key, row["contender"], stat)
         for row in section["rows"]:
             assert row["samples"] or row["note"], f"{key}: {row['contender']} skipped silently"
+            # A failed join costs a round trip like a success, and would hide a broken client.
+            assert not row["extra"].get("failed joins"), (key, row["contender"])
         assert any(row["contender"] == ALWAYS[key] for row in measured), key
 
 
