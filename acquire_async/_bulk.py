@@ -9,12 +9,15 @@ join slower over real sockets, and needs a lock to share an async source.)
 
 Closing the stream (leaving ``async with``, ``aclose()``, cancelling the consumer) cancels the
 joins in flight and waits for them, so every connection they held is back in the pool when it
-returns.
+returns. A join that raises something other than an ``AcquireError`` (a hook's exception, a
+bug) stops the stream at once: no new join starts, the others in flight are cancelled there
+and then, and the first such exception is raised with any later ones in ``__acquire_later__``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import UserString, deque
 from collections.abc import (
@@ -104,6 +107,19 @@ class JoinStream:
     :meth:`aclose`) to stop early: joins still in flight are cancelled and awaited before the
     block ends. Without ``async with``, breaking out of ``async for`` leaves that cleanup to
     the garbage collector, some time later.
+
+    An exception that is not an ``AcquireError`` (from a hook, say) ends the stream: the
+    joins in flight are cancelled at once and the ``async for`` raises the first one; any
+    that came after it are in its ``__acquire_later__`` tuple::
+
+        try:
+            async with client.join_many(ids) as outcomes:
+                async for outcome in outcomes:
+                    record(outcome)
+        except Exception as exc:
+            for other in getattr(exc, "__acquire_later__", ()):
+                log.error("also: %r", other)
+            raise
     """
 
     __slots__ = ("_agen",)
@@ -224,6 +240,24 @@ def _outcome(task: asyncio.Task[Any], item: Any, started: float) -> JoinOutcome 
     return error  # a bug, or a hook's exception
 
 
+def _with_later(error: BaseException, later: list[BaseException]) -> BaseException:
+    """``error`` with the exceptions that came after it attached, so none is lost.
+
+    They go in ``error.__acquire_later__`` (a tuple, empty when there were none; this works
+    on every Python), and on 3.11+ also in a note, so a logged traceback shows them.
+    """
+    with contextlib.suppress(Exception):  # an exception class that refuses new attributes
+        error.__acquire_later__ = tuple(later)  # type: ignore[attr-defined]
+    if later and hasattr(error, "add_note"):
+        shown = "; ".join(f"{type(exc).__name__}: {exc}"[:200] for exc in later[:3])
+        more = f" (and {len(later) - 3} more)" if len(later) > 3 else ""
+        error.add_note(
+            f"join_many: {len(later)} later error(s) in other joins, in "
+            f"__acquire_later__: {shown}{more}"
+        )
+    return error
+
+
 async def _run(
     join: Join,
     source: Iterable[Any] | AsyncIterable[Any],
@@ -238,6 +272,7 @@ async def _run(
     in_flight: dict[asyncio.Task[Any], tuple[Any, float]] = {}  # task -> (item, start)
     finished: deque[JoinOutcome] = deque()
     crash: list[BaseException] = []  # the first exception that is not an outcome
+    later: list[BaseException] = []  # any that came after it, attached to it when raised
     wakeup: list[asyncio.Future[None] | None] = [None]
 
     def wake(_: object = None) -> None:
@@ -247,13 +282,21 @@ async def _run(
 
     def on_done(task: asyncio.Task[Any]) -> None:
         item, started = in_flight.pop(task)
+        if crash and task.cancelled():
+            wake()  # cancelled because of the crash: it has no outcome
+            return
         result = _outcome(task, item, started)
         if isinstance(result, JoinOutcome):
-            finished.append(result)
+            finished.append(result)  # it finished before its cancellation could land
         elif not crash:
             # Not an AcquireError: a bug, or a hook's exception. Recorded at once, so no new
-            # join starts; the joins under way finish and are reported; then it is raised.
+            # join starts, and every join under way is cancelled now, not at the consumer's
+            # next step: a slow consumer must not let them run on (and retry) meanwhile.
             crash.append(result)
+            for other in in_flight:
+                other.cancel()
+        elif result is not crash[0]:
+            later.append(result)
         wake()
 
     def start(item: Any) -> None:
@@ -324,7 +367,9 @@ async def _run(
             else:
                 break
         if crash:
-            raise crash[0]
+            if feed.error is not None:
+                later.append(feed.error)
+            raise _with_later(crash[0], later)
         if feed.error is not None:
             raise feed.error
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import gc
+import sys
 import tracemalloc
 from collections import UserString
 from collections.abc import AsyncIterator, Iterator
@@ -389,7 +390,7 @@ async def test_a_deadline_never_swallows_the_callers_cancellation() -> None:
                 assert await outer[0] == "cancelled", timeout
 
 
-async def test_a_crash_reports_the_joins_already_made_then_raises() -> None:
+async def test_a_crash_reports_the_joins_that_finished_then_raises() -> None:
     def boom(event: Any) -> None:
         if event.case_id == 8:
             raise RuntimeError("hook failed")
@@ -403,8 +404,8 @@ async def test_a_crash_reports_the_joins_already_made_then_raises() -> None:
                 async with client.join_many(range(1, 101), concurrency=10) as outcomes:
                     async for outcome in outcomes:
                         got.append(outcome.case_id)
-    # Every join the server made, but the one whose hook failed, was reported.
-    assert set(got) == server.joined - {8}
+    # Only joins that happened were reported (those cancelled at the crash have no outcome).
+    assert set(got) <= server.joined - {8}
     assert len(got) < 100  # and no new join was started after the crash
 
 
@@ -532,3 +533,125 @@ async def test_a_deadline_passes_an_outside_cancellation_at_expiry() -> None:
             blocker.cancel()
             await asyncio.gather(blocker, return_exceptions=True)
     assert results == ["cancelled"] * 3
+
+
+async def test_a_crash_cancels_the_joins_in_flight_at_once_and_starts_no_more() -> None:
+    # A hook that fails from the 60th request on, hundreds of ids, and answers that take 10 s
+    # after the first 40: the stream must stop sending at the crash, cancel the joins under
+    # way instead of waiting for their answers, and raise the first error with the later
+    # ones attached.
+    calls = 0
+
+    def hook(event: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls >= 60:
+            raise RuntimeError(f"hook failed on request {calls}")
+
+    got: list[aa.JoinOutcome] = []
+    async with FaultServer(script=[sleep_then(0)] * 40, default=sleep_then(10)) as server:
+        async with aa.AcquireClient(
+            api_key=KEY, base_url=server.base_url, on_request=hook
+        ) as client:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(RuntimeError) as info:
+                async with client.join_many(range(1, 501), concurrency=50) as outcomes:
+                    async for outcome in outcomes:
+                        got.append(outcome)
+            elapsed = loop.time() - started
+            # Requests written before the crash may still be read by the server (it runs in
+            # this loop); after that, not one more arrives.
+            await asyncio.sleep(0.2)
+            seen = server.requests
+            await asyncio.sleep(0.5)
+            assert server.requests == seen
+            assert acquired(client) == 0
+            assert calls == 59 + 1 + len(info.value.__acquire_later__)  # type: ignore[attr-defined]
+    assert elapsed < 3, elapsed  # far sooner than the 10 s answers it cancelled
+    assert 40 <= seen <= 59
+    assert len(got) == 40 and all(o.ok for o in got)  # the fast ones, and nothing else
+    exc = info.value
+    assert str(exc) == "hook failed on request 60"  # the first error
+    later = exc.__acquire_later__  # type: ignore[attr-defined]
+    assert [str(e) for e in later] == [
+        f"hook failed on request {60 + i}" for i in range(1, 1 + len(later))
+    ]
+
+
+async def test_later_errors_are_attached_to_the_first_not_dropped(
+    client: aa.AcquireClient,
+) -> None:
+    started: list[int] = []
+
+    async def join(
+        case_id: int, ask_join: bool, deadline: float | None, sent: list[int]
+    ) -> JoinResponse:
+        started.append(case_id)
+        if case_id in (5, 6):  # two bugs in the same instant
+            raise RuntimeError(f"bug in join {case_id}")
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            if case_id in (8, 9):  # and two more while being cancelled
+                raise ValueError(f"cleanup of {case_id} failed") from None
+            raise
+        return JoinResponse(aa.Case(id=case_id), 200, {}, b"", 1, 0.0)
+
+    client._retry_loop = join  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    begun = loop.time()
+    with pytest.raises(RuntimeError, match="bug in join 5") as info:
+        async with client.join_many(range(1, 301), concurrency=20) as outcomes:
+            async for _ in outcomes:
+                pass
+    assert loop.time() - begun < 1
+    assert sorted(started) == list(range(1, 21))  # nothing started after the crash
+    later = info.value.__acquire_later__  # type: ignore[attr-defined]
+    assert [str(e) for e in later] == [
+        "bug in join 6",
+        "cleanup of 8 failed",
+        "cleanup of 9 failed",
+    ]
+    if sys.version_info >= (3, 11):
+        [note] = info.value.__notes__
+        assert "3 later error(s)" in note and "cleanup of 9 failed" in note
+    leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert leftover == []
+
+
+async def test_a_crash_without_later_errors_has_an_empty_tuple(client: aa.AcquireClient) -> None:
+    async def join(
+        case_id: int, ask_join: bool, deadline: float | None, sent: list[int]
+    ) -> JoinResponse:
+        if case_id == 3:
+            raise KeyError("bug")
+        await asyncio.sleep(0)
+        return JoinResponse(aa.Case(id=case_id), 200, {}, b"", 1, 0.0)
+
+    client._retry_loop = join  # type: ignore[method-assign]
+    with pytest.raises(KeyError) as info:
+        await client.join_all(range(1, 10), concurrency=4)
+    assert info.value.__acquire_later__ == ()  # type: ignore[attr-defined]
+    assert not getattr(info.value, "__notes__", None)
+
+
+async def test_a_failing_source_after_a_crash_is_attached_too(client: aa.AcquireClient) -> None:
+    async def join(
+        case_id: int, ask_join: bool, deadline: float | None, sent: list[int]
+    ) -> JoinResponse:
+        if case_id == 2:
+            raise RuntimeError("bug in join")
+        await asyncio.sleep(0)
+        return JoinResponse(aa.Case(id=case_id), 200, {}, b"", 1, 0.0)
+
+    def ids() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise OSError("queue backend went away")
+
+    client._retry_loop = join  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="bug in join") as info:
+        await client.join_all(ids(), concurrency=4)
+    [source_error] = info.value.__acquire_later__  # type: ignore[attr-defined]
+    assert isinstance(source_error, OSError)
