@@ -1034,3 +1034,41 @@ def test_error_and_message_values_are_read_when_small() -> None:
     exc = _raises(200, _fill(b'{"data":{"id":1},"error":[', b"{}", b"]}", size=MiB))
     assert type(exc) is APIStatusError  # an error too large to read is still an error
     assert exc.message == "error envelope without message"
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+async def test_a_proxy_page_over_the_wire_reads_as_its_reason_and_text() -> None:
+    from aiohttp import web
+    from faultserver import FaultServer
+
+    async def nginx_413(request: web.Request, server: FaultServer, case_id: int) -> web.Response:
+        return web.Response(
+            status=413, reason="Request Entity Too Large", body=NGINX_413, content_type="text/html"
+        )
+
+    async with FaultServer(default=nginx_413) as server:
+        async with AcquireClient(base_url=server.base_url, api_key="k") as client:
+            with pytest.raises(APIStatusError) as info:
+                await client.join_chat(1684)
+    assert info.value.status == 413
+    assert info.value.message == (
+        'request entity too large: "413 Request Entity Too Large '
+        '413 Request Entity Too Large nginx/1.25.3"'
+    )
+
+
+async def test_a_stray_answer_over_the_wire_is_a_decode_error() -> None:
+    from aiohttp import web
+    from faultserver import FaultServer, case_body
+
+    async def other_case(request: web.Request, server: FaultServer, case_id: int) -> web.Response:
+        return web.Response(body=case_body(case_id + 1), content_type="application/json")
+
+    async with FaultServer(default=other_case) as server:
+        async with AcquireClient(base_url=server.base_url, api_key="k") as client:
+            with pytest.raises(ResponseDecodeError, match="case 1685, not the requested case 1684"):
+                await client.join_chat(1684)
+            [outcome] = await client.join_all([7])
+    assert isinstance(outcome.error, ResponseDecodeError) and outcome.error.status == 200
