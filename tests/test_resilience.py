@@ -640,3 +640,15 @@ async def test_an_answer_for_another_case_is_not_a_success(make_client: MakeClie
         with pytest.raises(aa.ResponseDecodeError, match="999"):
             await client.join_chat(5)
     assert client.stats.joined == 0
+
+
+async def test_the_default_body_cap_is_one_mebibyte(make_client: MakeClient) -> None:
+    # A hostile body that would still decode costs time and memory in proportion to its
+    # size: the default cap keeps it to ~30 ms of event loop.
+    big = b'{"data": {"id": 5, "meta": {"x": [' + b"{}," * 400_000 + b"{}]}}}"
+    async with FaultServer(default=raw(big)) as server:
+        client = make_client(server.base_url)
+        with pytest.raises(aa.ResponseDecodeError, match="max_body_size"):
+            await client.join_chat(5)
+        roomy = make_client(server.base_url, max_body_size=2 * 1024 * 1024)
+        assert (await roomy.join_chat(5)).id == 5
