@@ -28,6 +28,7 @@ from .errors import (
     AcquireError,
     AlreadyJoinedError,
     APIConnectionError,
+    APIError,
     APIStatusError,
     APITimeoutError,
     APITLSError,
@@ -58,6 +59,7 @@ from .models import (
 
 __all__ = [
     "APIConnectionError",
+    "APIError",
     "APIStatusError",
     "APITLSError",
     "APITimeoutError",

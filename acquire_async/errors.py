@@ -3,28 +3,35 @@
 The tree::
 
     AcquireError
-    ├── APIConnectionError        connect refused/reset, DNS, a dropped or truncated response
-    │   ├── APITimeoutError       connect, read, pool-wait or total timeout of one attempt
-    │   └── APITLSError           TLS handshake / certificate failure (never retried)
-    ├── APIStatusError            .status .code .message .request_id .method .url .body (≤ 1 KiB)
-    │   ├── BadRequestError 400
-    │   ├── AuthenticationError 401
-    │   ├── PermissionDeniedError 403
-    │   ├── NotFoundError 404 (also code ERROR_RECORD_NOT_FOUND, which Acquire sends with 400)
-    │   ├── ConflictError 409
-    │   │   └── AlreadyJoinedError   code CHAT_ALREADY_JOINED (or ERROR_DUPLICATE_RECORD_FOUND
-    │   │                            on a join), whatever the status: Acquire sends it with 200
-    │   ├── UnprocessableEntityError 422
-    │   ├── RateLimitError 429    .retry_after (seconds, or None)
-    │   └── InternalServerError ≥ 500
-    ├── ResponseDecodeError       not JSON, wrong shape, too large, too deep; .path .body
+    ├── APIError                  a call to the API failed: .operation .method .url .attempts
+    │   │                         .request_sent .request_id
+    │   ├── APIConnectionError    connect refused/reset, DNS, a dropped or truncated response
+    │   │   ├── APITimeoutError   connect, read, pool-wait or total timeout of one attempt
+    │   │   └── APITLSError       TLS handshake / certificate failure (never retried)
+    │   ├── APIStatusError        .status .code .message .body (≤ 1 KiB) .retry_after
+    │   │   ├── BadRequestError 400
+    │   │   ├── AuthenticationError 401
+    │   │   ├── PermissionDeniedError 403
+    │   │   ├── NotFoundError 404 (also code ERROR_RECORD_NOT_FOUND, which Acquire sends with 400)
+    │   │   ├── ConflictError 409
+    │   │   │   └── AlreadyJoinedError   code CHAT_ALREADY_JOINED (or ERROR_DUPLICATE_RECORD_FOUND)
+    │   │   │                            on a join, whatever the status: Acquire sends it with 200
+    │   │   ├── UnprocessableEntityError 422
+    │   │   ├── RateLimitError 429     .retry_after (seconds, or None)
+    │   │   └── InternalServerError ≥ 500
+    │   └── ResponseDecodeError   not JSON, wrong shape, too large, too deep; .path .body
     └── InvalidCaseIdError        (also a ValueError) a join_many item that is not a case id:
                                   reported in its JoinOutcome, never sent
 
-Misuse is not an ``AcquireError``: a bad argument raises ``TypeError``/``ValueError`` before any
-I/O, and a call on a closed client raises ``RuntimeError``.
+``APIError`` is every failure of a call; what sits beside it is not a call (an invalid item of
+``join_many``; the webhook errors to come). Misuse is not an ``AcquireError``: a bad argument
+raises ``TypeError``/``ValueError`` before any I/O, and a call on a closed client raises
+``RuntimeError``.
 
-Every error carries ``attempts``: how many HTTP attempts the call made before giving up.
+Every error carries ``attempts``: how many HTTP attempts the call made before giving up (0 for
+what was never sent). The engine fills in an ``APIError``'s request context in one place:
+``operation`` (``"join_chat"``…), ``method``, ``url``, ``attempts``, ``request_sent`` and
+``request_id``.
 
 Errors never hold the API key: not in ``str``, ``repr``, ``.args``, their attributes, nor in the
 ``__cause__``/``__context__`` chain (aiohttp's own exceptions are never chained, since some of
@@ -46,6 +53,7 @@ from typing import Any
 
 __all__ = [
     "APIConnectionError",
+    "APIError",
     "APIStatusError",
     "APITLSError",
     "APITimeoutError",
@@ -97,12 +105,30 @@ class AcquireError(Exception):
         return (_restore, (type(self), self.args, dict(self.__dict__)))
 
 
-class APIConnectionError(AcquireError):
-    """The request did not get a complete HTTP response: refused, reset, DNS, dropped body.
+class APIError(AcquireError):
+    """A call to the Acquire API failed: the base of connection, status and decode errors.
 
-    ``method`` and ``url`` say which request it was. ``request_sent`` is ``True`` when the
-    server may have read the request before the connection failed (the join may have happened).
+    - ``operation``: the SDK operation (``"join_chat"``, ``"add_message"``…), ``""`` if unknown.
+    - ``method``, ``url``: the last request of the call (the URL holds no secret).
+    - ``request_sent``: ``False`` only when no attempt of the call can have reached the server
+      (refused, a connect timeout, a request that could not be written); then nothing happened.
+      ``True`` means it may have: a join may have happened, a message may have been posted.
+    - ``request_id``: the server's request id header, when a response carried one.
+
+    Example::
+
+        try:
+            await client.add_message(1684, "Hello!")
+        except APIError as exc:
+            if exc.request_sent:
+                ...  # maybe posted: look before sending again
     """
+
+    operation: str
+    method: str
+    url: str
+    request_sent: bool
+    request_id: str | None
 
     def __init__(
         self,
@@ -111,12 +137,23 @@ class APIConnectionError(AcquireError):
         method: str = "",
         url: str = "",
         request_sent: bool = True,
+        request_id: str | None = None,
         attempts: int = 1,
     ) -> None:
         super().__init__(message, attempts=attempts)
+        self.operation = ""
         self.method = method
         self.url = url
         self.request_sent = request_sent
+        self.request_id = request_id
+
+
+class APIConnectionError(APIError):
+    """The request did not get a complete HTTP response: refused, reset, DNS, dropped body.
+
+    ``request_sent`` is ``True`` when the server may have read the request before the
+    connection failed (the operation may have happened).
+    """
 
 
 class APITimeoutError(APIConnectionError):
@@ -127,7 +164,7 @@ class APITLSError(APIConnectionError):
     """The TLS handshake or certificate check failed. Never retried: it will not heal."""
 
 
-class APIStatusError(AcquireError):
+class APIStatusError(APIError):
     """The server answered with an error: a 3xx/4xx/5xx status, or an ``{"error": …}`` body.
 
     Attributes:
@@ -153,13 +190,12 @@ class APIStatusError(AcquireError):
         retry_after: float | None = None,
         attempts: int = 1,
     ) -> None:
-        super().__init__(message, attempts=attempts)
+        super().__init__(
+            message, method=method, url=url, request_id=request_id, attempts=attempts
+        )
         self.status = status
         self.retry_after = retry_after
         self.code = code
-        self.request_id = request_id
-        self.method = method
-        self.url = url
         self.body = body[:BODY_EXCERPT_LIMIT]
 
     def __str__(self) -> str:
@@ -222,7 +258,7 @@ class InvalidCaseIdError(AcquireError, ValueError):
     """
 
 
-class ResponseDecodeError(AcquireError):
+class ResponseDecodeError(APIError):
     """The response could not be read as the expected JSON.
 
     Not JSON, the wrong shape, too large, nested too deep, invalid UTF-8, or an id beyond
@@ -241,9 +277,7 @@ class ResponseDecodeError(AcquireError):
         url: str = "",
         attempts: int = 1,
     ) -> None:
-        super().__init__(message, attempts=attempts)
+        super().__init__(message, method=method, url=url, attempts=attempts)
         self.status = status
         self.path = path
         self.body = body[:BODY_EXCERPT_LIMIT]
-        self.method = method
-        self.url = url

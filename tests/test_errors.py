@@ -14,6 +14,7 @@ from acquire_async.errors import (
     AcquireError,
     AlreadyJoinedError,
     APIConnectionError,
+    APIError,
     APIStatusError,
     APITimeoutError,
     APITLSError,
@@ -34,10 +35,11 @@ URL = "https://acme.acquire.io/api/v1/crm/messenger/chat/join"
 # (class, direct parent), as drawn in the errors.py docstring.
 TREE = [
     (AcquireError, Exception),
-    (APIConnectionError, AcquireError),
+    (APIError, AcquireError),
+    (APIConnectionError, APIError),
     (APITimeoutError, APIConnectionError),
     (APITLSError, APIConnectionError),
-    (APIStatusError, AcquireError),
+    (APIStatusError, APIError),
     (BadRequestError, APIStatusError),
     (AuthenticationError, APIStatusError),
     (PermissionDeniedError, APIStatusError),
@@ -47,7 +49,7 @@ TREE = [
     (UnprocessableEntityError, APIStatusError),
     (RateLimitError, APIStatusError),
     (InternalServerError, APIStatusError),
-    (ResponseDecodeError, AcquireError),
+    (ResponseDecodeError, APIError),
     (InvalidCaseIdError, AcquireError),
 ]
 ALL_ERRORS = [cls for cls, _ in TREE]
@@ -106,6 +108,7 @@ def _status_error(cls: type[APIStatusError]) -> APIStatusError:
 
 def _instances() -> list[AcquireError]:
     made: list[AcquireError] = [AcquireError("plain", attempts=2)]
+    made.append(APIError("call", method="POST", url=URL, request_id="r-1", attempts=2))
     made += [_status_error(cls) for cls in STATUS_ERRORS]
     made += [
         cls("connection reset", method="GET", url=URL, request_sent=False, attempts=4)
@@ -139,6 +142,7 @@ ATTRIBUTES = (
     "attempts",
     "path",
     "request_sent",
+    "operation",
 )
 
 
