@@ -245,6 +245,7 @@ async def test_join_of_a_waiting_case(http: aiohttp.ClientSession) -> None:
         fault=None,
         applied=True,
         latency=0.0,
+        operation="join_chat",
     )
 
 

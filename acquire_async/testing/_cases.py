@@ -1,4 +1,4 @@
-"""Realistic case payloads, and the join as Acquire applies it to one.
+"""Realistic case payloads, and what Acquire's operations do to one: join, reject, close.
 
 Everything here is pure: a case is a plain ``dict`` in the wire shape (camelCase keys, ISO-8601
 UTC timestamps with milliseconds), modelled on the published join response (2021-04-01, case
@@ -17,7 +17,9 @@ __all__ = [
     "ALREADY_JOINED_MESSAGE",
     "WAITING_DESCRIPTION",
     "agent_user",
+    "apply_close",
     "apply_join",
+    "apply_reject",
     "close",
     "iso",
     "is_joined_by",
@@ -216,8 +218,11 @@ def _agent_entries(case: Mapping[str, Any], agent_id: int) -> list[dict[str, Any
 
 
 def is_joined_by(case: Mapping[str, Any], agent_id: int) -> bool:
-    """Whether agent ``agent_id`` is a ``"joined"`` participant of ``case``."""
-    return any(entry.get("status") == "joined" for entry in _agent_entries(case, agent_id))
+    """Whether agent ``agent_id`` is a ``"joined"`` participant of ``case`` it has not left."""
+    return any(
+        entry.get("status") == "joined" and entry.get("closed") != "yes"
+        for entry in _agent_entries(case, agent_id)
+    )
 
 
 def apply_join(
@@ -267,6 +272,7 @@ def apply_join(
             entry["status"] = "ignored"
     if mine is not None:
         mine["status"] = "joined"
+        mine["closed"] = "no"  # an agent who left (a close with leaveOnly) is back
     else:
         # Key order as published for the entry a join creates (it has no ``caseId``).
         mine = {
@@ -297,3 +303,72 @@ def close(case: dict[str, Any], *, now: datetime, closed_by: int | None = None) 
     case["dateClosed"] = stamp
     case["dateUpdated"] = stamp
     case["closedBy"] = closed_by
+
+
+def apply_reject(
+    case: dict[str, Any], *, agent: Mapping[str, Any], participant_id: int, now: datetime
+) -> bool:
+    """Reject ``case`` for ``agent`` in place; return whether anything changed.
+
+    As published (2021-03-24): the agent's entry turns ``"rejected"`` and nothing else changes,
+    not even ``dateUpdated``. An agent with no entry gets one, ``"rejected"``, with id
+    ``participant_id`` (Acquire does not say what it does then). Rejecting again changes nothing.
+    """
+    entries = _agent_entries(case, agent["id"])
+    if entries:
+        changed = any(entry.get("status") != "rejected" for entry in entries)
+        for entry in entries:
+            entry["status"] = "rejected"
+        return changed
+    users = case.get("users")
+    if not isinstance(users, list):
+        users = case["users"] = []
+    stamp = iso(now, whole_seconds=True)
+    # Key order of an offered agent's entry, as in the published reject response.
+    users.append(
+        {
+            "id": participant_id,
+            "caseId": case.get("id"),
+            "type": "user",
+            "userId": agent["id"],
+            "role": "owner",
+            "status": "rejected",
+            "dateCreated": stamp,
+            "dateLastAssigned": stamp,
+            "closed": "no",
+            "meta": None,
+            "user": dict(agent),
+        }
+    )
+    return True
+
+
+def apply_close(
+    case: dict[str, Any],
+    *,
+    agent_id: int,
+    closing_state: str,
+    leave_only: bool,
+    now: datetime,
+) -> tuple[bool, bool, bool]:
+    """Close ``case`` (or only leave it) as agent ``agent_id``, in place.
+
+    Returns ``(forever_closed, left_user, changed)``: the first two are the published
+    ``foreverClosed`` and ``leftUser``. The agent's entries get ``closed: "yes"`` (it left);
+    unless ``leave_only``, the case is closed too (:func:`close`, ``closedBy`` the agent,
+    ``closingState`` as asked). A case closed already stays as it is: ``(True, False, False)``.
+    """
+    if case.get("status") == "closed":
+        return True, False, False
+    left = False
+    for entry in _agent_entries(case, agent_id):
+        if entry.get("closed") != "yes":
+            entry["closed"] = "yes"
+            left = True
+    if leave_only:
+        if left:
+            case["dateUpdated"] = iso(now)
+        return False, left, left
+    close(case, now=now, closed_by=agent_id)
+    case["closingState"] = closing_state
+    return True, left, True

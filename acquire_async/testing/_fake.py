@@ -1,4 +1,4 @@
-"""``FakeAcquire``: Acquire's Join Chat endpoint, served by ``aiohttp.web`` on a real socket.
+"""``FakeAcquire``: Acquire's chat endpoints, served by ``aiohttp.web`` on a real socket.
 
 One request travels like this (``FakeAcquire._handle``)::
 
@@ -11,19 +11,19 @@ One request travels like this (``FakeAcquire._handle``)::
     read the body
        │ http_NNN / error_envelope_200 ─────────────────▶ error envelope, no state change
        ▼
-    the API: route → method → auth → body → case → join   (synchronous: one atomic step)
-       │ drop_after_read ───────────────────────────────▶ abort (the join happened)
+    the API: route → method → auth → body → the route's handler   (synchronous: atomic)
+       │ drop_after_read ───────────────────────────────▶ abort (the change happened)
        │ truncate / malformed / slow_drip ──────────────▶ the answer, damaged or slow
        ▼
     the answer
+
+The routes and their handlers are in ``_routes.py``, the store they share in ``_store.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import hmac
-import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,19 +31,22 @@ from types import TracebackType
 from typing import Any, NamedTuple
 
 import aiohttp
-import msgspec
 from aiohttp import web
 from yarl import URL
 
-from ._cases import (
-    ALREADY_JOINED_MESSAGE,
-    agent_user,
-    apply_join,
-    close,
-    is_joined_by,
-    make_waiting_case,
-)
+from ._cases import make_waiting_case
 from ._faults import FaultInjector, Faults, ScriptItem
+from ._routes import (
+    API_PREFIX,
+    JOIN_PATH,
+    Body,
+    Route,
+    envelope,
+    parse_body,
+    route_table,
+    status_error,
+)
+from ._store import CaseStore
 
 __all__ = [
     "API_PREFIX",
@@ -64,12 +67,6 @@ DEFAULT_AGENT_ID = 25
 DEFAULT_AGENT_NAME = "Emulator Agent"
 """The name of the key's agent."""
 
-API_PREFIX = "/api/v1"
-"""The path of ``base_url``, as on ``https://{account}.acquire.io/api/v1``."""
-
-JOIN_PATH = "/crm/messenger/chat/join"
-"""The join endpoint, relative to ``base_url``."""
-
 # How long close() lets in-flight requests (a long latency, a slow drip) finish before they
 # are cancelled. Tests close the fake after their clients, so only orphans are still running.
 _SHUTDOWN_TIMEOUT = 0.25
@@ -79,27 +76,6 @@ _MALFORMED_BODY = (
     b"<html><head><title>502 Bad Gateway</title></head>"
     b"<body><center><h1>502 Bad Gateway</h1></center></body></html>"
 )
-_ENCODER = msgspec.json.Encoder()
-_MAX_ID = 2**63 - 1
-
-# Error codes of statuses injected as faults. Acquire documents the first five; the 405, 404
-# and 429 codes are this emulator's invention (Acquire documents no such answers).
-_STATUS_CODES = {
-    400: "ERROR_INVALID_INPUT",
-    401: "ERROR_UNAUTHORIZED",
-    403: "ERROR_UNAUTHORIZED_ACCESS",
-    404: "ERROR_NOT_FOUND",
-    405: "ERROR_METHOD_NOT_ALLOWED",
-    429: "ERROR_TOO_MANY_REQUESTS",
-}
-_STATUS_MESSAGES = {
-    400: "Invalid input.",
-    401: "Unauthorized.",
-    403: "You are not allowed to do this.",
-    404: "Not found.",
-    405: "Method not allowed.",
-    429: "Too many requests.",
-}
 
 
 @dataclass(frozen=True)
@@ -119,8 +95,12 @@ class RecordedRequest:
         status: the status answered, or ``None`` when the connection was dropped unanswered.
         fault: the fault applied: a :data:`~acquire_async.testing.FaultName`, ``"http_503"``
             (an injected status), ``"rate_limit"``, or ``None``.
-        applied: whether this request joined the case (changed the store).
+        applied: whether this request changed the store (joined, rejected or closed the
+            case, or stored a message).
         latency: the seconds the emulator waited before answering.
+        operation: the operation whose path the request named (``"join_chat"``,
+            ``"reject_chat"``, ``"close_chat"``, ``"add_message"``), even when its method was
+            refused; ``None`` for an unknown path.
     """
 
     seq: int
@@ -134,13 +114,7 @@ class RecordedRequest:
     fault: str | None
     applied: bool
     latency: float
-
-
-class _Body(NamedTuple):
-    body: Any
-    case_id: int | None
-    ask_join: bool | None
-    problem: str | None
+    operation: str | None = None
 
 
 class _Answer(NamedTuple):
@@ -150,41 +124,13 @@ class _Answer(NamedTuple):
     applied: bool
 
 
-def _parse_body(raw: bytes) -> _Body:
-    """Decode a join body; ``problem`` says why it is invalid (``ERROR_INVALID_INPUT``)."""
-    if not raw.strip():
-        return _Body(None, None, None, "The request body must be a JSON object.")
-    try:
-        body = msgspec.json.decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError):
-        return _Body(None, None, None, "The request body is not valid JSON.")
-    if not isinstance(body, dict):
-        return _Body(body, None, None, "The request body must be a JSON object.")
-    raw_id = body.get("caseId")
-    case_id = raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) else None
-    raw_ask = body.get("askJoin")
-    ask_join = raw_ask if isinstance(raw_ask, bool) else None
-    problem = None
-    if "caseId" not in body:
-        problem = "caseId is required."
-    elif case_id is None or not 0 < case_id <= _MAX_ID:
-        problem = "caseId must be a positive integer."
-    elif "askJoin" in body and ask_join is None:
-        problem = "askJoin must be a boolean."
-    return _Body(body, case_id, ask_join, problem)
-
-
-def _envelope(code: str, message: str) -> bytes:
-    return _ENCODER.encode({"error": {"code": code, "message": message, "data": None}})
-
-
-def _status_error(status: int) -> tuple[str, str]:
-    if status >= 500:
-        return "ERROR_SERVER_ERROR", "Internal server error."
-    return (
-        _STATUS_CODES.get(status, f"ERROR_HTTP_{status}"),
-        _STATUS_MESSAGES.get(status, "Request failed."),
-    )
+def _below_prefix(path: str) -> str | None:
+    """``/api/v1/crm/messenger/chat/join/`` → ``/crm/messenger/chat/join``; ``None`` if the
+    path is not below the API prefix."""
+    path = path.rstrip("/")
+    if not path.startswith(API_PREFIX + "/"):
+        return None
+    return path[len(API_PREFIX) :]
 
 
 def _abort(request: web.Request) -> web.Response:
@@ -196,10 +142,11 @@ def _abort(request: web.Request) -> web.Response:
 
 
 class FakeAcquire:
-    """An in-process emulator of Acquire's Join Chat API, on a real ``127.0.0.1`` socket.
+    """An in-process emulator of Acquire's chat API, on a real ``127.0.0.1`` socket.
 
-    It keeps a store of cases in the wire shape, joins them as Acquire does, answers with
-    Acquire's envelopes and logs every request; :class:`Faults` make it misbehave on purpose.
+    It serves the join, reject, close and add-message endpoints on one store of cases, as
+    Acquire does where it publishes how, answers with Acquire's envelopes and logs every
+    request; :class:`Faults` make it misbehave on purpose, on every route.
 
     Args:
         cases: an int N seeds N realistic waiting cases (:func:`make_waiting_case`) with ids
@@ -214,7 +161,8 @@ class FakeAcquire:
             or a fraction of the initial cases (chosen deterministically).
         allow_get: also serve the join on ``GET`` with a JSON body (the method of the
             original reference page). ``POST`` is always served unless refused below.
-        method_not_allowed: ``"POST"`` or ``"GET"``: answer that method with 405.
+        method_not_allowed: ``"POST"`` or ``"GET"``: answer that method of the join with 405.
+            The other routes take ``POST`` only.
         clock: returns the current time as an aware ``datetime`` (for the timestamps).
 
     Example::
@@ -225,16 +173,26 @@ class FakeAcquire:
                                 headers={"Authorization": f"Bearer {fake.api_key}"})
             fake.requests[0].applied  # True: dropped, but joined
 
-    Semantics (Acquire's, where documented):
+    Semantics (Acquire's, where documented; the rest is marked **invented**):
 
-    * success: ``200 {"data": <case>}``; errors: ``{"error": {"code", "message", "data": null}}``;
+    * success: ``200 {"data": ...}``; errors: ``{"error": {"code", "message", "data": null}}``;
     * wrong or missing key: 401 ``ERROR_UNAUTHORIZED``; unknown case: 400
       ``ERROR_RECORD_NOT_FOUND`` (Acquire's status for it); bad body (not JSON, ``caseId``
-      missing or not a positive int, ``askJoin`` not a bool): 400 ``ERROR_INVALID_INPUT``;
-    * join of a waiting (or active, not yet joined) case: see :func:`apply_join`; again by the
-      same agent: ``CHAT_ALREADY_JOINED`` *with HTTP 200*, as published;
-    * closed case: 400 ``ERROR_CASE_CLOSED``: **this code is the emulator's invention**;
-      Acquire does not document what joining a closed case answers;
+      missing or not a positive int, a route's own field of the wrong type): 400
+      ``ERROR_INVALID_INPUT``;
+    * join (POST, and GET unless refused) of a waiting (or active, not yet joined) case: see
+      :func:`apply_join`; again by the same agent: ``CHAT_ALREADY_JOINED`` *with HTTP 200*, as
+      published;
+    * reject: the agent's entry turns ``"rejected"``; the answer is the case (published
+      shape); an agent with no entry gets a rejected one (**invented**);
+    * close: the case turns ``"closed"`` (``dateClosed``, ``closedBy``, ``closingState``); the
+      answer is ``{"0": {"foreverClosed", "leftUser", "caseId", "contactId"}, "userId",
+      "userType"}`` as published; ``leaveOnly: true`` only takes the agent out (**invented**);
+      closing a closed case again answers the same way and changes nothing (**invented**);
+    * add-message: the message is stored (:meth:`messages`) and becomes the case's
+      ``lastMessage``; the answer is the message with its ``case`` and ``sender``;
+    * join, reject or add-message on a closed case: 400 ``ERROR_CASE_CLOSED``: **this code is
+      the emulator's invention**; Acquire does not document what those answer;
     * ``askJoin: false`` is recorded and joins the same way (Acquire does not say what it
       does); a body without ``askJoin`` (an older revision) is a join too;
     * unknown path: 404 ``ERROR_NOT_FOUND``; a refused method: 405
@@ -278,15 +236,19 @@ class FakeAcquire:
         """The port to listen on; after :meth:`start`, the port actually bound."""
         self.methods = frozenset(methods)
         """The methods the join endpoint serves."""
-        self.agent: dict[str, Any] = agent_user(agent_id, agent_name)
+        self._store = CaseStore(
+            agent_id=agent_id,
+            agent_name=agent_name,
+            clock=clock or (lambda: datetime.now(timezone.utc)),
+            first_case_id=first_case_id,
+        )
+        self.agent: dict[str, Any] = self._store.agent
         """The nested ``user`` object of the key's agent, as a join adds it."""
         self._key = api_key.encode("utf-8", "surrogateescape")
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
-        self._first_case_id = first_case_id
+        self._routes = route_table(self.methods)
+        self._operations = {path: route.operation for (_, path), route in self._routes.items()}
         self._injector = FaultInjector(faults or Faults())
         self._requests: list[RecordedRequest] = []
-        self._cases: dict[int, dict[str, Any]] = {}
-        self._next_participant_id = 1
         self._seq = 0
         self._runner: web.AppRunner | None = None
         self._started = False
@@ -296,13 +258,13 @@ class FakeAcquire:
         if isinstance(cases, int):
             if cases < 0:
                 raise ValueError(f"cases must be >= 0 (got {cases})")
-            now = self._clock()
+            now = self._store.clock()
             for case_id in range(first_case_id, first_case_id + cases):
                 self.add_case(make_waiting_case(case_id, now=now))
         else:
             for case in cases:
                 self.add_case(case)
-        self._pre_join(already_joined)
+        self._store.pre_join(already_joined)
 
     # ------------------------------------------------------------------ properties
 
@@ -319,6 +281,12 @@ class FakeAcquire:
         return self.base_url + JOIN_PATH
 
     @property
+    def routes(self) -> dict[tuple[str, str], str]:
+        """The routes served: ``(method, path below base_url)`` → operation name, e.g.
+        ``("POST", "/crm/messenger/chat/add-message")`` → ``"add_message"``. A copy."""
+        return {key: route.operation for key, route in self._routes.items()}
+
+    @property
     def requests(self) -> list[RecordedRequest]:
         """Every request received, in the order answered (``clear()`` it between phases)."""
         return self._requests
@@ -326,7 +294,7 @@ class FakeAcquire:
     @property
     def cases(self) -> dict[int, dict[str, Any]]:
         """The store: case id → case dict in the wire shape. Mutate it freely."""
-        return self._cases
+        return self._store.cases
 
     @property
     def faults(self) -> Faults:
@@ -348,29 +316,14 @@ class FakeAcquire:
         or ``"pending"``) with the next free id. A given case is deep-copied; its ``id`` must
         be a positive int not in the store yet.
         """
-        if case is None:
-            next_id = max(self._cases, default=self._first_case_id - 1) + 1
-            stored = make_waiting_case(next_id, now=self._clock(), status=status)
-        else:
-            if "id" not in case and isinstance(case.get("data"), Mapping):
-                case = case["data"]
-            stored = copy.deepcopy(dict(case))
-        case_id = stored.get("id")
-        if isinstance(case_id, bool) or not isinstance(case_id, int) or case_id <= 0:
-            raise ValueError(f"a case needs a positive int 'id' (got {case_id!r})")
-        if case_id in self._cases:
-            raise ValueError(f"case {case_id} is already in the store")
-        self._cases[case_id] = stored
-        for entry in stored.get("users") or ():
-            if isinstance(entry, dict) and isinstance(entry.get("id"), int):
-                self._next_participant_id = max(self._next_participant_id, entry["id"] + 1)
-        return stored
+        return self._store.add_case(case, status=status)
 
     def close_case(self, case_id: int) -> dict[str, Any]:
-        """Close a stored case (a later join gets ``ERROR_CASE_CLOSED``); return it."""
-        case = self._cases[case_id]
-        close(case, now=self._clock())
-        return case
+        """Close a stored case, as someone else would (``closedBy: null``); return it.
+
+        A later join, reject or message gets ``ERROR_CASE_CLOSED`` (an invented code).
+        """
+        return self._store.close_case(case_id)
 
     def mark_joined(self, case_id: int) -> dict[str, Any]:
         """Join the key's agent to a stored case now, without a request; return it.
@@ -378,16 +331,19 @@ class FakeAcquire:
         For the state "joined earlier" (a restarted bot, a colleague's script). A closed case
         raises ``ValueError``; an already joined one is left as it is.
         """
-        case = self._cases[case_id]
-        if case.get("status") == "closed":
-            raise ValueError(f"case {case_id} is closed")
-        if not is_joined_by(case, self.agent_id):
-            self._join(case)
-        return case
+        return self._store.mark_joined(case_id)
 
     def is_joined(self, case_id: int) -> bool:
         """Whether the key's agent has joined the stored case ``case_id``."""
-        return is_joined_by(self._cases[case_id], self.agent_id)
+        return self._store.is_joined(case_id)
+
+    def messages(self, case_id: int) -> list[dict[str, Any]]:
+        """The messages the stored case ``case_id`` received through add-message, oldest
+        first, in the ``lastMessage`` shape; ``KeyError`` if there is no such case::
+
+            assert len(fake.messages(1000)) == 1  # greeted once, even after a dropped answer
+        """
+        return self._store.messages(case_id)
 
     def script(self, faults: Iterable[ScriptItem]) -> None:
         """Force exact faults on the next requests, one entry each, in order.
@@ -399,29 +355,6 @@ class FakeAcquire:
             fake.script(["drop_after_read", 503, None])
         """
         self._injector.push(faults)
-
-    def _join(self, case: dict[str, Any]) -> dict[str, Any]:
-        participant_id = self._next_participant_id
-        self._next_participant_id += 1
-        return apply_join(case, agent=self.agent, participant_id=participant_id, now=self._clock())
-
-    def _pre_join(self, already_joined: float | Iterable[int]) -> None:
-        if isinstance(already_joined, bool):
-            raise TypeError("already_joined must be a fraction or case ids, not a bool")
-        if isinstance(already_joined, (int, float)):
-            if not 0.0 <= already_joined <= 1.0:
-                raise ValueError(
-                    f"already_joined must be a fraction in [0, 1] or ids: {already_joined!r}"
-                )
-            open_ids = sorted(i for i, c in self._cases.items() if c.get("status") != "closed")
-            count = round(already_joined * len(open_ids))
-            ids: Iterable[int] = sorted(random.Random(0).sample(open_ids, count))
-        else:
-            ids = already_joined
-        for case_id in ids:
-            if case_id not in self._cases:
-                raise ValueError(f"already_joined names case {case_id}, which is not in the store")
-            self.mark_joined(case_id)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -465,7 +398,7 @@ class FakeAcquire:
 
     def __repr__(self) -> str:
         where = f"{self.host}:{self.port}" if self._started else "not started"
-        return f"<FakeAcquire {where} cases={len(self._cases)} requests={len(self._requests)}>"
+        return f"<FakeAcquire {where} cases={len(self.cases)} requests={len(self._requests)}>"
 
     # ------------------------------------------------------------------ serving
 
@@ -480,8 +413,10 @@ class FakeAcquire:
             latency = injector.latency()
         authorized = self._authorized(request.headers.get("Authorization"))
         headers = {"X-Request-Id": f"fake-{seq}"}
+        path = _below_prefix(request.path)
+        operation = self._operations.get(path) if path is not None else None
 
-        def note(status: int | None, parsed: _Body | None, applied: bool = False) -> None:
+        def note(status: int | None, parsed: Body | None, applied: bool = False) -> None:
             # Logged before the client can see anything, so a test never races its own log.
             self._requests.append(
                 RecordedRequest(
@@ -496,6 +431,7 @@ class FakeAcquire:
                     fault=decision.fault,
                     applied=applied,
                     latency=latency,
+                    operation=operation,
                 )
             )
 
@@ -510,22 +446,20 @@ class FakeAcquire:
             # The client went away during the latency (it timed out, or was cancelled).
             note(None, None)
             return _abort(request)
-        parsed = _parse_body(raw_body)
+        parsed = parse_body(raw_body)
 
         if decision.status is not None:  # an injected status, or the rate limiter's 429
-            code, message = _status_error(decision.status)
+            code, message = status_error(decision.status)
             if decision.status == 429:
                 headers["Retry-After"] = f"{self.faults.retry_after:g}"
             note(decision.status, parsed)
-            return self._response(
-                _Answer(decision.status, _envelope(code, message), headers, False)
-            )
+            return self._response(_Answer(decision.status, envelope(code, message), headers, False))
         if decision.fault == "error_envelope_200":
             note(200, parsed)
-            body = _envelope("ERROR_SERVER_ERROR", "Something went wrong.")
+            body = envelope("ERROR_SERVER_ERROR", "Something went wrong.")
             return self._response(_Answer(200, body, headers, False))
 
-        answer = self._answer(request.method, request.path, authorized, parsed, headers)
+        answer = self._answer(request.method, path, authorized, parsed, headers)
         if decision.fault == "drop_after_read":
             note(None, parsed, answer.applied)
             return _abort(request)
@@ -551,35 +485,27 @@ class FakeAcquire:
     def _answer(
         self,
         method: str,
-        path: str,
+        path: str | None,
         authorized: bool,
-        parsed: _Body,
+        parsed: Body,
         headers: dict[str, str],
     ) -> _Answer:
-        """The API itself. Synchronous, so each join is atomic on the event loop."""
-        if path.rstrip("/") != API_PREFIX + JOIN_PATH:
-            return _Answer(404, _envelope(*_status_error(404)), headers, False)
-        if method not in self.methods:
-            allow = {**headers, "Allow": ", ".join(sorted(self.methods))}
-            return _Answer(405, _envelope(*_status_error(405)), allow, False)
+        """The API itself: route → method → key → body → the route's handler (synchronous, so
+        each request's change is atomic on the event loop)."""
+        route: Route | None = self._routes.get((method, path)) if path is not None else None
+        if route is None:
+            allowed = sorted(m for m, p in self._routes if p == path)
+            if not allowed:
+                return _Answer(404, envelope(*status_error(404)), headers, False)
+            allow = {**headers, "Allow": ", ".join(allowed)}
+            return _Answer(405, envelope(*status_error(405)), allow, False)
         if not authorized:
-            body = _envelope("ERROR_UNAUTHORIZED", "Invalid or missing API key.")
+            body = envelope("ERROR_UNAUTHORIZED", "Invalid or missing API key.")
             return _Answer(401, body, headers, False)
-        if parsed.problem is not None or parsed.case_id is None:
-            body = _envelope("ERROR_INVALID_INPUT", parsed.problem or "Invalid input.")
-            return _Answer(400, body, headers, False)
-        case = self._cases.get(parsed.case_id)
-        if case is None:
-            body = _envelope("ERROR_RECORD_NOT_FOUND", "Record not found.")
-            return _Answer(400, body, headers, False)
-        if case.get("status") == "closed":
-            body = _envelope("ERROR_CASE_CLOSED", "This chat is closed.")
-            return _Answer(400, body, headers, False)
-        if is_joined_by(case, self.agent_id):
-            body = _envelope("CHAT_ALREADY_JOINED", ALREADY_JOINED_MESSAGE)
-            return _Answer(200, body, headers, False)
-        data = self._join(case)
-        return _Answer(200, _ENCODER.encode({"data": data}), headers, True)
+        if parsed.problem is not None:
+            return _Answer(400, envelope("ERROR_INVALID_INPUT", parsed.problem), headers, False)
+        reply = route.handler(self._store, parsed)
+        return _Answer(reply.status, reply.body, headers, reply.applied)
 
     @staticmethod
     def _response(answer: _Answer) -> web.Response:
