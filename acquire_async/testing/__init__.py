@@ -1,9 +1,10 @@
-"""Test against a fake Acquire: an in-process emulator of the Join Chat API, with faults.
+"""Test against a fake Acquire: an in-process emulator of the chat API, with faults.
 
-:class:`FakeAcquire` serves ``POST {base_url}/crm/messenger/chat/join`` on a real
-``127.0.0.1`` socket with ``aiohttp.web``: a store of realistic cases, Acquire's envelopes and
-error codes, a log of every request, and :class:`Faults` (latency, 5xx, 429, dropped and
-truncated connections, malformed and slow bodies), deterministic under a seed::
+:class:`FakeAcquire` serves the join, reject, close and add-message endpoints under
+``{base_url}/crm/messenger/chat/`` on a real ``127.0.0.1`` socket with ``aiohttp.web``: one
+store of realistic cases, Acquire's envelopes and error codes, a log of every request, and
+:class:`Faults` (latency, 5xx, 429, dropped and truncated connections, malformed and slow
+bodies) on every endpoint, deterministic under a seed::
 
     from acquire_async import AcquireClient, AlreadyJoinedError
     from acquire_async.testing import FakeAcquire, Faults
@@ -14,6 +15,9 @@ truncated connections, malformed and slow bodies), deterministic under a seed::
                 case = await client.join_chat(1000)  # retried: the first answer was lost
             assert fake.is_joined(1000)
             assert [r.fault for r in fake.requests] == ["drop_after_read", None]
+
+:class:`MockTransport` answers the client's requests from a function, without a socket, for
+unit tests: ``AcquireClient(..., transport=MockTransport(handler))``.
 
 With pytest, ``pytest_plugins = ["acquire_async.testing.pytest_plugin"]`` gives the
 ``fake_acquire`` and ``acquire_client`` fixtures. :func:`serve` runs the emulator in the
@@ -31,6 +35,7 @@ from ._fake import (
     RecordedRequest,
 )
 from ._faults import FAULT_NAMES, FaultName, Faults, ScriptItem
+from ._mock import MockRequest, MockResponse, MockTransport
 from ._serve import serve
 
 __all__ = [
@@ -41,6 +46,9 @@ __all__ = [
     "FakeAcquire",
     "FaultName",
     "Faults",
+    "MockRequest",
+    "MockResponse",
+    "MockTransport",
     "RecordedRequest",
     "ScriptItem",
     "make_waiting_case",
