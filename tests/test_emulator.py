@@ -767,4 +767,6 @@ async def test_serve_runs_until_interrupted_and_prints_no_key(
     output = "\n".join(lines)
     assert "sekrit-key-4242" not in output + stderr.decode()
     assert "3 (ids 1000-1002)" in output
+    assert f"  join:    POST or GET {base_url}/crm/messenger/chat/join" in lines
+    assert f"  message: POST {base_url}/crm/messenger/chat/add-message" in lines
     assert "not shown" in output

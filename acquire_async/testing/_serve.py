@@ -13,6 +13,13 @@ from ._faults import Faults
 
 __all__ = ["serve"]
 
+_LABELS = {
+    "join_chat": "join",
+    "reject_chat": "reject",
+    "close_chat": "close",
+    "add_message": "message",
+}
+
 
 def _print(line: str) -> None:
     print(line, flush=True)
@@ -28,9 +35,19 @@ def describe(fake: FakeAcquire, *, default_key: bool) -> list[str]:
         else "the key given (not shown)"
     )
     faults = fake.faults
+    methods: dict[str, list[str]] = {}
+    names: dict[str, str] = {}
+    for (method, path), operation in fake.routes.items():
+        methods.setdefault(path, []).append(method)
+        names[path] = operation
+    routes = [
+        f"  {_LABELS.get(names[path], names[path]) + ':':<9}{' or '.join(verbs)} "
+        f"{fake.base_url}{path}"
+        for path, verbs in methods.items()
+    ]
     return [
-        f"Fake Acquire Join Chat API on {fake.base_url}",
-        f"  join:    {' or '.join(sorted(fake.methods, reverse=True))} {fake.join_url}",
+        f"Fake Acquire chat API on {fake.base_url}",
+        *routes,
         f"  cases:   {len(ids)}{span}; the key's agent is {fake.agent_id}",
         f"  api key: {key}",
         f"  faults:  {faults if faults != Faults(seed=faults.seed) else 'none'}",
@@ -61,8 +78,8 @@ def serve(
 ) -> None:
     """Run a :class:`FakeAcquire` until Ctrl-C or SIGTERM; blocks the calling thread.
 
-    Prints (through ``announce``, default ``print``) the base URL, the join URL, the cases
-    and the faults, but never the API key. Other keyword arguments go to
+    Prints (through ``announce``, default ``print``) the base URL, the URL of each endpoint,
+    the cases and the faults, but never the API key. Other keyword arguments go to
     :class:`FakeAcquire` (``first_case_id``, ``already_joined``, ``agent_id``…)::
 
         serve(port=8080, cases=1000, faults=Faults(seed=1, error_rates={503: 0.05}))
