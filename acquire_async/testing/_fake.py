@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -47,6 +47,7 @@ from ._routes import (
     status_error,
 )
 from ._store import CaseStore
+from ._wire import Answer, abort, dripped, malformed, respond, truncated
 
 __all__ = [
     "API_PREFIX",
@@ -70,12 +71,6 @@ DEFAULT_AGENT_NAME = "Emulator Agent"
 # How long close() lets in-flight requests (a long latency, a slow drip) finish before they
 # are cancelled. Tests close the fake after their clients, so only orphans are still running.
 _SHUTDOWN_TIMEOUT = 0.25
-
-_JSON = "application/json"
-_MALFORMED_BODY = (
-    b"<html><head><title>502 Bad Gateway</title></head>"
-    b"<body><center><h1>502 Bad Gateway</h1></center></body></html>"
-)
 
 
 @dataclass(frozen=True)
@@ -117,13 +112,6 @@ class RecordedRequest:
     operation: str | None = None
 
 
-class _Answer(NamedTuple):
-    status: int
-    body: bytes
-    headers: Mapping[str, str]
-    applied: bool
-
-
 def _below_prefix(path: str) -> str | None:
     """``/api/v1/crm/messenger/chat/join/`` → ``/crm/messenger/chat/join``; ``None`` if the
     path is not below the API prefix."""
@@ -131,14 +119,6 @@ def _below_prefix(path: str) -> str | None:
     if not path.startswith(API_PREFIX + "/"):
         return None
     return path[len(API_PREFIX) :]
-
-
-def _abort(request: web.Request) -> web.Response:
-    transport = request.transport
-    if transport is not None:
-        transport.abort()
-    # aiohttp tries to send this, finds the transport closed and lets it go quietly.
-    return web.Response(status=500)
 
 
 class FakeAcquire:
@@ -439,13 +419,13 @@ class FakeAcquire:
             await asyncio.sleep(latency)
         if decision.fault == "drop_before_read":
             note(None, None)
-            return _abort(request)
+            return abort(request)
         try:
             raw_body = await request.read()
         except (ConnectionError, aiohttp.ClientConnectionError):
             # The client went away during the latency (it timed out, or was cancelled).
             note(None, None)
-            return _abort(request)
+            return abort(request)
         parsed = parse_body(raw_body)
 
         if decision.status is not None:  # an injected status, or the rate limiter's 429
@@ -453,26 +433,24 @@ class FakeAcquire:
             if decision.status == 429:
                 headers["Retry-After"] = f"{self.faults.retry_after:g}"
             note(decision.status, parsed)
-            return self._response(_Answer(decision.status, envelope(code, message), headers, False))
+            return respond(Answer(decision.status, envelope(code, message), headers, False))
         if decision.fault == "error_envelope_200":
             note(200, parsed)
             body = envelope("ERROR_SERVER_ERROR", "Something went wrong.")
-            return self._response(_Answer(200, body, headers, False))
+            return respond(Answer(200, body, headers, False))
 
         answer = self._answer(request.method, path, authorized, parsed, headers)
         if decision.fault == "drop_after_read":
             note(None, parsed, answer.applied)
-            return _abort(request)
+            return abort(request)
         note(answer.status if decision.fault != "malformed" else 200, parsed, answer.applied)
         if decision.fault == "malformed":
-            return web.Response(
-                status=200, body=_MALFORMED_BODY, headers=headers, content_type="text/html"
-            )
+            return malformed(headers)
         if decision.fault == "truncate":
-            return await self._truncated(request, answer)
+            return await truncated(request, answer)
         if decision.fault == "slow_drip":
-            return await self._dripped(request, answer)
-        return self._response(answer)
+            return await dripped(request, answer, self.faults.drip_bytes, self.faults.drip_interval)
+        return respond(answer)
 
     def _authorized(self, header: str | None) -> bool:
         if header is None:
@@ -489,59 +467,20 @@ class FakeAcquire:
         authorized: bool,
         parsed: Body,
         headers: dict[str, str],
-    ) -> _Answer:
+    ) -> Answer:
         """The API itself: route → method → key → body → the route's handler (synchronous, so
         each request's change is atomic on the event loop)."""
         route: Route | None = self._routes.get((method, path)) if path is not None else None
         if route is None:
             allowed = sorted(m for m, p in self._routes if p == path)
             if not allowed:
-                return _Answer(404, envelope(*status_error(404)), headers, False)
+                return Answer(404, envelope(*status_error(404)), headers, False)
             allow = {**headers, "Allow": ", ".join(allowed)}
-            return _Answer(405, envelope(*status_error(405)), allow, False)
+            return Answer(405, envelope(*status_error(405)), allow, False)
         if not authorized:
             body = envelope("ERROR_UNAUTHORIZED", "Invalid or missing API key.")
-            return _Answer(401, body, headers, False)
+            return Answer(401, body, headers, False)
         if parsed.problem is not None:
-            return _Answer(400, envelope("ERROR_INVALID_INPUT", parsed.problem), headers, False)
+            return Answer(400, envelope("ERROR_INVALID_INPUT", parsed.problem), headers, False)
         reply = route.handler(self._store, parsed)
-        return _Answer(reply.status, reply.body, headers, reply.applied)
-
-    @staticmethod
-    def _response(answer: _Answer) -> web.Response:
-        return web.Response(
-            status=answer.status, body=answer.body, headers=answer.headers, content_type=_JSON
-        )
-
-    @staticmethod
-    async def _truncated(request: web.Request, answer: _Answer) -> web.StreamResponse:
-        """Promise more bytes than are sent, then close the connection."""
-        response = web.StreamResponse(status=answer.status, headers=answer.headers)
-        response.content_type = _JSON
-        response.content_length = 2 * len(answer.body) + 16
-        try:
-            await response.prepare(request)
-            await response.write(answer.body[: len(answer.body) // 2])
-        except ConnectionError:
-            return response
-        transport = request.transport
-        if transport is not None:
-            transport.close()  # close, not abort: flush what was written first
-        return response
-
-    async def _dripped(self, request: web.Request, answer: _Answer) -> web.StreamResponse:
-        """Send the whole answer, ``drip_bytes`` at a time, ``drip_interval`` apart."""
-        faults = self.faults
-        response = web.StreamResponse(status=answer.status, headers=answer.headers)
-        response.content_type = _JSON
-        response.content_length = len(answer.body)
-        try:
-            await response.prepare(request)
-            for start in range(0, len(answer.body), faults.drip_bytes):
-                if start:
-                    await asyncio.sleep(faults.drip_interval)
-                await response.write(answer.body[start : start + faults.drip_bytes])
-            await response.write_eof()
-        except ConnectionError:
-            pass  # the client gave up
-        return response
+        return Answer(reply.status, reply.body, headers, reply.applied)
