@@ -18,6 +18,7 @@ import pytest
 import pytest_asyncio
 from payloads import EXAMPLES
 
+from acquire_async import errors
 from acquire_async._protocol import decode_join
 from acquire_async.testing import FakeAcquire, Faults, make_waiting_case
 
@@ -435,6 +436,52 @@ async def test_close_case_helper_and_a_message(http: aiohttp.ClientSession) -> N
         fake.close_case(1000)
         reply = await call(http, fake, ADD_MESSAGE, message_body(1000))
     assert reply.code == "ERROR_CASE_CLOSED"
+
+
+# --------------------------------------------------------------------------- the SDK's codec
+
+
+async def test_the_codec_reads_every_answer_and_its_bodies_are_accepted(
+    http: aiohttp.ClientSession,
+) -> None:
+    # The other direction of the published-shape tests above: what the SDK sends, the
+    # emulator takes, and what the emulator answers, the SDK reads.
+    from acquire_async._protocol import (
+        add_message_body,
+        close_body,
+        decode_case,
+        decode_close,
+        decode_message,
+        reject_body,
+    )
+
+    case = make_waiting_case(1000, routed_agent_id=25, now=NOW)
+    async with FakeAcquire(cases=[case]) as fake:
+        rejected = await call(http, fake, REJECT, reject_body(1000))
+        body = add_message_body(
+            1000, 'Hi "there"', type="message", channel="chat", translate_lang_key="en"
+        )
+        added = await call(http, fake, ADD_MESSAGE, body)
+        options = {"ask_feedback": True, "leave_only": None, "force_close": False}
+        body = close_body(1000, closing_state="handled", archive=True, leave_event=None, **options)
+        closed = await call(http, fake, CLOSE, body)
+        late = add_message_body(1000, "late", type="message", channel=None, translate_lang_key=None)
+        refused = await call(http, fake, ADD_MESSAGE, late)
+
+    reject = decode_case(rejected.status, rejected.headers, rejected.body, case_id=1000)
+    participant = reject.participant(25)
+    assert participant is not None
+    assert participant.status == "rejected"
+    message = decode_message(added.status, added.headers, added.body, case_id=1000)
+    assert (message.message, message.case_id, message.sender_id) == ('Hi "there"', 1000, 25)
+    assert message.case is not None
+    assert message.case.id == 1000
+    result = decode_close(closed.status, closed.headers, closed.body, case_id=1000)
+    assert result.closed[0].forever_closed is True
+    assert result.closed[0].case_id == 1000
+    assert refused.code == "ERROR_CASE_CLOSED"
+    with pytest.raises(errors.BadRequestError):
+        decode_message(refused.status, refused.headers, refused.body, case_id=1000)
 
 
 # --------------------------------------------------------------------------- faults
