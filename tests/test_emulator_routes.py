@@ -277,11 +277,16 @@ async def test_close_with_leave_only_leaves_the_case_open(http: aiohttp.ClientSe
     async with FakeAcquire(cases=1, already_joined=[1000]) as fake:
         reply = await call(http, fake, CLOSE, {"caseId": 1000, "leaveOnly": True})
         message = await call(http, fake, ADD_MESSAGE, message_body(1000))
+        assert fake.cases[1000]["status"] == "active"
+        assert [u["closed"] for u in agent_entries(fake.cases[1000])] == ["yes"]
+        assert not fake.is_joined(1000)  # it left
+        back = await call(http, fake, JOIN, {"caseId": 1000, "askJoin": True})
     assert reply.data["0"]["foreverClosed"] is False
     assert reply.data["0"]["leftUser"] is True
-    assert fake.cases[1000]["status"] == "active"
-    assert [u["closed"] for u in agent_entries(fake.cases[1000])] == ["yes"]
     assert message.status == 200
+    assert (back.status, back.code) == (200, None)
+    assert [(u["status"], u["closed"]) for u in agent_entries(back.data)] == [("joined", "no")]
+    assert fake.is_joined(1000)
 
 
 @pytest.mark.parametrize(
