@@ -9,11 +9,13 @@ stays lean. Commands:
 - ``demo``: the emulator with 1,000 waiting cases and light faults, joined over real HTTP.
 
 Exit status: 0 when every case was joined (or already joined), 1 when some failed, 2 for a
-usage or configuration error (a one-line message, no traceback), 130 after Ctrl-C. The API
-key is read from ``ACQUIRE_API_KEY`` or ``--api-key-file`` and never printed.
+usage or configuration error or an account-wide one (the key refused, the URL wrong), 130
+after Ctrl-C, 141 when stdout was closed (``… | head``); a one-line message, no traceback.
+The API key is read from ``ACQUIRE_API_KEY`` or ``--api-key-file`` and never printed.
 
-Modules: ``_input`` (ids, the reader thread, ``--resume``), ``_output`` (JSON lines, table,
-summary), ``_run`` (a bulk run and its signals), ``_commands`` (the click commands).
+Modules: ``_input`` (ids, the stoppable source, ``--resume``), ``_output`` (JSON lines, the
+table, the summary, safe terminal text), ``_run`` (a bulk run, its signals, its progress),
+``_join`` and ``_emulator`` (the commands), ``_common`` (exit statuses, errors).
 """
 
 from __future__ import annotations
@@ -31,8 +33,25 @@ except ImportError:  # pragma: no cover - depends on the install
     )
     sys.exit(2)
 
-from ._commands import main
-from ._input import load_resume, parse_ids, read_in_thread
+import click as _click
+
+from acquire_async._version import __version__
+
+from ._common import Group
+from ._emulator import demo, serve
+from ._input import load_resume, parse_ids
+from ._join import join
 from ._output import Tally, summary_lines
 
-__all__ = ["Tally", "load_resume", "main", "parse_ids", "read_in_thread", "summary_lines"]
+__all__ = ["Tally", "load_resume", "main", "parse_ids", "summary_lines"]
+
+
+@_click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@_click.version_option(__version__, prog_name="acquire-async")
+def main() -> None:
+    """Join Acquire chats from the shell, run the emulator, or watch the demo."""
+
+
+main.add_command(join)
+main.add_command(serve)
+main.add_command(demo)

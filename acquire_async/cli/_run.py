@@ -1,94 +1,243 @@
-"""A bulk run: ``join_many`` driven to its end, Ctrl-C and SIGTERM handled."""
+"""A bulk run: ``join_many`` driven to its end, stopped gracefully by signals and dead keys."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import Callable, Coroutine
 from typing import IO, Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, Progress, TextColumn
 
+from acquire_async._bulk import JoinOutcome
 from acquire_async._client import AcquireClient
+from acquire_async.errors import (
+    AcquireError,
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 
-from ._output import Tally, outcome_json, print_table
+from ._input import IdSource
+from ._output import Tally, outcome_json, print_table, printable
+
+GRACE = 5.0
+"""Seconds the joins in flight get to finish after the first Ctrl-C (``--grace``)."""
+
+
+def account_problem(error: AcquireError | None, base_url: str) -> str | None:
+    """Why no join of this run can succeed, when ``error`` says so; else ``None``.
+
+    The key refused (401, 403), or a 404 that is not Acquire's "no such case"
+    (``ERROR_RECORD_NOT_FOUND``): nothing at that URL is the Acquire API. Example::
+
+        account_problem(AuthenticationError("bad key", status=401), url)
+        # 'the API key was refused (HTTP 401): check ACQUIRE_API_KEY or --api-key-file'
+    """
+    if isinstance(error, AuthenticationError):
+        return (
+            f"the API key was refused (HTTP {error.status}): "
+            "check ACQUIRE_API_KEY or --api-key-file"
+        )
+    if isinstance(error, PermissionDeniedError):
+        return (
+            f"the API key is not allowed to join chats (HTTP {error.status}): "
+            "check the key's permissions"
+        )
+    if (
+        isinstance(error, NotFoundError)
+        and error.status == 404
+        and error.code != "ERROR_RECORD_NOT_FOUND"
+    ):
+        return (
+            f"nothing answers the Acquire API at {printable(base_url)} (HTTP 404): "
+            "check --base-url / --account"
+        )
+    return None
+
+
+class Stopper:
+    """Ends a run in two steps, from a signal or from the run itself.
+
+    :meth:`stop` ends the input (no new join starts) and leaves the joins in flight
+    ``grace`` seconds to finish (reported and recorded as usual); :meth:`abort` (a second
+    Ctrl-C, or the grace period over) cancels them at once.
+    """
+
+    def __init__(self, source: IdSource, tally: Tally, screen: Console, grace: float) -> None:
+        self.source = source
+        self.tally = tally
+        self.screen = screen
+        self.grace = grace
+        self.aborted = False
+        self._task: asyncio.Future[Any] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def stop(self) -> None:
+        """Start no new join; cancel the joins in flight after the grace period."""
+        if self.source.stopped:
+            return
+        self.source.stop()
+        self._timer = asyncio.get_running_loop().call_later(self.grace, self.abort)
+
+    def abort(self) -> None:
+        """Cancel the run now (the joins in flight with it)."""
+        if self._task is not None and not self._task.done() and not self.aborted:
+            self.aborted = True
+            self._task.cancel()
+
+    def on_signal(self) -> None:
+        """SIGINT/SIGTERM: the first stops the run gracefully, the next aborts it."""
+        self.tally.interrupted = True
+        if self.source.stopped:
+            self.abort()
+            return
+        in_flight = self.source.sent - self.tally.done
+        if in_flight > 0 and self.grace > 0:
+            self.screen.print(
+                f"interrupted: finishing the {in_flight} joins in flight (at most "
+                f"{self.grace:g} s; Ctrl-C again to cancel them)",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        self.stop()
+
+    async def run(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` with SIGINT and SIGTERM handled; an abort is not an error here."""
+        loop = asyncio.get_running_loop()
+        task = self._task = asyncio.ensure_future(work)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.on_signal)
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not self.aborted:
+                raise
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.remove_signal_handler(sig)
+
+
+def same_terminal(a: IO[Any], b: IO[Any]) -> bool:
+    """``True`` when both streams write to the same terminal."""
+    try:
+        return (
+            a.isatty()
+            and b.isatty()
+            and os.path.samestat(os.fstat(a.fileno()), os.fstat(b.fileno()))
+        )
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+class _Bar:
+    """The progress bar: done (skipped ids included) of the total when known, rate, ETA."""
+
+    def __init__(self, screen: Console, tally: Tally, total: Callable[[], int | None]) -> None:
+        self.tally = tally
+        self.total = total
+        self.progress = Progress(
+            TextColumn("joining"),
+            BarColumn(),
+            TextColumn("{task.fields[text]}"),
+            console=screen,
+            transient=True,
+            disable=not screen.is_terminal,
+        )
+        self.task = self.progress.add_task("join", total=None, text="")
+        self._shown = 0.0
+
+    def update(self, force: bool = False) -> None:
+        if self.progress.disable:
+            return
+        now = time.monotonic()
+        if not force and now - self._shown < 0.1:
+            return
+        self._shown = now
+        tally, total = self.tally, self.total()
+        completed = tally.done + tally.skipped
+        rate = tally.done / max(now - tally.started, 1e-9)
+        parts = [f"{completed:,}" + (f"/{total:,}" if total is not None else "")]
+        if tally.skipped:
+            parts.append(f"{tally.skipped:,} skipped")
+        parts.append(f"{rate:,.0f}/s")
+        if total is not None and rate > 0:
+            left = max(total - completed, 0) / rate
+            parts.append(f"ETA {int(left // 60)}:{int(left % 60):02d}")
+        self.progress.update(self.task, completed=completed, total=total, text=" · ".join(parts))
 
 
 async def run_bulk(
     client: AcquireClient,
-    ids: Iterable[Any] | AsyncIterable[Any],
+    source: IdSource,
+    stopper: Stopper,
     *,
     concurrency: int,
     ask_join: bool,
     timeout: float | None = None,
     output: str,
     out: IO[str],
-    err: Console,
-    resume: IO[str] | None,
-    total: int | None,
     tally: Tally,
+    total: Callable[[], int | None] = lambda: None,
+    resume: IO[str] | None = None,
 ) -> None:
-    """Join ``ids``, write each outcome, record successes in ``resume``; Ctrl-C stops it."""
-    rows: list[Any] = []
-    progress = Progress(
-        TextColumn("joining"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    )
-    task_id = progress.add_task("join", total=total, rate="")
+    """Join the ids of ``source``; write each outcome, record successes in ``resume``.
+
+    An account-wide error (:func:`account_problem`) stops the run like a first Ctrl-C, and
+    is kept in ``tally.fatal``. Progress goes to ``stopper.screen``; when that is the
+    terminal ``out`` writes to as well, the lines are printed through it, above the bar.
+    """
+    screen = stopper.screen
+    through_screen = output == "jsonl" and screen.is_terminal and same_terminal(out, screen.file)
+    bar = _Bar(screen, tally, total)
+    rows: list[JoinOutcome] = []
     try:
-        with progress:
+        with bar.progress:
             async with client.join_many(
-                ids, concurrency=concurrency, ask_join=ask_join, timeout=timeout
+                source, concurrency=concurrency, ask_join=ask_join, timeout=timeout
             ) as outcomes:
                 async for outcome in outcomes:
-                    if outcome.already_joined:
-                        tally.already_joined += 1
-                    elif outcome.ok:
-                        tally.joined += 1
-                    else:
-                        tally.failed[type(outcome.error).__name__] += 1
+                    source.answered(outcome.case_id)
+                    tally.count(outcome)
                     # Report first, then record: a recorded id has always been shown.
                     if output == "jsonl":
-                        out.write(outcome_json(outcome) + "\n")
-                        out.flush()
-                    else:
+                        if through_screen:
+                            screen.out(outcome_json(outcome), highlight=False)
+                        else:
+                            out.write(outcome_json(outcome) + "\n")
+                            out.flush()
+                    elif output == "table":
                         rows.append(outcome)
-                    if resume is not None and outcome.ok:
+                    if resume is not None and outcome.error is None:
                         resume.write(f"{outcome.case_id}\n")
                         resume.flush()
-                    rate = tally.done / max(time.monotonic() - tally.started, 1e-9)
-                    progress.update(task_id, advance=1, rate=f"{rate:,.0f}/s")
+                    if tally.fatal is None and outcome.error is not None:
+                        tally.fatal = account_problem(outcome.error, client.base_url)
+                        if tally.fatal is not None:
+                            stopper.stop()
+                    bar.update()
+            bar.update(force=True)
+    except asyncio.CancelledError:
+        if stopper.aborted:
+            tally.cancelled = max(source.sent - tally.done, 0)
+        raise
     finally:
         if output == "table":  # also after Ctrl-C: what finished is reported
             print_table(rows, out)
+    if source.error is not None and tally.fatal is None:
+        tally.fatal = f"cannot read the ids: {_reason(source.error)}"
 
 
-async def until_interrupted(work: Any, tally: Tally) -> None:
-    """Run ``work``; on SIGINT/SIGTERM cancel it (its cleanup runs) and note the interruption."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(work)
-
-    def stop() -> None:
-        tally.interrupted = True
-        task.cancel()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop)
-    try:
-        await task
-    except asyncio.CancelledError:
-        if not tally.interrupted:
-            raise
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(sig)
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return printable(str(exc)) or type(exc).__name__
