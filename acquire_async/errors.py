@@ -190,9 +190,7 @@ class APIStatusError(APIError):
         retry_after: float | None = None,
         attempts: int = 1,
     ) -> None:
-        super().__init__(
-            message, method=method, url=url, request_id=request_id, attempts=attempts
-        )
+        super().__init__(message, method=method, url=url, request_id=request_id, attempts=attempts)
         self.status = status
         self.retry_after = retry_after
         self.code = code
