@@ -1,10 +1,10 @@
-"""Typed models of the Acquire *case* payload, decoded with :mod:`msgspec`.
+"""Typed models of Acquire's payloads (cases, messages, close results), decoded with :mod:`msgspec`.
 
 The same case object comes back from join, reject, create, the messages endpoints and the case
 objects API, each time with other fields present, absent or ``null``. So every field but
-``Case.id`` is optional and defaults to ``None`` (``users`` to an empty list): absent and
-``null`` both read as ``None``, and the raw body stays available when the difference matters
-(see :class:`acquire_async.JoinResponse`).
+``Case.id`` and ``Message.id`` is optional and defaults to ``None`` (lists to an empty list):
+absent and ``null`` both read as ``None``, and the raw body stays available when the
+difference matters (the client's raw-response variants return it).
 
 Attributes are snake_case; the wire names are camelCase (``rename="camel"``). Unknown fields are
 ignored and unknown string values (a new ``status``, ``channel`` or message ``type``) decode as
@@ -39,6 +39,8 @@ __all__ = [
     "CaseUser",
     "CaseUserStatus",
     "Channel",
+    "CloseResult",
+    "ClosedCase",
     "Contact",
     "Message",
     "MessageType",
@@ -177,14 +179,25 @@ class UnknownUser(_Model, tag=UNKNOWN_USER_TAG, tag_field="type", kw_only=True, 
 
 
 class Message(_Model, kw_only=True, frozen=True):
-    """A case message, as in ``Case.last_message``.
+    """A case message: what ``add_message`` returns, and ``Case.last_message``.
 
     ``message`` is the raw text (it may end in ``|translate``); :attr:`plain_text` drops
-    that marker.
+    that marker. The add-message answer also carries the message's ``case`` (the whole case,
+    its participants included) and its ``sender`` (an :class:`Agent` for ``senderType``
+    ``"user"``, a :class:`Contact` for ``"contact"``); a ``last_message`` carries neither.
+
+    Example::
+
+        message = await client.add_message(2069, "Hello! How can I help?")
+        print(message.id, message.case_id, message.plain_text)
+        if isinstance(message.sender, Agent):
+            print("sent as", message.sender.name)
     """
 
     id: Id
     case_id: Id | None = None
+    thread_id: Id | None = None
+    contact_id: Id | None = None
     channel: str | None = None
     sender_id: Id | None = None
     sender_type: str | None = None
@@ -194,10 +207,16 @@ class Message(_Model, kw_only=True, frozen=True):
     date_updated: datetime | None = None
     seen: str | None = None
     meta: dict[str, Any] | None = None
+    sender: Agent | Contact | UnknownUser | None = None
+    case: Case | None = None
 
     @property
     def plain_text(self) -> str | None:
-        """``message`` without a trailing ``|translate`` marker."""
+        """``message`` without a trailing ``|translate`` marker.
+
+        >>> Message(id=1, message="Hi|translate").plain_text
+        'Hi'
+        """
         return plain_text(self.message)
 
 
@@ -266,3 +285,61 @@ class Case(_Model, kw_only=True, frozen=True):
             if entry.user_id == user_id and entry.type == ParticipantType.USER:
                 return entry
         return None
+
+
+class ClosedCase(_Model, kw_only=True, frozen=True):
+    """One numbered entry (``"0"``, ``"1"``, …) of a close answer's ``data``.
+
+    All optional: Acquire's one published close answer has these four fields.
+
+    >>> ClosedCase(case_id=5, contact_id=6, forever_closed=True, left_user=True).case_id
+    5
+    """
+
+    case_id: Id | None = None
+    contact_id: Id | None = None
+    forever_closed: bool | None = None
+    left_user: bool | None = None
+
+
+class CloseResult(_Model, kw_only=True, frozen=True):
+    """What ``close_chat`` returns, read from Acquire's close answer.
+
+    The answer is not a case: its ``data`` holds numbered entries (``"0"``, and maybe more)
+    beside ``userId`` and ``userType``. ``closed`` lists the entries in key order;
+    ``case_id``, ``contact_id``, ``forever_closed`` and ``left_user`` are the first entry's
+    (``None`` when there is none). ``user_id`` and ``user_type`` name who closed it. Encoding
+    a ``CloseResult`` gives this shape, not the wire's.
+
+    Example::
+
+        result = await client.close_chat(5)
+        print(result.case_id, result.forever_closed, result.user_type, result.user_id)
+
+    >>> CloseResult(closed=[ClosedCase(case_id=5, left_user=True)], user_id=1).case_id
+    5
+    """
+
+    closed: list[ClosedCase] = msgspec.field(default_factory=list)
+    user_id: Id | None = None
+    user_type: str | None = None
+
+    @property
+    def case_id(self) -> int | None:
+        """The first entry's ``caseId``: the case that was closed."""
+        return self.closed[0].case_id if self.closed else None
+
+    @property
+    def contact_id(self) -> int | None:
+        """The first entry's ``contactId``: the case's customer."""
+        return self.closed[0].contact_id if self.closed else None
+
+    @property
+    def forever_closed(self) -> bool | None:
+        """The first entry's ``foreverClosed`` (Acquire does not document its meaning)."""
+        return self.closed[0].forever_closed if self.closed else None
+
+    @property
+    def left_user(self) -> bool | None:
+        """The first entry's ``leftUser`` (Acquire does not document its meaning)."""
+        return self.closed[0].left_user if self.closed else None
