@@ -2,18 +2,17 @@
 
 Nothing here touches a socket, a clock or an event loop, so all of it is tested with plain
 bytes (the model is gidgethub's ``sansio.py``). ``_transport`` moves the bytes; ``_client``
-decides when to try again.
+decides when to try again. Argument checks live in ``_checks`` (re-exported here for now),
+the sanitised reason and excerpt of an error in ``_excerpt``.
 """
 
 from __future__ import annotations
 
-import html
 import math
 import re
 from collections.abc import Mapping
 from datetime import timezone
 from email.utils import parsedate_to_datetime
-from http import HTTPStatus
 from typing import Any, Final, NamedTuple
 
 import msgspec
@@ -21,6 +20,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from . import errors
+from ._checks import resolve_base_url, validate_account_id, validate_case_id
+from ._excerpt import EXCERPT_LIMIT, excerpt, reason_text
 from ._secrets import RedactedStr, Secret
 from .models import UNKNOWN_USER_TAG, Case
 
@@ -39,12 +40,6 @@ __all__ = [
 ]
 
 JOIN_PATH = "/crm/messenger/chat/join"
-ACQUIRE_DOMAIN = "acquire.io"
-MAX_ID = 2**63 - 1
-
-# One DNS label, ASCII only. re.ASCII matters: under IGNORECASE without it, the Kelvin sign
-# "K" (U+212A) matches "k". fullmatch, not "$", so a trailing newline cannot slip through.
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE | re.ASCII)
 _CODE = re.compile(r"[A-Z][A-Z0-9_]+", re.ASCII)
 
 REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "x-correlation-id")
@@ -68,101 +63,6 @@ class Endpoint(NamedTuple):
     headers: Mapping[str, str]
 
 
-# --------------------------------------------------------------------------- input checks
-
-
-def validate_account_id(account_id: object) -> str:
-    """Return ``account_id`` lower-cased if it is exactly one DNS label, else raise.
-
-    It becomes the host ``{account_id}.acquire.io``; anything looser would let a crafted value
-    send the API key to another host.
-    """
-    if not isinstance(account_id, str):
-        raise TypeError(f"account_id must be a str, not {type(account_id).__name__}")
-    if not account_id.isascii() or _LABEL.fullmatch(account_id) is None:
-        raise ValueError(
-            "account_id must be one DNS label: 1-63 ASCII letters, digits or '-', "
-            f"not starting or ending with '-' (got {account_id!r})"
-        )
-    if account_id[:4].lower() == "xn--":
-        raise ValueError(f"account_id must not be an IDNA ('xn--') label (got {account_id!r})")
-    return account_id.lower()
-
-
-def validate_case_id(case_id: object) -> int:
-    """Return ``case_id`` as a plain ``int`` if it is a positive int that fits in 64 bits.
-
-    A ``bool``, or anything that is not an ``int`` (``"1684"``, ``1684.0``, ``numpy.int64``),
-    is a ``TypeError``; an int out of range a ``ValueError``.
-
-    >>> validate_case_id(1684)
-    1684
-    """
-    if type(case_id) is not int:
-        if isinstance(case_id, bool) or not isinstance(case_id, int):
-            raise TypeError(f"case_id must be an int, not {type(case_id).__name__}")
-        # An int subclass (an IntEnum, say) becomes its plain value: a subclass may override
-        # the comparisons below, and what is checked must be what is sent.
-        case_id = int.__index__(case_id)
-    if not 0 < case_id <= MAX_ID:
-        raise ValueError(f"case_id must be a positive 64-bit integer (got {case_id})")
-    return case_id
-
-
-def _base_url(account_id: str | None, base_url: str | URL | None) -> URL:
-    if base_url is not None:
-        return _check_base_url(base_url)
-    if account_id is None:
-        raise ValueError(
-            "account_id is required (argument or env ACQUIRE_ACCOUNT_ID) unless base_url is given"
-        )
-    label = validate_account_id(account_id)
-    host = f"{label}.{ACQUIRE_DOMAIN}"
-    url = URL.build(scheme="https", host=host, path="/api/v1")
-    if url.host != host:  # defence in depth: the label check above should make this impossible
-        raise ValueError(f"account_id {account_id!r} does not make the host {host!r}")
-    return url
-
-
-def _check_base_url(base_url: object) -> URL:
-    """``base_url`` as a ``URL`` if it is a plain http(s) URL with a host, else raise.
-
-    Messages never echo what could be a secret: credentials (anything with an ``@``, refused
-    before any other check, since a typo'd scheme such as ``https//KEY@host`` does not even
-    parse as having a user part), a query or a fragment.
-    """
-    if isinstance(base_url, URL):
-        text = str(base_url)
-    elif isinstance(base_url, str):
-        text = base_url
-    else:
-        raise TypeError(f"base_url must be a str or a yarl.URL, not {type(base_url).__name__}")
-    if "@" in text:
-        raise ValueError(
-            "base_url must not carry credentials (it contains '@'; percent-encode a real '@' "
-            "in a path as %40); pass the key as api_key"
-        )
-    if "?" in text or "#" in text:
-        raise ValueError("base_url must not have a query or a fragment")
-    if not text.isprintable() or any(char.isspace() for char in text):
-        raise ValueError(f"base_url must not contain whitespace or control characters ({text!r})")
-    url: URL | None = None
-    reason = ""
-    try:
-        url = URL(text) if isinstance(base_url, str) else base_url
-    except ValueError as exc:  # raised outside this block: yarl's error is not chained
-        reason = str(exc)
-    if url is None:
-        raise ValueError(f"base_url is not a valid URL: {reason} (got {text!r})")
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"base_url must be an http(s) URL with a host (got {text!r})")
-    if url.user is not None or url.password is not None:  # defence in depth: no '@' above
-        raise ValueError("base_url must not carry credentials; pass api_key")
-    if url.query_string or url.fragment:
-        raise ValueError("base_url must not have a query or a fragment")
-    return url
-
-
 def build_endpoint(
     *,
     account_id: str | None,
@@ -171,7 +71,7 @@ def build_endpoint(
     user_agent: str,
 ) -> Endpoint:
     """Build the join URL and the constant headers. Raises ``ValueError`` on bad config."""
-    base = _base_url(account_id, base_url)
+    base = resolve_base_url(account_id, base_url)
     url = base.with_path(base.path.rstrip("/") + JOIN_PATH, encoded=False)
     headers = {
         "Authorization": RedactedStr("Bearer " + api_key.reveal()),
@@ -226,7 +126,6 @@ _ENVELOPE_DECODER = msgspec.json.Decoder(_Envelope)
 _ERROR_DECODER = msgspec.json.Decoder(_ErrorEnvelope)
 _ANY_DECODER = msgspec.json.Decoder()
 _DECODE_ERRORS = (msgspec.MsgspecError, RecursionError, UnicodeDecodeError, ValueError)
-_EXCERPT = 200
 # The lenient pass builds a Python object for every JSON value: about 30 times the body in
 # memory and 0.2 ms per KiB. Above this size it is not tried, so a hostile 8 MiB body costs
 # one typed decode (which stops at the first bad field), not seconds and hundreds of MB.
@@ -313,7 +212,7 @@ def decode_join(
             status, headers, body, error, message, method, url, now=now, reason=reason
         )
     if data is None:
-        excerpt = body[:_EXCERPT].decode("utf-8", "replace")
+        excerpt = body[:EXCERPT_LIMIT].decode("utf-8", "replace")
         raise errors.ResponseDecodeError(
             f"response has neither 'data' nor 'error' (HTTP {status}); body starts {excerpt!r}",
             status=status,
@@ -379,7 +278,7 @@ def _decode_error(
     elif isinstance(problem, UnicodeDecodeError):
         text = "response is not valid UTF-8"
     where = f" at {path}" if path else ""
-    excerpt = body[:_EXCERPT].decode("utf-8", "replace")
+    excerpt = body[:EXCERPT_LIMIT].decode("utf-8", "replace")
     return errors.ResponseDecodeError(
         f"cannot decode the response (HTTP {status}): {text}{where}{note}; body starts {excerpt!r}",
         status=status,
@@ -453,97 +352,6 @@ _BY_STATUS: dict[int, type[errors.APIStatusError]] = {
     422: errors.UnprocessableEntityError,
     429: errors.RateLimitError,
 }
-
-_REASONS = {
-    400: "bad request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not found",
-    405: "method not allowed",
-    407: "proxy authentication required",
-    408: "request timeout",
-    409: "conflict",
-    410: "gone",
-    411: "length required",
-    413: "request entity too large",
-    414: "uri too long",
-    415: "unsupported media type",
-    421: "misdirected request",
-    422: "unprocessable entity",
-    429: "too many requests",
-    431: "request header fields too large",
-    500: "internal server error",
-    501: "not implemented",
-    502: "bad gateway",
-    503: "service unavailable",
-    504: "gateway timeout",
-    505: "http version not supported",
-    511: "network authentication required",
-}
-# Reason phrases read as the SDK's own descriptions (lower case) when they are a standard
-# one; any other phrase is kept as the server sent it (it may hold a reference to quote).
-_STANDARD_REASONS = frozenset(
-    {*_REASONS.values(), *(status.phrase.lower() for status in HTTPStatus)}
-    | {"payload too large", "request-uri too long", "request-uri too large", "uri too large"}
-)
-_REASON_LIMIT = 100
-# How much of a body an excerpt reads: bounded work, whatever the body's size.
-_EXCERPT_SCAN = 8 * 1024
-# Terminal escape sequences (CSI, OSC, two-byte ESC sequences; 7- and 8-bit forms), removed
-# whole. Whatever is left of a malformed one loses its ESC below, so it cannot act.
-_ESCAPES = re.compile(
-    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
-    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
-    r"|\x1b[ -/]*[0-~]?"
-)
-# Markup that is not text: scripts, styles, comments (each match ends at its close or at the
-# end of the text, so the scan stays linear), then any tag.
-_HIDDEN = re.compile(
-    r"<(script|style)\b.*?(?:</\1\s*>|\Z)|<!--.*?(?:-->|\Z)", re.IGNORECASE | re.DOTALL
-)
-_TAG = re.compile(r"<[^>]*(?:>|\Z)")
-
-
-def _clean(text: str, limit: int) -> str:
-    """``text`` made safe to print: no escape sequences or control characters, whitespace
-    collapsed, cut to ``limit`` characters with an ellipsis."""
-    text = _ESCAPES.sub("", text)
-    if not text.isprintable():
-        # C0, DEL, C1 and Unicode spaces become spaces; other invisible characters (bidi
-        # overrides, zero-width joiners, private use) are dropped.
-        text = "".join(
-            char if char.isprintable() else " " if char < "\xa0" or char.isspace() else ""
-            for char in text
-        )
-    text = " ".join(text.split())
-    if len(text) > limit:
-        text = text[: limit - 1].rstrip() + "…"
-    return text
-
-
-def _excerpt(body: bytes) -> str:
-    """A short, printable excerpt of a body that is not an Acquire envelope.
-
-    HTML (a body that starts with ``<``) is reduced to its text: a proxy's error page then
-    reads "413 Request Entity Too Large nginx" instead of a line of markup.
-    """
-    text = body[:_EXCERPT_SCAN].decode("utf-8", "replace")
-    if text.lstrip().startswith("<"):
-        text = html.unescape(_TAG.sub(" ", _HIDDEN.sub(" ", text)))
-    text = _clean(text, _EXCERPT)
-    if text and len(body) > _EXCERPT_SCAN and not text.endswith("…"):
-        text += "…"
-    return text
-
-
-def _reason(status: int, reason: str | None) -> str:
-    """The status's description: the server's reason phrase when it sent one, else ours."""
-    if reason:
-        phrase = _clean(reason, _REASON_LIMIT)
-        if phrase:
-            lowered = phrase.lower()
-            return lowered if lowered in _STANDARD_REASONS else phrase
-    return _REASONS.get(status, "error")
 
 
 def error_for(
@@ -619,12 +427,12 @@ def _error_from_payload(
         elif 200 <= status < 300:
             text = "error envelope without message"
         else:
-            text = _reason(status, reason)
+            text = reason_text(status, reason)
             if code is None:
                 # No Acquire envelope (a proxy's page, a gateway's JSON): show what came.
-                excerpt = _excerpt(body)
-                if excerpt:
-                    text = f'{text}: "{excerpt}"'
+                shown = excerpt(body)
+                if shown:
+                    text = f'{text}: "{shown}"'
     common: dict[str, Any] = {
         "status": status,
         "code": code,
