@@ -1,9 +1,10 @@
-"""The sans-I/O core: build a join request, turn a response into a ``Case`` or an error.
+"""The sans-I/O core: turn a response into a ``Case`` or an error.
 
 Nothing here touches a socket, a clock or an event loop, so all of it is tested with plain
 bytes (the model is gidgethub's ``sansio.py``). ``_transport`` moves the bytes; ``_client``
-decides when to try again. Argument checks live in ``_checks`` (re-exported here for now),
-the sanitised reason and excerpt of an error in ``_excerpt``.
+decides when to try again. The request side (paths, headers, bodies) lives in ``_bodies``,
+argument checks in ``_checks``, the sanitised reason and excerpt of an error in
+``_excerpt``; this module re-exports what the client imports of them for now.
 """
 
 from __future__ import annotations
@@ -13,16 +14,15 @@ import re
 from collections.abc import Mapping
 from datetime import timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
 
 from . import errors
-from ._checks import resolve_base_url, validate_account_id, validate_case_id
+from ._bodies import JOIN_PATH, Endpoint, build_endpoint, join_body
+from ._checks import validate_account_id, validate_case_id
 from ._excerpt import EXCERPT_LIMIT, excerpt, reason_text
-from ._secrets import RedactedStr, Secret
 from .models import UNKNOWN_USER_TAG, Case
 
 __all__ = [
@@ -39,7 +39,6 @@ __all__ = [
     "validate_case_id",
 ]
 
-JOIN_PATH = "/crm/messenger/chat/join"
 _CODE = re.compile(r"[A-Z][A-Z0-9_]+", re.ASCII)
 
 REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "x-correlation-id")
@@ -54,44 +53,6 @@ class RawResponse(msgspec.Struct, frozen=True, gc=False):
     headers: Mapping[str, str]
     body: bytes
     reason: str | None = None  # the status line's reason phrase ("Request Entity Too Large")
-
-
-class Endpoint(NamedTuple):
-    """The join URL and the constant request headers, built once per client."""
-
-    url: URL
-    headers: Mapping[str, str]
-
-
-def build_endpoint(
-    *,
-    account_id: str | None,
-    base_url: str | URL | None,
-    api_key: Secret,
-    user_agent: str,
-) -> Endpoint:
-    """Build the join URL and the constant headers. Raises ``ValueError`` on bad config."""
-    base = resolve_base_url(account_id, base_url)
-    url = base.with_path(base.path.rstrip("/") + JOIN_PATH, encoded=False)
-    headers = {
-        "Authorization": RedactedStr("Bearer " + api_key.reveal()),
-        "Content-Type": "application/json",
-        "Accept": "application/json",
-        "User-Agent": user_agent,
-    }
-    return Endpoint(url, headers)
-
-
-_BODY_ASK = b'{"caseId":%d,"askJoin":true}'
-_BODY_NO_ASK = b'{"caseId":%d,"askJoin":false}'
-
-
-def join_body(case_id: int, ask_join: bool) -> bytes:
-    """The encoded join body: ``{"caseId": <id>, "askJoin": <bool>}``.
-
-    A bytes template is cheaper than encoding a dict, and ``case_id`` is a checked int.
-    """
-    return (_BODY_ASK if ask_join else _BODY_NO_ASK) % case_id
 
 
 # --------------------------------------------------------------------------- responses

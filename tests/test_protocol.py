@@ -1,4 +1,4 @@
-"""The sans-I/O core: the join body, response decoding, errors, Retry-After."""
+"""The sans-I/O core: response decoding, errors, Retry-After."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from multidict import CIMultiDict
-from payloads import ALREADY_JOINED, EXAMPLES, FIXTURES, JOIN_RESPONSE, JOIN_URL
+from payloads import ALREADY_JOINED, EXAMPLES, JOIN_RESPONSE, JOIN_URL
 
 from acquire_async import (
     AcquireClient,
@@ -35,7 +35,6 @@ from acquire_async._protocol import (
     LENIENT_MAX_BODY,
     decode_join,
     error_for,
-    join_body,
     parse_retry_after,
 )
 
@@ -50,28 +49,6 @@ def _raises(status: int, body: bytes, headers: Any = None, **kwargs: Any) -> Exc
     with pytest.raises(Exception) as info:
         decode_join(status, headers if headers is not None else {}, body, **kwargs)
     return info.value
-
-
-# --------------------------------------------------------------------------- join body
-
-
-def test_join_body_exact_bytes() -> None:
-    assert join_body(1684, True) == b'{"caseId":1684,"askJoin":true}'
-    assert join_body(1684, False) == b'{"caseId":1684,"askJoin":false}'
-    assert join_body(2**63 - 1, True) == b'{"caseId":9223372036854775807,"askJoin":true}'
-
-
-@pytest.mark.parametrize("case_id", [1, 7, 1684, 2**63 - 1])
-@pytest.mark.parametrize("ask_join", [True, False])
-def test_join_body_round_trips(case_id: int, ask_join: bool) -> None:
-    decoded = json.loads(join_body(case_id, ask_join))
-    assert decoded == {"caseId": case_id, "askJoin": ask_join}
-    assert type(decoded["askJoin"]) is bool
-
-
-def test_join_body_matches_the_documented_request() -> None:
-    documented = json.loads((FIXTURES / "join_chat_request.json").read_bytes())
-    assert json.loads(join_body(1684, True)) == documented
 
 
 # --------------------------------------------------------------------------- success
