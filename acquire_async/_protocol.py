@@ -1,53 +1,94 @@
-"""The sans-I/O core: turn a response into a ``Case`` or an error.
+"""The wire format: decode an answer into its model or its error; one import point for the codec.
 
-Nothing here touches a socket, a clock or an event loop, so all of it is tested with plain
-bytes (the model is gidgethub's ``sansio.py``). ``_transport`` moves the bytes; ``_client``
-decides when to try again. The request side (paths, headers, bodies) lives in ``_bodies``,
-argument checks in ``_checks``, the sanitised reason and excerpt of an error in
-``_excerpt``; this module re-exports what the client imports of them for now.
+Nothing here touches a socket, a clock or an event loop, and nothing knows which request was
+made: the engine attaches the method, URL, attempts and request id to an error. So all of it
+is tested with plain bytes (the model is gidgethub's ``sansio.py``). The request side lives in
+``_bodies``, the error mapping in ``_errormap``, the second pass in ``_lenient``; this module
+re-exports what a caller needs of them.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Mapping
-from datetime import timezone
-from email.utils import parsedate_to_datetime
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
 
 import msgspec
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from . import errors
-from ._bodies import JOIN_PATH, Endpoint, build_endpoint, join_body
+from ._bodies import (
+    ADD_MESSAGE_PATH,
+    CLOSE_PATH,
+    JOIN_PATH,
+    REJECT_PATH,
+    Endpoint,
+    add_message_body,
+    build_endpoint,
+    close_body,
+    endpoint_url,
+    join_body,
+    reject_body,
+    request_headers,
+)
 from ._checks import validate_account_id, validate_case_id
-from ._excerpt import EXCERPT_LIMIT, excerpt, reason_text
-from .models import UNKNOWN_USER_TAG, Case
+from ._errormap import (
+    ABSENT,
+    BASE_CODES,
+    DECODE_ERRORS,
+    JOIN_CODES,
+    Codes,
+    error_for,
+    error_from_payload,
+    parse_retry_after,
+    raw_field,
+    request_id,
+)
+from ._excerpt import EXCERPT_LIMIT
+from ._lenient import LENIENT_MAX_BODY, Lenient, lenient_case, lenient_message
+from .models import Case, ClosedCase, CloseResult, Id, Message
 
 __all__ = [
+    "ADD_MESSAGE_PATH",
+    "BASE_CODES",
+    "CLOSE_ENTRIES",
+    "CLOSE_PATH",
+    "JOIN_CODES",
     "JOIN_PATH",
+    "LENIENT_MAX_BODY",
+    "REJECT_PATH",
+    "Codes",
     "Endpoint",
+    "Envelope",
     "RawResponse",
+    "add_message_body",
     "build_endpoint",
+    "close_body",
+    "decode_case",
+    "decode_close",
     "decode_join",
+    "decode_message",
+    "endpoint_url",
     "error_for",
     "join_body",
     "parse_retry_after",
+    "reject_body",
+    "request_headers",
     "request_id",
+    # compatibility: moved to _checks; dropped when the client imports them from there
     "validate_account_id",
     "validate_case_id",
 ]
 
-_CODE = re.compile(r"[A-Z][A-Z0-9_]+", re.ASCII)
-
-REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "x-correlation-id")
+T = TypeVar("T")
 
 
 # A Struct, not a NamedTuple: one is built per attempt, and a NamedTuple's Python-level
 # __new__ costs about 0.3 µs against 0.08 µs.
 class RawResponse(msgspec.Struct, frozen=True, gc=False):
-    """What one HTTP attempt produced: status, headers and the whole (capped) body."""
+    """What one HTTP attempt produced: status, headers and the whole (capped) body.
+
+    >>> RawResponse(200, {}, b'{"data":{"id":1}}').status
+    200
+    """
 
     status: int
     headers: Mapping[str, str]
@@ -55,76 +96,143 @@ class RawResponse(msgspec.Struct, frozen=True, gc=False):
     reason: str | None = None  # the status line's reason phrase ("Request Entity Too Large")
 
 
-# --------------------------------------------------------------------------- responses
+class Envelope(msgspec.Struct, Generic[T], gc=False):
+    """Acquire's wrapper of every answer: ``{"data": …}`` or ``{"error": …}``.
 
-# ``error`` and ``message`` stay undecoded (``msgspec.Raw``: a view of the body, no copy) and
-# are decoded only when present and small, so a hostile body cannot make the SDK build an
-# object tree out of them. Absent, they are this very object: the fast path's check is ``is``.
-_ABSENT = msgspec.Raw()
+    >>> msgspec.json.decode(b'{"data":{"id":1}}', type=Envelope[Case]).data.id
+    1
+    """
 
-
-class _Envelope(msgspec.Struct, gc=False):
-    # Acquire wraps everything: {"data": <case>} or {"error": …}.
-    data: Case | None = None
-    error: msgspec.Raw = _ABSENT
-    message: msgspec.Raw = _ABSENT
+    data: T | None = None
+    error: msgspec.Raw = ABSENT
+    message: msgspec.Raw = ABSENT
 
 
-class _ErrorEnvelope(msgspec.Struct, gc=False):
-    # What a non-2xx body is read for. Other keys are skipped without building anything.
-    error: msgspec.Raw = _ABSENT
-    message: msgspec.Raw = _ABSENT
+# The close answer's data: numbered entries ("0", "1", …) beside userId and userType. Entries
+# are read up to this many (Acquire's one example has one); later keys are skipped unbuilt,
+# so a hostile body of a million entries costs no more than one of a few.
+CLOSE_ENTRIES = 64
+_CloseData: Any = msgspec.defstruct(
+    "_CloseData",
+    [(f"e{i}", ClosedCase | None, None) for i in range(CLOSE_ENTRIES)]
+    + [("user_id", Id | None, None), ("user_type", str | None, None)],
+    rename={"user_id": "userId", "user_type": "userType"}
+    | {f"e{i}": str(i) for i in range(CLOSE_ENTRIES)},
+    gc=False,
+)
+
+_CASE_DECODER = msgspec.json.Decoder(Envelope[Case])
+_MESSAGE_DECODER = msgspec.json.Decoder(Envelope[Message])
+_CLOSE_DECODER: msgspec.json.Decoder[Any] = msgspec.json.Decoder(Envelope[_CloseData])
+
+# --------------------------------------------------------------------------- decoders
 
 
-class _LenientEnvelope(msgspec.Struct, gc=False):
-    # The second pass converts an already-decoded tree; ``error`` and ``message`` vary in shape.
-    data: Case | None = None
-    error: Any = None
-    message: Any = None
+def decode_case(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    reason: str | None = None,
+    case_id: int | None = None,
+    now: float | None = None,
+    codes: Codes = BASE_CODES,
+) -> Case:
+    """A join or reject answer as its ``Case``, or the matching ``AcquireError`` raised.
 
+    An ``{"error": …}`` envelope is an error whatever the status (Acquire sends
+    ``CHAT_ALREADY_JOINED`` with 200), its class chosen by ``codes`` (``JOIN_CODES`` for a
+    join); any status outside 2xx is an error. ``case_id``, the case the request named, makes
+    a case with another id a ``ResponseDecodeError`` (a stray answer, not this request's).
+    ``now`` (a POSIX timestamp) lets an HTTP-date ``Retry-After`` become seconds; ``reason``
+    is the status line's reason phrase, for an error without an Acquire envelope.
 
-_ENVELOPE_DECODER = msgspec.json.Decoder(_Envelope)
-_ERROR_DECODER = msgspec.json.Decoder(_ErrorEnvelope)
-_ANY_DECODER = msgspec.json.Decoder()
-_DECODE_ERRORS = (msgspec.MsgspecError, RecursionError, UnicodeDecodeError, ValueError)
-# The lenient pass builds a Python object for every JSON value: about 30 times the body in
-# memory and 0.2 ms per KiB. Above this size it is not tried, so a hostile 8 MiB body costs
-# one typed decode (which stops at the first bad field), not seconds and hundreds of MB.
-# A real case is about 3 KiB, plus about 0.4 KiB per participant.
-LENIENT_MAX_BODY = 256 * 1024
-# An ``error`` or ``message`` value larger than this is not decoded (it is still an error).
-_FIELD_MAX = 64 * 1024
-_UNREADABLE: Final = object()  # an ``error`` that is present but too large or too deep
-
-
-def _field(raw: msgspec.Raw) -> Any:
-    """A raw ``error``/``message`` value decoded; ``None`` when absent or ``null``."""
-    if raw is _ABSENT:
-        return None
-    if len(raw) > _FIELD_MAX:
-        return _UNREADABLE
+    >>> decode_case(200, {}, b'{"data":{"id":1684}}', case_id=1684).id
+    1684
+    """
+    if not 200 <= status < 300:
+        raise error_for(status, headers, body, reason=reason, now=now, codes=codes)
+    # The common case inline: one typed decode, two checks (this function runs per join).
     try:
-        return _ANY_DECODER.decode(raw)
-    except _DECODE_ERRORS:
-        return _UNREADABLE
+        envelope = _CASE_DECODER.decode(body)
+    except DECODE_ERRORS as exc:
+        case = _settle(exc, None, lenient_case, status, headers, body, reason, now, codes)
+    else:
+        data = envelope.data
+        if data is not None and envelope.error is ABSENT:
+            case = data
+        else:
+            case = _settle(None, envelope, lenient_case, status, headers, body, reason, now, codes)
+    if case.id == case_id or case_id is None:
+        return case
+    raise _stray(f"is for case {case.id}", case_id, "$.data.id", status, body)
 
 
-def _ci(headers: Mapping[str, str]) -> Mapping[str, str]:
-    # Header names are case-insensitive (RFC 9110): aiohttp hands us a CIMultiDictProxy, but a
-    # caller of this sans-I/O module may pass a plain dict with any spelling.
-    if isinstance(headers, (CIMultiDict, CIMultiDictProxy)):
-        return headers
-    return CIMultiDict(headers)
+def decode_message(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    reason: str | None = None,
+    case_id: int | None = None,
+    now: float | None = None,
+    codes: Codes = BASE_CODES,
+) -> Message:
+    """An add-message answer as its ``Message``, or the matching ``AcquireError`` raised.
+
+    As :func:`decode_case`. With ``case_id``, the message must name that case (its
+    ``caseId``, and its nested case's ``id`` when sent): a case, or another request's answer,
+    is a ``ResponseDecodeError``, never a ``Message`` with a case's id.
+
+    >>> decode_message(200, {}, b'{"data":{"id":8289,"caseId":2069}}', case_id=2069).id
+    8289
+    """
+    data = _decode(_MESSAGE_DECODER, lenient_message, status, headers, body, reason, now, codes)
+    if case_id is not None:
+        for where, got in (("caseId", data.case_id), ("case.id", _case_id_of(data.case))):
+            if got is not None and got != case_id:
+                raise _stray(
+                    f"is a message for case {got}", case_id, f"$.data.{where}", status, body
+                )
+        if data.case_id is None and data.case is None:
+            raise _stray("is a message naming no case", case_id, "$.data.caseId", status, body)
+    return data
 
 
-def request_id(headers: Mapping[str, str]) -> str | None:
-    """The server's request id, from the first of the usual headers it sent."""
-    headers = _ci(headers)
-    for name in REQUEST_ID_HEADERS:
-        value = headers.get(name)
-        if value:
-            return value
-    return None
+def decode_close(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    reason: str | None = None,
+    case_id: int | None = None,
+    now: float | None = None,
+    codes: Codes = BASE_CODES,
+) -> CloseResult:
+    """A close answer as a ``CloseResult``, or the matching ``AcquireError`` raised.
+
+    As :func:`decode_case`. The answer's ``data`` holds numbered entries (``"0"``, …) beside
+    ``userId`` and ``userType``; entries ``"0"`` to ``"63"`` are read, in key order. With
+    ``case_id``, some entry must name that case.
+
+    >>> body = b'{"data":{"0":{"caseId":5,"foreverClosed":true},"userId":1,"userType":"user"}}'
+    >>> result = decode_close(200, {}, body, case_id=5)
+    >>> result.case_id, result.forever_closed, result.user_type
+    (5, True, 'user')
+    """
+    data = _decode(_CLOSE_DECODER, None, status, headers, body, reason, now, codes)
+    fields = msgspec.structs.astuple(data)
+    result = CloseResult(
+        closed=[entry for entry in fields[:CLOSE_ENTRIES] if entry is not None],
+        user_id=data.user_id,
+        user_type=data.user_type,
+    )
+    if case_id is not None:
+        named = [entry.case_id for entry in result.closed if entry.case_id is not None]
+        if case_id not in named:
+            shown = f"is for case {named[0]}" if named else "names no case"
+            raise _stray(shown, case_id, "$.data.0.caseId", status, body)
+    return result
 
 
 def decode_join(
@@ -138,95 +246,119 @@ def decode_join(
     reason: str | None = None,
     case_id: int | None = None,
 ) -> Case:
-    """Turn a join response into its ``Case``, or raise the matching ``AcquireError``.
+    """:func:`decode_case` with ``JOIN_CODES``, its error given ``method`` and ``url``.
 
-    An ``{"error": …}`` envelope is an error whatever the status (Acquire sends
-    ``CHAT_ALREADY_JOINED`` with 200). Any status outside 2xx is an error. ``now`` (a POSIX
-    timestamp) lets an HTTP-date ``Retry-After`` become seconds. ``reason`` is the status
-    line's reason phrase, for the message of an error without an Acquire envelope.
-    ``case_id``, the case the request named, makes a case with another id a
-    ``ResponseDecodeError`` (a stray answer, not this join's).
-
-    >>> decode_join(200, {}, b'{"data":{"id":1684}}', case_id=1684).id
-    1684
+    Compatibility: removed when the engine lands (the engine attaches the request).
     """
-    if not 200 <= status < 300:
-        raise error_for(status, headers, body, method=method, url=url, now=now, reason=reason)
-    # The common case inline: one typed decode, three checks (this function runs per join).
-    problem: BaseException | None = None
     try:
-        envelope = _ENVELOPE_DECODER.decode(body)
-    except _DECODE_ERRORS as exc:
-        problem = exc
-    else:
-        data = envelope.data
-        if data is not None and envelope.error is _ABSENT:
-            if data.id == case_id or case_id is None:
-                return data
-            raise _stray(data.id, case_id, status, body, method, url)
-    if problem is None:
-        data, error, message = envelope.data, _field(envelope.error), _field(envelope.message)
-    else:
-        data, error, message = _recover(problem, status, body, method, url)
-    if error is not None:
-        raise _error_from_payload(
-            status, headers, body, error, message, method, url, now=now, reason=reason
+        return decode_case(
+            status, headers, body, reason=reason, case_id=case_id, now=now, codes=JOIN_CODES
         )
+    except (errors.APIStatusError, errors.ResponseDecodeError) as exc:
+        exc.method, exc.url = method, url
+        raise
+
+
+def _decode(
+    decoder: msgspec.json.Decoder[Envelope[T]],
+    lenient: Callable[[bytes], Lenient[T]] | None,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    reason: str | None,
+    now: float | None,
+    codes: Codes,
+) -> T:
+    """What :func:`decode_case` does inline, for the other envelopes."""
+    if not 200 <= status < 300:
+        raise error_for(status, headers, body, reason=reason, now=now, codes=codes)
+    try:
+        envelope = decoder.decode(body)
+    except DECODE_ERRORS as exc:
+        return _settle(exc, None, lenient, status, headers, body, reason, now, codes)
+    if envelope.data is None or envelope.error is not ABSENT:
+        return _settle(None, envelope, lenient, status, headers, body, reason, now, codes)
+    return envelope.data
+
+
+def _settle(
+    problem: BaseException | None,
+    envelope: Envelope[T] | None,
+    lenient: Callable[[bytes], Lenient[T]] | None,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    reason: str | None,
+    now: float | None,
+    codes: Codes,
+) -> T:
+    """The data of a 2xx answer off the fast path, or the error it carries raised."""
+    data: T | None
+    if envelope is not None:
+        data, error, message = envelope.data, raw_field(envelope.error), raw_field(envelope.message)
+    else:
+        assert problem is not None
+        recovered = _recover(problem, lenient, status, body)
+        data, error, message = recovered
+    if error is not None:
+        raise error_from_payload(status, headers, body, error, message, codes, now, reason)
     if data is None:
-        excerpt = body[:EXCERPT_LIMIT].decode("utf-8", "replace")
+        text = body[:EXCERPT_LIMIT].decode("utf-8", "replace")
         raise errors.ResponseDecodeError(
-            f"response has neither 'data' nor 'error' (HTTP {status}); body starts {excerpt!r}",
+            f"response has neither 'data' nor 'error' (HTTP {status}); body starts {text!r}",
             status=status,
             body=body,
-            method=method,
-            url=url,
         )
-    if case_id is not None and data.id != case_id:
-        raise _stray(data.id, case_id, status, body, method, url)
     return data
 
 
+def _case_id_of(case: Case | None) -> int | None:
+    return None if case is None else case.id
+
+
 def _stray(
-    got: int, wanted: int, status: int, body: bytes, method: str, url: str
+    what: str, wanted: int, path: str, status: int, body: bytes
 ) -> errors.ResponseDecodeError:
     # A reused connection that delivers an earlier request's answer, a proxy or cache that
-    # mixes responses up: the join of ``wanted`` may or may not have happened.
+    # mixes responses up, an answer of another endpoint: the request for ``wanted`` may or may
+    # not have taken effect.
     return errors.ResponseDecodeError(
-        f"the response is for case {got}, not the requested case {wanted} "
-        f"(HTTP {status}): a stray answer, not this join's",
+        f"the response {what}, not the requested case {wanted} (HTTP {status}): "
+        "a stray answer, not this request's",
         status=status,
-        path="$.data.id",
+        path=path,
         body=body,
-        method=method,
-        url=url,
     )
 
 
 def _recover(
-    problem: BaseException, status: int, body: bytes, method: str, url: str
-) -> tuple[Case | None, Any, Any]:
+    problem: BaseException,
+    lenient: Callable[[bytes], Lenient[T]] | None,
+    status: int,
+    body: bytes,
+) -> tuple[T | None, Any, Any]:
     """After the typed decode failed: the lenient pass, or the ResponseDecodeError."""
     note = ""
-    if isinstance(problem, msgspec.ValidationError):
+    if isinstance(problem, msgspec.ValidationError) and lenient is not None:
         # Valid JSON of an unexpected shape: try once more with the known quirks smoothed
         # over, if the body is small enough for that to be cheap. Only this error path pays
-        # for it; the fast path above is one typed decode.
+        # for it; the fast path is one typed decode.
         if len(body) > LENIENT_MAX_BODY:
             note = f" (a {len(body)}-byte body is too large for the lenient second pass)"
         else:
             try:
-                envelope = _decode_lenient(body)
+                envelope = lenient(body)
             except msgspec.ValidationError as again:
                 problem = again  # with the quirks smoothed over, this names the real bad field
             except (msgspec.MsgspecError, RecursionError, ValueError):
                 pass
             else:
                 return envelope.data, envelope.error, envelope.message
-    raise _decode_error(problem, status, body, method, url, note)
+    raise _decode_error(problem, status, body, note)
 
 
 def _decode_error(
-    problem: BaseException, status: int, body: bytes, method: str, url: str, note: str = ""
+    problem: BaseException, status: int, body: bytes, note: str = ""
 ) -> errors.ResponseDecodeError:
     # Built from the message only (never chained), so no frame of msgspec's is kept alive.
     text = str(problem)
@@ -239,204 +371,10 @@ def _decode_error(
     elif isinstance(problem, UnicodeDecodeError):
         text = "response is not valid UTF-8"
     where = f" at {path}" if path else ""
-    excerpt = body[:EXCERPT_LIMIT].decode("utf-8", "replace")
+    start = body[:EXCERPT_LIMIT].decode("utf-8", "replace")
     return errors.ResponseDecodeError(
-        f"cannot decode the response (HTTP {status}): {text}{where}{note}; body starts {excerpt!r}",
+        f"cannot decode the response (HTTP {status}): {text}{where}{note}; body starts {start!r}",
         status=status,
         path=path,
         body=body,
-        method=method,
-        url=url,
     )
-
-
-def _decode_lenient(body: bytes) -> _LenientEnvelope:
-    """Second pass over a case that failed the typed decode, with Acquire's quirks fixed.
-
-    - a participant ``type`` this SDK does not know decodes as ``UnknownUser`` (msgspec's
-      tagged unions have no catch-all tag);
-    - a nested ``user`` sent without ``type`` (Acquire's add-message example of 2021-04-08)
-      takes the participant's own ``type``;
-    - ``"users": null`` reads as no users, like an absent ``users``.
-
-    Only for bodies up to ``LENIENT_MAX_BODY``: it costs an object per JSON value.
-    """
-    tree = _ANY_DECODER.decode(body)
-    if isinstance(tree, dict):
-        _normalize_case(tree.get("data"))
-    return msgspec.convert(tree, _LenientEnvelope)
-
-
-def _normalize_case(case: Any) -> None:
-    if not isinstance(case, dict):
-        return
-    users = case.get("users")
-    if users is None and "users" in case:
-        case["users"] = []
-    elif isinstance(users, list):
-        for entry in users:
-            if isinstance(entry, dict):
-                _normalize_participant(entry)
-                _normalize_case(entry.get("case"))  # the joined entry nests the case again
-
-
-def _normalize_participant(entry: dict[str, Any]) -> None:
-    user = entry.get("user")
-    if not isinstance(user, dict):
-        return
-    kind = user.get("type")
-    if kind is None and entry.get("type") in ("user", "contact"):
-        entry["user"] = {**user, "type": entry["type"]}
-    elif kind not in ("user", "contact"):
-        entry["user"] = {**user, "kind": kind, "type": UNKNOWN_USER_TAG}
-
-
-# --------------------------------------------------------------------------- errors
-
-_BY_CODE: dict[str, type[errors.APIStatusError]] = {
-    "CHAT_ALREADY_JOINED": errors.AlreadyJoinedError,
-    # On the join endpoint a duplicate record is the agent's participation: already joined.
-    "ERROR_DUPLICATE_RECORD_FOUND": errors.AlreadyJoinedError,
-    "ERROR_RECORD_NOT_FOUND": errors.NotFoundError,
-    "ERROR_INVALID_INPUT": errors.BadRequestError,
-    "ERROR_UNAUTHORIZED": errors.AuthenticationError,
-    "ERROR_UNAUTHORIZED_ACCESS": errors.PermissionDeniedError,
-    "ERROR_SERVER_ERROR": errors.InternalServerError,
-}
-
-_BY_STATUS: dict[int, type[errors.APIStatusError]] = {
-    400: errors.BadRequestError,
-    401: errors.AuthenticationError,
-    403: errors.PermissionDeniedError,
-    404: errors.NotFoundError,
-    409: errors.ConflictError,
-    422: errors.UnprocessableEntityError,
-    429: errors.RateLimitError,
-}
-
-
-def error_for(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    method: str = "",
-    url: str = "",
-    now: float | None = None,
-    reason: str | None = None,
-) -> errors.APIStatusError:
-    """The error for a non-2xx response, from its body's code when it has one.
-
-    Without an Acquire envelope (an nginx page, a gateway's own JSON), the message is the
-    reason phrase (``reason``, else the SDK's for the status) and a sanitised excerpt:
-
-    >>> error_for(413, {}, b"<html><title>413 Too Large</title></html>").message
-    'request entity too large: "413 Too Large"'
-    """
-    error: Any = None
-    message: Any = None
-    if body:
-        try:
-            envelope = _ERROR_DECODER.decode(body)
-        except _DECODE_ERRORS:
-            pass  # not a JSON object (an HTML error page from a proxy, say)
-        else:
-            error = _field(envelope.error)
-            message = _field(envelope.message)
-    return _error_from_payload(
-        status, headers, body, error, message, method, url, now=now, reason=reason
-    )
-
-
-def _error_from_payload(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    error: Any,
-    message: Any,
-    method: str,
-    url: str,
-    *,
-    now: float | None = None,
-    reason: str | None = None,
-) -> errors.APIStatusError:
-    headers = _ci(headers)
-    code: str | None = None
-    text: str | None = message if isinstance(message, str) and message else None
-    if isinstance(error, dict):
-        raw_code = error.get("code")
-        code = raw_code if isinstance(raw_code, str) and raw_code else None
-        inner = error.get("message")
-        if isinstance(inner, str) and inner:
-            text = inner
-    elif isinstance(error, str) and error:
-        if _CODE.fullmatch(error):
-            code = error
-        elif text is None:
-            text = error
-    # Acquire's code first (it is more specific than the status: ERROR_RECORD_NOT_FOUND comes
-    # with 400), except that a 429 is a rate limit whatever the code says.
-    cls = _BY_CODE.get(code) if code and status != 429 else None
-    if cls is None:
-        cls = _BY_STATUS.get(status)
-    if cls is None:
-        cls = errors.InternalServerError if status >= 500 else errors.APIStatusError
-    if text is None:
-        if 300 <= status < 400:
-            location = headers.get("Location", "")
-            text = f"unexpected redirect (not followed) to {location!r}"
-        elif 200 <= status < 300:
-            text = "error envelope without message"
-        else:
-            text = reason_text(status, reason)
-            if code is None:
-                # No Acquire envelope (a proxy's page, a gateway's JSON): show what came.
-                shown = excerpt(body)
-                if shown:
-                    text = f'{text}: "{shown}"'
-    common: dict[str, Any] = {
-        "status": status,
-        "code": code,
-        "request_id": request_id(headers),
-        "method": method,
-        "url": url,
-        "body": body,
-        "retry_after": parse_retry_after(headers.get("Retry-After"), now=now),
-    }
-    return cls(text, **common)
-
-
-# --------------------------------------------------------------------------- Retry-After
-
-
-def parse_retry_after(value: str | None, *, now: float | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value, or ``None`` when absent or unusable.
-
-    Both RFC 9110 forms: delta-seconds (``"120"``) and an HTTP-date (IMF-fixdate, RFC 850 or
-    asctime, taken as UTC). A date needs ``now`` (a POSIX timestamp); a date in the past gives
-    ``0.0``. Negative numbers, ``nan``, ``inf`` and garbage give ``None``: the caller falls back
-    to its own backoff (``asyncio.sleep(nan)`` would never return).
-
-    >>> parse_retry_after("3", now=None)
-    3.0
-    >>> parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0)
-    10.0
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    if text.isascii() and text.replace(".", "", 1).isdigit():
-        seconds = float(text)
-        return seconds if math.isfinite(seconds) else None
-    if now is None:
-        return None
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:  # asctime has no zone; HTTP dates are always GMT
-        when = when.replace(tzinfo=timezone.utc)
-    delay = when.timestamp() - now
-    return max(0.0, delay) if math.isfinite(delay) else None

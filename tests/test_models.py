@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -10,6 +11,7 @@ import msgspec
 import pytest
 from payloads import EXAMPLES, JOIN_RESPONSE
 
+import acquire_async.models
 from acquire_async import (
     Agent,
     Case,
@@ -17,13 +19,15 @@ from acquire_async import (
     CaseUser,
     CaseUserStatus,
     Channel,
+    ClosedCase,
+    CloseResult,
     Contact,
     Message,
     MessageType,
     ParticipantType,
     UnknownUser,
 )
-from acquire_async._protocol import decode_join
+from acquire_async._protocol import decode_case, decode_message
 from acquire_async.models import plain_text
 
 # --------------------------------------------------------------------------- wrappers
@@ -41,16 +45,12 @@ class _CaseListEnvelope(msgspec.Struct):
     data: list[Case]
 
 
-class _MessageWithCase(Message, kw_only=True, frozen=True):
-    case: Case | None = None
-
-
 class _MessageEnvelope(msgspec.Struct):
-    data: _MessageWithCase
+    data: Message
 
 
 class _MessagePage(msgspec.Struct):
-    data: list[_MessageWithCase]
+    data: list[Message]
 
 
 class _MessagePageEnvelope(msgspec.Struct):
@@ -64,13 +64,13 @@ CASE_LIST = "data[] are cases"
 MESSAGE = "data is a message (with .case)"
 MESSAGE_PAGE = "data.data[] are messages with .case"
 ERROR = "error envelope"
-OTHER = "no case in it"
+CLOSE = "data holds numbered close entries"
 
 KINDS = {
     "crm-messenger-chat-add-message__response-200__2021-03-10_6050ecf.json": MESSAGE,
     "crm-messenger-chat-add-message__response-200__2021-03-30_9989aa3.json": MESSAGE,
     "crm-messenger-chat-add-message__response-200__2021-04-08_ed5501f.json": MESSAGE,
-    "crm-messenger-chat-close__response-200__2021-03-24_45d0c14.json": OTHER,
+    "crm-messenger-chat-close__response-200__2021-03-24_45d0c14.json": CLOSE,
     "crm-messenger-chat-create__response-200__2021-03-24_491a20f.json": CASE,
     "crm-messenger-chat-create__response-200__2021-03-30_c5d92f9.json": CASE,
     "crm-messenger-chat-create__response-200__2021-04-08_51063fc.json": CASE,
@@ -94,8 +94,8 @@ KINDS = {
 }
 
 # Its ``users[0].user`` (an agent) has no "type": msgspec tagged unions cannot decode a
-# missing tag (msgspec issues #527, #1098), so the bare models refuse it. ``decode_join``,
-# the SDK's own path, infers the type from the participant (see the test below).
+# missing tag (msgspec issues #527, #1098), so the bare models refuse it. ``decode_message``,
+# the SDK's own path, infers the type from the participant (see the tests below).
 TYPELESS_USER_FILE = "crm-messenger-chat-add-message__response-200__2021-04-08_ed5501f.json"
 
 
@@ -174,20 +174,20 @@ def test_every_published_response_is_classified() -> None:
                 strict=True,
                 raises=msgspec.ValidationError,
                 reason="models alone cannot decode a nested user without 'type' (msgspec has "
-                "no default tag); decode_join handles it",
+                "no default tag); decode_message handles it",
             ),
         )
         if name == TYPELESS_USER_FILE
         else name
         for name in sorted(KINDS)
-        if KINDS[name] not in (ERROR, OTHER)
+        if KINDS[name] not in (ERROR, CLOSE)
     ],
 )
 def test_published_payload_decodes_with_the_models(name: str) -> None:
     body, tree = _load(name)
     kind = KINDS[name]
     if kind == CASE:
-        case = decode_join(200, {}, body)
+        case = decode_case(200, {}, body)
         _assert_matches(case, tree["data"])
     elif kind == CASE_LIST:
         cases = msgspec.json.decode(body, type=_CaseListEnvelope).data
@@ -213,16 +213,56 @@ def test_published_payload_decodes_with_the_models(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(n for n in KINDS if _cases_in(n)))
-def test_every_published_case_decodes_through_decode_join(name: str) -> None:
+def test_every_published_case_decodes_through_decode_case(name: str) -> None:
     for raw in _cases_in(name):
-        case = decode_join(200, {}, json.dumps({"data": raw}).encode())
+        case = decode_case(200, {}, json.dumps({"data": raw}).encode())
         _assert_matches(case, raw)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in KINDS if KINDS[n] == MESSAGE))
+def test_every_published_message_decodes_through_decode_message(name: str) -> None:
+    body, tree = _load(name)
+    message = decode_message(200, {}, body)
+    if name == TYPELESS_USER_FILE:  # the wire user has no "type": compare what it does have
+        assert message.case is not None
+        assert [type(entry.user) for entry in message.case.users] == [Agent, Contact]
+        return
+    _assert_matches(message, tree["data"])
+
+
+def test_the_add_message_answer_carries_the_case_and_the_sender() -> None:
+    body, _ = _load("crm-messenger-chat-add-message__response-200__2021-03-30_9989aa3.json")
+    message = decode_message(200, {}, body, case_id=2069)
+    assert (message.id, message.case_id, message.thread_id, message.contact_id) == (
+        8289,
+        2069,
+        1875,
+        597759,
+    )
+    assert (message.sender_id, message.sender_type, message.type) == (25, "user", "message")
+    assert message.sender == Agent(
+        id=25,
+        name="a",
+        first_name="a",
+        last_name="",
+        photo="",
+        email="",
+        client_id="",
+        parent_id=0,
+        roles=[],
+    )
+    assert message.case is not None
+    assert (message.case.id, message.case.status, message.case.thread_id) == (2069, "active", 1875)
+    assert message.date_created == datetime(2021, 3, 30, 16, 5, 46, tzinfo=timezone.utc)
+    assert message.meta == {"additionalProp1": {}}
 
 
 def test_nested_user_without_type_takes_the_participant_type() -> None:
     (raw,) = _cases_in(TYPELESS_USER_FILE)
     assert "type" not in raw["users"][0]["user"]  # the fixture is what this test is about
-    case = decode_join(200, {}, json.dumps({"data": raw}).encode())
+    case = decode_case(200, {}, json.dumps({"data": raw}).encode())
+    body, _ = _load(TYPELESS_USER_FILE)
+    assert decode_message(200, {}, body, case_id=2069).case == case
     agent = case.users[0].user
     assert isinstance(agent, Agent)
     assert (agent.id, agent.name, agent.email) == (1, "David Guetta", "user@example.com")
@@ -231,7 +271,7 @@ def test_nested_user_without_type_takes_the_participant_type() -> None:
 
 def test_nested_user_without_type_under_an_unknown_participant_is_unknown() -> None:
     body = b'{"data":{"id":1,"users":[{"type":"bot","user":{"id":9,"name":"R2"}}]}}'
-    user = decode_join(200, {}, body).users[0].user
+    user = decode_case(200, {}, body).users[0].user
     assert isinstance(user, UnknownUser)
     assert (user.kind, user.id, user.name) == (None, 9, "R2")
 
@@ -241,7 +281,7 @@ def test_nested_user_without_type_under_an_unknown_participant_is_unknown() -> N
 
 @pytest.fixture
 def case() -> Case:
-    return decode_join(200, {}, JOIN_RESPONSE)
+    return decode_case(200, {}, JOIN_RESPONSE)
 
 
 def test_snake_case_attributes(case: Case) -> None:
@@ -339,7 +379,7 @@ def test_meta_stays_a_dict(case: Case) -> None:
     assert case.last_message.meta == {}
     free_form = {"_routes": {}, "nested": {"a": [1, {"b": None}]}, "n": 1.5}
     body = json.dumps({"data": {"id": 1, "meta": free_form}}).encode()
-    assert decode_join(200, {}, body).meta == free_form
+    assert decode_case(200, {}, body).meta == free_form
 
 
 # --------------------------------------------------------------------------- leniency
@@ -353,7 +393,7 @@ def _unknown_user_body() -> bytes:
 
 
 def test_unknown_user_type_decodes_as_unknown_user() -> None:
-    case = decode_join(200, {}, _unknown_user_body())
+    case = decode_case(200, {}, _unknown_user_body())
     bot = case.users[0].user
     assert isinstance(bot, UnknownUser)
     assert (bot.kind, bot.type, bot.id, bot.name) == ("bot", "bot", 7, "R2")
@@ -363,7 +403,7 @@ def test_unknown_user_type_decodes_as_unknown_user() -> None:
 
 
 def test_unknown_user_type_nested_in_users_case_users() -> None:
-    case = decode_join(200, {}, _unknown_user_body())
+    case = decode_case(200, {}, _unknown_user_body())
     nested = case.users[1].case
     assert nested is not None
     assert nested.id == 2
@@ -374,17 +414,17 @@ def test_unknown_user_type_nested_in_users_case_users() -> None:
 
 def test_absent_user_last_message_users_and_null_channel() -> None:
     body = b'{"data":{"id":3,"channel":null,"users":[{"id":1,"type":"user","userId":2}]}}'
-    case = decode_join(200, {}, body)
+    case = decode_case(200, {}, body)
     assert case.channel is None
     assert case.last_message is None
     assert case.users[0].user is None
     assert case.users[0].case is None
-    assert decode_join(200, {}, b'{"data":{"id":3}}').users == []
-    assert decode_join(200, {}, b'{"data":{"id":3,"lastMessage":null}}').last_message is None
+    assert decode_case(200, {}, b'{"data":{"id":3}}').users == []
+    assert decode_case(200, {}, b'{"data":{"id":3,"lastMessage":null}}').last_message is None
 
 
 def test_null_users_reads_as_empty() -> None:
-    assert decode_join(200, {}, b'{"data":{"id":3,"users":null}}').users == []
+    assert decode_case(200, {}, b'{"data":{"id":3,"users":null}}').users == []
 
 
 def test_unknown_fields_are_ignored() -> None:
@@ -400,7 +440,7 @@ def test_unknown_fields_are_ignored() -> None:
             "meta": {"server": "x"},
         }
     ).encode()
-    case = decode_join(200, {}, body)
+    case = decode_case(200, {}, body)
     assert case.id == 4
     assert isinstance(case.users[0].user, Agent)
     assert case.last_message == Message(id=6)
@@ -412,7 +452,7 @@ def test_unknown_string_values_decode_as_str() -> None:
         b'"users":[{"status":"invited","type":"user"}],'
         b'"lastMessage":{"id":1,"type":"reaction","channel":"whatsapp"}}}'
     )
-    case = decode_join(200, {}, body)
+    case = decode_case(200, {}, body)
     assert case.last_message is not None
     values = (case.status, case.channel, case.users[0].status, case.last_message.type)
     assert values == ("snoozed", "whatsapp", "invited", "reaction")
@@ -518,3 +558,38 @@ def test_case_needs_only_id() -> None:
 
 def test_users_default_is_not_shared() -> None:
     assert Case(id=1).users is not Case(id=2).users
+
+
+# --------------------------------------------------------------------------- close results
+
+
+def test_close_result_reads_its_first_entry() -> None:
+    first = ClosedCase(case_id=5, contact_id=6, forever_closed=True, left_user=False)
+    result = CloseResult(closed=[first, ClosedCase(case_id=7)], user_id=1, user_type="user")
+    assert (result.case_id, result.contact_id, result.forever_closed, result.left_user) == (
+        5,
+        6,
+        True,
+        False,
+    )
+    empty = CloseResult()
+    assert empty.closed == [] and empty.closed is not CloseResult().closed
+    assert (empty.case_id, empty.contact_id, empty.forever_closed, empty.left_user) == (None,) * 4
+    assert (empty.user_id, empty.user_type) == (None, None)
+
+
+def test_close_models_are_frozen_values() -> None:
+    with pytest.raises(AttributeError):
+        CloseResult().user_id = 1  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        ClosedCase().case_id = 1  # type: ignore[misc]
+    assert hash(ClosedCase(case_id=5)) == hash(ClosedCase(case_id=5))
+    # Encoded, a CloseResult is its own shape, not the wire's numbered entries.
+    assert msgspec.json.encode(CloseResult(closed=[ClosedCase(case_id=5)], user_id=1)) == (
+        b'{"closed":[{"caseId":5}],"userId":1}'
+    )
+
+
+def test_docstring_examples_run() -> None:
+    failures, tried = doctest.testmod(acquire_async.models)
+    assert tried > 0 and failures == 0
