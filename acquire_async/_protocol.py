@@ -153,16 +153,21 @@ def decode_case(
     if not 200 <= status < 300:
         raise error_for(status, headers, body, reason=reason, now=now, codes=codes)
     # The common case inline: one typed decode, two checks (this function runs per join).
+    # Nothing is raised inside ``except``: a chained msgspec error would keep this frame, and
+    # its ``body`` (which may echo the key), alive in the traceback.
+    problem: BaseException | None = None
+    envelope: Envelope[Case] | None = None
     try:
         envelope = _CASE_DECODER.decode(body)
     except DECODE_ERRORS as exc:
-        case = _settle(exc, None, lenient_case, status, headers, body, reason, now, codes)
+        problem = exc
     else:
         data = envelope.data
         if data is not None and envelope.error is ABSENT:
-            case = data
-        else:
-            case = _settle(None, envelope, lenient_case, status, headers, body, reason, now, codes)
+            if data.id == case_id or case_id is None:
+                return data
+            raise _stray(f"is for case {data.id}", case_id, "$.data.id", status, body)
+    case = _settle(problem, envelope, lenient_case, status, headers, body, reason, now, codes)
     if case.id == case_id or case_id is None:
         return case
     raise _stray(f"is for case {case.id}", case_id, "$.data.id", status, body)
@@ -272,13 +277,16 @@ def _decode(
     """What :func:`decode_case` does inline, for the other envelopes."""
     if not 200 <= status < 300:
         raise error_for(status, headers, body, reason=reason, now=now, codes=codes)
+    problem: BaseException | None = None
+    envelope: Envelope[T] | None = None
     try:
         envelope = decoder.decode(body)
     except DECODE_ERRORS as exc:
-        return _settle(exc, None, lenient, status, headers, body, reason, now, codes)
-    if envelope.data is None or envelope.error is not ABSENT:
-        return _settle(None, envelope, lenient, status, headers, body, reason, now, codes)
-    return envelope.data
+        problem = exc  # handled below, outside ``except``: see decode_case
+    else:
+        if envelope.data is not None and envelope.error is ABSENT:
+            return envelope.data
+    return _settle(problem, envelope, lenient, status, headers, body, reason, now, codes)
 
 
 def _settle(

@@ -177,6 +177,19 @@ def test_hostile_body_is_exactly_a_decode_error(body: bytes) -> None:
     assert len(str(exc)) < 1000
 
 
+@pytest.mark.parametrize("decode", [decode_case, decode_message, decode_close])
+@pytest.mark.parametrize(
+    "body",
+    [b"nope", b'{"data":{"id":"x"}}', b'{"data":{"id":1,"users":[{"user":{"type":"bot"}}]}}'],
+)
+def test_a_decode_error_chains_nothing(decode: Any, body: bytes) -> None:
+    # A chained msgspec error would keep the decoder's frame, and the body in its locals (it
+    # may echo the API key), alive in the traceback.
+    exc = _raises_with(decode, 200, body, case_id=2)
+    assert type(exc) is ResponseDecodeError
+    assert exc.__context__ is None and exc.__cause__ is None
+
+
 @pytest.mark.parametrize(
     ("body", "path"),
     [
