@@ -18,11 +18,13 @@ Join live chats ("cases") one at a time or by the thousand::
 """
 
 from ._bulk import JoinOutcome, JoinStream
-from ._client import AcquireClient, JoinResponse
+from ._client import AcquireClient
 from ._config import Timeouts
+from ._engine import Response
 from ._retry import RetryPolicy
 from ._stats import ClientStats, RequestEvent, ResponseEvent, RetryEvent
 from ._throttle import LocalThrottle, Throttle
+from ._transport import AiohttpTransport, Transport
 from ._version import __version__
 from .errors import (
     AcquireError,
@@ -67,6 +69,7 @@ __all__ = [
     "APITimeoutError",
     "AcquireClient",
     "AcquireError",
+    "AiohttpTransport",
     "Agent",
     "AlreadyJoinedError",
     "AuthenticationError",
@@ -84,7 +87,6 @@ __all__ = [
     "InternalServerError",
     "InvalidCaseIdError",
     "JoinOutcome",
-    "JoinResponse",
     "JoinStream",
     "LocalThrottle",
     "Message",
@@ -99,7 +101,9 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "Throttle",
+    "Response",
     "Timeouts",
+    "Transport",
     "UnknownUser",
     "UnprocessableEntityError",
     "__version__",

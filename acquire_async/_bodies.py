@@ -6,9 +6,6 @@ the parameter), so a client that builds the body first refuses bad input before 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import NamedTuple
-
 import msgspec
 from yarl import URL
 
@@ -17,7 +14,6 @@ from ._checks import (
     check_optional_bool,
     check_optional_text,
     check_text,
-    resolve_base_url,
     validate_case_id,
 )
 from ._secrets import RedactedStr, Secret
@@ -27,9 +23,7 @@ __all__ = [
     "CLOSE_PATH",
     "JOIN_PATH",
     "REJECT_PATH",
-    "Endpoint",
     "add_message_body",
-    "build_endpoint",
     "close_body",
     "endpoint_url",
     "join_body",
@@ -41,13 +35,6 @@ JOIN_PATH = "/crm/messenger/chat/join"
 REJECT_PATH = "/crm/messenger/chat/reject"
 CLOSE_PATH = "/crm/messenger/chat/close"
 ADD_MESSAGE_PATH = "/crm/messenger/chat/add-message"
-
-
-class Endpoint(NamedTuple):
-    """The join URL and the constant request headers (compatibility: see build_endpoint)."""
-
-    url: URL
-    headers: Mapping[str, str]
 
 
 def request_headers(api_key: Secret, user_agent: str) -> dict[str, str]:
@@ -67,14 +54,6 @@ def endpoint_url(base: URL, path: str) -> URL:
     'http://127.0.0.1:1/prefix/api/v1/crm/messenger/chat/reject'
     """
     return base.with_path(base.path.rstrip("/") + path, encoded=False)
-
-
-def build_endpoint(
-    *, account_id: str | None, base_url: str | URL | None, api_key: Secret, user_agent: str
-) -> Endpoint:
-    """The join URL and the constant headers (compatibility: removed when the engine lands)."""
-    url = endpoint_url(resolve_base_url(account_id, base_url), JOIN_PATH)
-    return Endpoint(url, request_headers(api_key, user_agent))
 
 
 # --------------------------------------------------------------------------- request bodies

@@ -34,7 +34,7 @@ from typing import Any, Final, Protocol
 
 import msgspec
 
-from ._protocol import validate_case_id
+from ._checks import validate_case_id
 from .errors import AcquireError, AlreadyJoinedError, APIConnectionError, InvalidCaseIdError
 from .models import Case
 
@@ -92,7 +92,7 @@ _TEXT: Final = (str, bytes, bytearray, memoryview, UserString)
 class _Joined(Protocol):
     # What the client's join returns: the bulk engine reads only these two fields.
     @property
-    def case(self) -> Case: ...
+    def data(self) -> Case: ...
     @property
     def attempts(self) -> int: ...
 
@@ -232,7 +232,7 @@ def _outcome(task: asyncio.Task[Any], item: Any, started: float) -> JoinOutcome 
     error = task.exception()
     if error is None:
         response = task.result()
-        return JoinOutcome(item, response.case, None, False, response.attempts, elapsed)
+        return JoinOutcome(item, response.data, None, False, response.attempts, elapsed)
     if isinstance(error, AlreadyJoinedError):
         return JoinOutcome(item, None, None, True, error.attempts, elapsed)
     if isinstance(error, AcquireError):

@@ -1,91 +1,60 @@
-"""``AcquireClient``: configuration, the pooled session, and the one way a join is made."""
+"""``AcquireClient``: configuration, lifecycle, and one short method per operation.
+
+Every call goes through the engine (``_engine``): the methods here check their arguments before
+any I/O, build the request body with the codec, and hand the operation to the engine.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import os
-import platform
-import random
-import sys
+import random as _random
 import time
-import warnings
-from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-import msgspec
 from yarl import URL
 
-from . import _protocol, _transport
+from . import _bodies
 from ._bulk import JoinOutcome, JoinStream
+from ._checks import (
+    check_bool,
+    check_optional_bool,
+    check_optional_text,
+    check_text,
+    resolve_base_url,
+    validate_case_id,
+)
 from ._config import Timeouts, check_seconds
-from ._retry import RetryBudget, RetryPolicy, retry_delay
+from ._engine import Engine, Response
+from ._operations import ADD_MESSAGE, CLOSE_CHAT, JOIN_CHAT, REJECT_CHAT
+from ._retry import RetryPolicy
 from ._secrets import Redactor, Secret, validate_api_key
-from ._slots import Slots
 from ._stats import ClientStats, RequestEvent, ResponseEvent, RetryEvent
 from ._throttle import LocalThrottle, Throttle
+from ._transport import DEFAULT_MAX_BODY_SIZE, USER_AGENT, AiohttpTransport, Transport
 from ._version import __version__
-from .errors import (
-    AcquireError,
-    AlreadyJoinedError,
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    ResponseDecodeError,
-)
-from .models import Case
+from .models import Case, CloseResult, Message
 
-__all__ = ["AcquireClient", "JoinResponse"]
+if TYPE_CHECKING:  # only the transport layer imports aiohttp's client machinery
+    import aiohttp
 
-log = logging.getLogger("acquire_async")
+__all__ = ["AcquireClient"]
 
-# A join answer is 3-6 KiB. 1 MiB bounds what a hostile body that still decodes can cost
-# (a case whose free-form ``meta`` holds 100,000s of objects): about 30 ms of event loop and
-# 25 MiB here, where 8 MiB cost 0.3 s and 194 MiB.
-DEFAULT_MAX_BODY_SIZE = 1024 * 1024
-# How long past a call's deadline the backstop waits for the retry loop's own, more
-# informative error (the last attempt's) before it reports a bare deadline timeout.
-_DEADLINE_GRACE = 0.05
-# Statuses whose Retry-After pauses the whole client, not just the call that got it.
-_PAUSE = (429, 503)
 _METHODS = ("POST", "GET")
-_NO_RESPONSE = _protocol.RawResponse(0, {}, b"")
-_DEFAULT_USER_AGENT = (
-    f"acquire-async/{__version__} aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
-)
-
-
-class JoinResponse(msgspec.Struct, frozen=True):
-    """A join with everything the server sent: what ``join_chat_response`` returns.
-
-    ``case`` is the decoded case; ``raw`` the exact body bytes (to read a field the models do
-    not have yet, or to tell an absent field from ``null``); ``headers`` the response headers.
-    """
-
-    case: Case
-    status: int
-    headers: Mapping[str, str]
-    raw: bytes
-    attempts: int
-    elapsed: float
-
-    @property
-    def request_id(self) -> str | None:
-        """The server's request id header, when it sent one."""
-        return _protocol.request_id(self.headers)
+_DEFAULT_USER_AGENT = f"acquire-async/{__version__} {USER_AGENT}"
 
 
 class AcquireClient:
-    """An asyncio client for Acquire's Join Chat API, safe to share among thousands of tasks.
+    """An asyncio client for the Acquire API, safe to share among thousands of tasks.
 
     Use it as an async context manager (or call :meth:`aclose`) so its connection pool closes::
 
         async with AcquireClient("mycompany", api_key) as client:
             case = await client.join_chat(1684)
-            print(case.status, [u.user_id for u in case.users])
+            await client.add_message(1684, "Hello! How can I help?")
 
     ``account_id`` and ``api_key`` fall back to the environment variables
     ``ACQUIRE_ACCOUNT_ID`` and ``ACQUIRE_API_KEY``. ``account_id`` must be one DNS label (it
@@ -94,11 +63,16 @@ class AcquireClient:
 
     Keyword arguments:
         timeout: a :class:`Timeouts`, or a number of seconds for the total of one attempt.
-        max_connections: size of the owned connection pool.
-        max_concurrency: joins in flight at once across the whole client (default:
+        max_connections: size of the owned connection pool (100).
+        max_concurrency: calls in flight at once across the whole client (default:
             ``max_connections``). Callers beyond it wait for a slot before their timers start.
         session: an ``aiohttp.ClientSession`` to borrow. It is used as is and never closed;
             the client's timeouts still apply to each request.
+        transport: a :class:`Transport` to send requests with instead of the built-in
+            :class:`AiohttpTransport` (``acquire_async.testing.MockTransport`` in unit tests).
+            It excludes the arguments that configure the built-in one (``timeout``,
+            ``max_connections``, ``session``, ``max_body_size``, ``keepalive_timeout``,
+            ``trust_env``, ``trace_configs``).
         join_method: ``"POST"`` (Acquire's last documented method) or ``"GET"``. On a ``405``
             the client tries the other method once and keeps it for its lifetime.
         user_agent: a product token put before the SDK's own ``User-Agent``.
@@ -110,9 +84,11 @@ class AcquireClient:
         keepalive_timeout: seconds an idle pooled connection is kept for reuse (default 4,
             below common servers' idle timeouts: Node's 5 s). Owned session only.
         trust_env: let aiohttp read proxy settings from the environment (off by default).
-        trace_configs: aiohttp ``TraceConfig``\\ s for the owned session (OpenTelemetry).
+        trace_configs: aiohttp ``TraceConfig`` objects for the owned session (OpenTelemetry).
         on_request, on_response, on_retry: hooks called with a :class:`RequestEvent`,
             :class:`ResponseEvent`, :class:`RetryEvent`. They run inline: keep them fast.
+        clock, sleep, random: the seams tests use: the monotonic clock of deadlines and
+            latencies, the backoff sleep, and the source of jitter in [0, 1).
     """
 
     def __init__(
@@ -122,21 +98,25 @@ class AcquireClient:
         *,
         base_url: str | URL | None = None,
         timeout: Timeouts | float | None = None,
-        max_connections: int = 100,
+        max_connections: int | None = None,
         max_concurrency: int | None = None,
         session: aiohttp.ClientSession | None = None,
+        transport: Transport | None = None,
         join_method: str = "POST",
         user_agent: str | None = None,
         retry: RetryPolicy | None = None,
         rate_limit: float | None = None,
         throttle: Throttle | None = None,
-        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_body_size: int | None = None,
         keepalive_timeout: float | None = None,
         trust_env: bool = False,
         trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
         on_request: Callable[[RequestEvent], object] | None = None,
         on_response: Callable[[ResponseEvent], object] | None = None,
         on_retry: Callable[[RetryEvent], object] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        random: Callable[[], float] = _random.random,
     ) -> None:
         # Validate everything before touching anything, so a bad argument never half-builds.
         if account_id is None and base_url is None:
@@ -154,12 +134,8 @@ class AcquireClient:
         method = join_method.upper()
         if method not in _METHODS:
             raise ValueError(f"join_method must be 'POST' or 'GET' (got {join_method!r})")
-        _check_count("max_connections", max_connections)
         if max_concurrency is not None:
             _check_count("max_concurrency", max_concurrency)
-        _check_count("max_body_size", max_body_size)
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise TypeError(f"session must be an aiohttp.ClientSession, not {type(session)}")
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
         if throttle is not None and not isinstance(throttle, Throttle):
@@ -169,64 +145,80 @@ class AcquireClient:
             )
         if throttle is not None and rate_limit is not None:
             raise ValueError("pass rate_limit or throttle, not both")
-        if not isinstance(trust_env, bool):
-            raise TypeError(f"trust_env must be a bool, not {type(trust_env).__name__}")
-        configs = _check_trace_configs(trace_configs)
-        keepalive = check_seconds("keepalive_timeout", keepalive_timeout)
-        if session is not None and (configs or trust_env or keepalive is not None):
-            raise ValueError(
-                "trace_configs, trust_env and keepalive_timeout configure the session the "
-                "client creates; with session=..., set them on that session"
-            )
+        if user_agent is not None:
+            if not isinstance(user_agent, str):
+                raise TypeError(f"user_agent must be a str, not {type(user_agent).__name__}")
+            if not (user_agent.isascii() and user_agent.isprintable()):
+                raise ValueError("user_agent must be printable ASCII")
         for name, hook in (
             ("on_request", on_request),
             ("on_response", on_response),
             ("on_retry", on_retry),
         ):
             _check_hook(name, hook)
-        if session is not None and session.auth is not None:
-            # aiohttp refuses to send both its auth and our Authorization header.
-            raise ValueError("the borrowed session has auth= set; the client sends its own key")
-        if user_agent is not None:
-            if not isinstance(user_agent, str):
-                raise TypeError(f"user_agent must be a str, not {type(user_agent).__name__}")
-            if not (user_agent.isascii() and user_agent.isprintable()):
-                raise ValueError("user_agent must be printable ASCII")
-        self._timeouts = Timeouts.coerce(timeout)
-        endpoint = _protocol.build_endpoint(
-            account_id=account_id,
-            base_url=base_url,
-            api_key=secret,
-            user_agent=f"{user_agent} {_DEFAULT_USER_AGENT}" if user_agent else _DEFAULT_USER_AGENT,
+        for name, seam in (("clock", clock), ("sleep", sleep), ("random", random)):
+            if not callable(seam):
+                raise TypeError(f"{name} must be a callable, not {type(seam).__name__}")
+        stats = ClientStats()
+        if transport is None:
+            transport = AiohttpTransport(
+                timeouts=timeout,
+                max_connections=100 if max_connections is None else max_connections,
+                keepalive_timeout=keepalive_timeout,
+                max_body_size=DEFAULT_MAX_BODY_SIZE if max_body_size is None else max_body_size,
+                trust_env=trust_env,
+                trace_configs=trace_configs,
+                session=session,
+                on_replay=stats.note_replay,
+            )
+        else:
+            if not isinstance(transport, Transport):
+                raise TypeError(
+                    "transport must be a Transport (async send(...) and aclose()), "
+                    f"not {type(transport).__name__}"
+                )
+            given = {
+                "timeout": timeout is not None,
+                "max_connections": max_connections is not None,
+                "session": session is not None,
+                "max_body_size": max_body_size is not None,
+                "keepalive_timeout": keepalive_timeout is not None,
+                "trust_env": trust_env is not False,
+                "trace_configs": trace_configs is not None,
+            }
+            clash = [name for name, set_ in given.items() if set_]
+            if clash:
+                raise ValueError(
+                    f"{', '.join(clash)} configure the built-in transport; "
+                    "with transport=..., configure that transport instead"
+                )
+        base = resolve_base_url(account_id, base_url)
+        headers = _bodies.request_headers(
+            secret, f"{user_agent} {_DEFAULT_USER_AGENT}" if user_agent else _DEFAULT_USER_AGENT
         )
-        self._url = endpoint.url
-        self._url_str = str(endpoint.url)
-        self._headers = endpoint.headers
-        self._base_url = str(endpoint.url)[: -len(_protocol.JOIN_PATH)]
-        self._method: str = method
-        self._aiohttp_timeout = self._timeouts.to_aiohttp()
-        self._max_connections = max_connections
-        self._slots = Slots(max_concurrency or max_connections)
-        self._retry = retry if retry is not None else RetryPolicy()
-        self._budget = RetryBudget(self._retry)
-        self._throttle: Throttle = throttle if throttle is not None else LocalThrottle(rate_limit)
-        self._throttle_ready = (
-            self._throttle.try_acquire if isinstance(self._throttle, LocalThrottle) else None
-        )
-        self._max_body_size = max_body_size
-        self._keepalive = _transport.DEFAULT_KEEPALIVE if keepalive is None else keepalive
-        self._trust_env = trust_env
-        self._trace_configs = configs
-        self._redactor = Redactor(secret)
-        self._on_request = on_request
-        self._on_response = on_response
-        self._on_retry = on_retry
-        self._session = session
-        self._owns_session = session is None
+        self._base_url = str(base).rstrip("/")
+        self._transport = transport
         self._closed = False
-        self._random = random.Random()
-        self._sleep: Callable[[float], Any] = asyncio.sleep
-        self.stats = ClientStats()
+        self._engine = Engine(
+            transport=transport,
+            base_url=base,
+            headers=headers,
+            retry=retry if retry is not None else RetryPolicy(),
+            throttle=(throttle if throttle is not None else LocalThrottle(rate_limit, clock=clock)),
+            max_concurrency=max_concurrency
+            or (100 if max_connections is None else max_connections),
+            redactor=Redactor(secret),
+            stats=stats,
+            on_request=on_request,
+            on_response=on_response,
+            on_retry=on_retry,
+            clock=clock,
+            now=time.time,
+            sleep=sleep,
+            random=random,
+        )
+        self._engine.route(JOIN_CHAT).method = method
+        self.stats = stats
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -236,6 +228,12 @@ class AcquireClient:
         return self._base_url
 
     @property
+    def transport(self) -> Transport:
+        """The :class:`Transport` this client sends with (an :class:`AiohttpTransport` unless
+        one was given)."""
+        return self._transport
+
+    @property
     def closed(self) -> bool:
         """``True`` once :meth:`aclose` was called."""
         return self._closed
@@ -243,7 +241,7 @@ class AcquireClient:
     @property
     def join_method(self) -> str:
         """The HTTP method joins use now (it changes once after a ``405``)."""
-        return self._method
+        return self._engine.route(JOIN_CHAT).method
 
     def __repr__(self) -> str:
         # getattr: a traceback may repr a client whose constructor raised half-way.
@@ -262,41 +260,16 @@ class AcquireClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the owned session (a borrowed one is left open). Safe to call twice."""
+        """Close the transport (a borrowed session is left open). Safe to call twice."""
         self._closed = True
-        session, self._session = self._session, None
-        if session is not None and self._owns_session and not session.closed:
-            await session.close()
-
-    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        session = getattr(self, "_session", None)
-        if getattr(self, "_owns_session", False) and session is not None and not session.closed:
-            # Only a warning: a task scheduled from __del__ could run on a dead loop.
-            _warn(
-                f"{self!r} was never closed; use 'async with' or 'await client.aclose()'",
-                ResourceWarning,
-                source=self,
-            )
+        self._engine.closed = True
+        await self._transport.aclose()
 
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this AcquireClient is closed; create a new one")
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        session = self._session
-        if session is None:
-            self._check_open()
-            session = self._session = _transport.create_session(
-                url=self._url,
-                max_connections=self._max_connections,
-                timeout=self._aiohttp_timeout,
-                trust_env=self._trust_env,
-                trace_configs=self._trace_configs,
-                keepalive_timeout=self._keepalive,
-            )
-        return session
-
-    # ------------------------------------------------------------------ joins
+    # ------------------------------------------------------------------ operations
 
     async def join_chat(
         self, case_id: int, *, ask_join: bool = True, timeout: float | None = None
@@ -308,7 +281,7 @@ class AcquireClient:
         deadline in seconds across every attempt and backoff sleep of this call.
 
         Raises ``TypeError``/``ValueError`` for a bad ``case_id`` (before any I/O), and an
-        :class:`~acquire_async.errors.AcquireError` subclass when the join fails.
+        :class:`~acquire_async.errors.APIError` subclass when the join fails.
         :class:`~acquire_async.errors.AlreadyJoinedError` means the agent is already in the
         chat. ``attempts > 1`` says this call retried: when an earlier attempt failed after
         its request was sent (a dropped connection, a timeout), that attempt probably joined
@@ -321,14 +294,173 @@ class AcquireClient:
             except AlreadyJoinedError:
                 pass
         """
-        return (await self._join(*_call_args(case_id, ask_join, timeout))).case
+        return (await self._join(*_join_args(case_id, ask_join, timeout))).data
 
     async def join_chat_response(
         self, case_id: int, *, ask_join: bool = True, timeout: float | None = None
-    ) -> JoinResponse:
-        """Like :meth:`join_chat`, but return a :class:`JoinResponse` with the raw body,
-        status, headers, request id and attempt count as well as the case."""
-        return await self._join(*_call_args(case_id, ask_join, timeout))
+    ) -> Response[Case]:
+        """Like :meth:`join_chat`, with the raw body, status, headers and attempts.
+
+        Example::
+
+            response = await client.join_chat_response(1684)
+            print(response.data.status, response.request_id)
+        """
+        return await self._join(*_join_args(case_id, ask_join, timeout))
+
+    def _join(
+        self, case_id: int, ask_join: bool, timeout: float | None
+    ) -> Coroutine[Any, Any, Response[Case]]:
+        self._check_open()
+        return self._engine.call(JOIN_CHAT, case_id, _bodies.join_body(case_id, ask_join), timeout)
+
+    async def reject_chat(self, case_id: int, *, timeout: float | None = None) -> Case:
+        """Reject the chat ``case_id`` for the API key's agent; return the updated case.
+
+        Retried like a join (rejecting twice leaves it rejected).
+
+        Example::
+
+            case = await client.reject_chat(1681)
+            print([u.status for u in case.users])  # the agent's entry reads "rejected"
+        """
+        return (await self.reject_chat_response(case_id, timeout=timeout)).data
+
+    async def reject_chat_response(
+        self, case_id: int, *, timeout: float | None = None
+    ) -> Response[Case]:
+        """Like :meth:`reject_chat`, with the raw body, status, headers and attempts."""
+        case_id = validate_case_id(case_id)
+        timeout = check_seconds("timeout", timeout)
+        self._check_open()
+        return await self._engine.call(REJECT_CHAT, case_id, _bodies.reject_body(case_id), timeout)
+
+    async def close_chat(
+        self,
+        case_id: int,
+        *,
+        closing_state: str = "handled",
+        archive: bool = True,
+        ask_feedback: bool | None = None,
+        leave_only: bool | None = None,
+        force_close: bool | None = None,
+        leave_event: bool | None = None,
+        timeout: float | None = None,
+    ) -> CloseResult:
+        """Close the chat ``case_id``; return what Acquire reports about it.
+
+        ``closing_state`` and ``archive`` are always sent (Acquire's example sends
+        ``"handled"`` and ``"yes"``). ``ask_feedback``, ``leave_only``, ``force_close`` and
+        ``leave_event`` are sent only when given: Acquire documents their names, not what
+        they do, so the server's defaults apply otherwise.
+
+        Example::
+
+            result = await client.close_chat(5, ask_feedback=True)
+            print(result.forever_closed)
+        """
+        response = await self.close_chat_response(
+            case_id,
+            closing_state=closing_state,
+            archive=archive,
+            ask_feedback=ask_feedback,
+            leave_only=leave_only,
+            force_close=force_close,
+            leave_event=leave_event,
+            timeout=timeout,
+        )
+        return response.data
+
+    async def close_chat_response(
+        self,
+        case_id: int,
+        *,
+        closing_state: str = "handled",
+        archive: bool = True,
+        ask_feedback: bool | None = None,
+        leave_only: bool | None = None,
+        force_close: bool | None = None,
+        leave_event: bool | None = None,
+        timeout: float | None = None,
+    ) -> Response[CloseResult]:
+        """Like :meth:`close_chat`, with the raw body, status, headers and attempts."""
+        case_id = validate_case_id(case_id)
+        body = _bodies.close_body(
+            case_id,
+            closing_state=check_text("closing_state", closing_state),
+            archive=check_bool("archive", archive),
+            ask_feedback=check_optional_bool("ask_feedback", ask_feedback),
+            leave_only=check_optional_bool("leave_only", leave_only),
+            force_close=check_optional_bool("force_close", force_close),
+            leave_event=check_optional_bool("leave_event", leave_event),
+        )
+        timeout = check_seconds("timeout", timeout)
+        self._check_open()
+        return await self._engine.call(CLOSE_CHAT, case_id, body, timeout)
+
+    async def add_message(
+        self,
+        case_id: int,
+        text: str,
+        *,
+        type: str = "message",
+        channel: str | None = None,
+        translate_lang_key: str | None = None,
+        timeout: float | None = None,
+    ) -> Message:
+        """Post ``text`` to the chat ``case_id`` as the API key's agent; return the message.
+
+        ``type`` is ``"message"`` (seen by the visitor) or ``"note"`` (agents only);
+        ``channel`` (``"chat"``…) and ``translate_lang_key`` (``"en"``…) are sent when given.
+
+        **Never sent twice by the SDK.** A failure that may have reached the server (a
+        dropped connection after the request was written, a timeout, a 500/502/504) is not
+        retried: it raises with ``request_sent=True``, and the message may or may not be
+        posted. Failures that provably never left (refused, a connect timeout) and answers by
+        which the server says it did not act (408, 429, 503) are retried.
+
+        Example::
+
+            try:
+                await client.add_message(1684, "Hello! How can I help?")
+            except APIError as exc:
+                if exc.request_sent:
+                    ...  # maybe posted: look at the chat before sending it again
+        """
+        response = await self.add_message_response(
+            case_id,
+            text,
+            type=type,
+            channel=channel,
+            translate_lang_key=translate_lang_key,
+            timeout=timeout,
+        )
+        return response.data
+
+    async def add_message_response(
+        self,
+        case_id: int,
+        text: str,
+        *,
+        type: str = "message",
+        channel: str | None = None,
+        translate_lang_key: str | None = None,
+        timeout: float | None = None,
+    ) -> Response[Message]:
+        """Like :meth:`add_message`, with the raw body, status, headers and attempts."""
+        case_id = validate_case_id(case_id)
+        body = _bodies.add_message_body(
+            case_id,
+            check_text("text", text),
+            type=check_text("type", type),
+            channel=check_optional_text("channel", channel),
+            translate_lang_key=check_optional_text("translate_lang_key", translate_lang_key),
+        )
+        timeout = check_seconds("timeout", timeout)
+        self._check_open()
+        return await self._engine.call(ADD_MESSAGE, case_id, body, timeout)
+
+    # ------------------------------------------------------------------ many joins
 
     def join_many(
         self,
@@ -369,249 +501,23 @@ class AcquireClient:
         ask_join: bool = True,
         timeout: float | None = None,
     ) -> list[JoinOutcome]:
-        """Join a small batch and return all outcomes (in completion order) as a list."""
+        """Join a small batch and return all outcomes (in completion order) as a list.
+
+        Example::
+
+            outcomes = await client.join_all([1684, 1685])
+        """
         async with self.join_many(
             case_ids, concurrency=concurrency, ask_join=ask_join, timeout=timeout
         ) as outcomes:
             return [outcome async for outcome in outcomes]
 
-    def _join(
-        self, case_id: int, ask_join: bool, timeout: float | None
-    ) -> Coroutine[Any, Any, JoinResponse]:
-        """One join, retried as the policy allows, within the call's deadline if it has one.
 
-        A plain function that returns the coroutine to await: without a deadline that is
-        the retry loop itself, so the hot path has no extra frame to resume at every event.
-        """
-        if timeout is None:
-            return self._retry_loop(case_id, ask_join, None, [0])
-        return self._join_by(case_id, ask_join, timeout)
-
-    async def _join_by(self, case_id: int, ask_join: bool, timeout: float) -> JoinResponse:
-        # The loop keeps to the deadline itself (attempt timeouts, no sleep past it); this
-        # backstop also bounds the waits it cannot time: a concurrency slot, the throttle.
-        sent = [0]
-        loop = self._retry_loop(case_id, ask_join, time.monotonic() + timeout, sent)
-        # Not asyncio.wait_for: on Python 3.10 and 3.11 it can return the result and drop
-        # the caller's cancellation when both happen in the same step.
-        if sys.version_info >= (3, 11):
-            # In this very task; Task.uncancel bookkeeping lets an outside cancellation
-            # that lands with the expiry propagate.
-            try:
-                async with asyncio.timeout(timeout + _DEADLINE_GRACE) as scope:
-                    return await loop
-            except TimeoutError:
-                if not scope.expired():
-                    raise  # not ours: a TimeoutError from inside (a hook's, say)
-        else:  # pragma: no cover - exercised by the Python 3.10 run
-            # 3.10 cannot tell two cancellations of one task apart, so the loop runs in a
-            # child task: a CancelledError here is always the caller's, and passes on.
-            child = asyncio.ensure_future(loop)
-            try:
-                await asyncio.wait({child}, timeout=timeout + _DEADLINE_GRACE)
-            except asyncio.CancelledError:
-                child.cancel()
-                await asyncio.wait({child})
-                raise
-            if not child.done():
-                child.cancel()
-                await asyncio.wait({child})
-            if not child.cancelled():
-                return child.result()  # it finished (or failed) before the deadline
-        self.stats.failed += 1
-        raise APITimeoutError(
-            f"the call's deadline of {timeout:g}s passed",
-            method=self._method,
-            url=self._url_str,
-            request_sent=sent[0] > 0,
-            attempts=sent[0],
-        )
-
-    async def _retry_loop(
-        self, case_id: int, ask_join: bool, deadline: float | None, sent: list[int]
-    ) -> JoinResponse:
-        """The one place a join is attempted, and attempted again if the policy allows.
-
-        Each attempt takes a concurrency slot, passes the throttle, then starts its timers
-        (so queueing is never a server timeout), sends, and decodes. The attempt is inline,
-        not a helper coroutine: every frame on this path is resumed at each network event.
-        ``sent[0]`` is the number of attempts sent, for the deadline backstop's error.
-        """
-        session = self._get_session()
-        body = _protocol.join_body(case_id, ask_join)
-        stats = self.stats
-        slots = self._slots
-        start = time.monotonic()
-        attempt = 0
-        switched = False
-        reached = False  # did any attempt of this call reach the server?
-        echoed = False  # did the server echo the key in this call's last error?
-        while True:
-            attempt += 1
-            if self._closed:
-                raise RuntimeError("this AcquireClient was closed while the join was under way")
-            if not slots.try_take():
-                await slots.take()
-            status: int | None = None
-            method = self._method
-            started = time.monotonic()
-            try:
-                # A LocalThrottle with no cool-down or rate limit answers without an await.
-                if self._throttle_ready is None or not self._throttle_ready():
-                    await self._throttle.acquire()
-                    method = self._method
-                    started = time.monotonic()
-                timeout = self._aiohttp_timeout if deadline is None else self._until(deadline)
-                stats.requests += 1
-                if self._on_request is not None:
-                    self._on_request(RequestEvent(method, self._url_str, case_id, attempt))
-                sent[0] = attempt
-                raw = await _transport.send(
-                    session,
-                    method,
-                    self._url,
-                    headers=self._headers,
-                    body=body,
-                    timeout=timeout,
-                    max_body_size=self._max_body_size,
-                    on_replay=self._replayed,
-                )
-                status = raw.status
-                stats.responses += 1
-                stats.latencies.append(time.monotonic() - started)
-                if status == 429:
-                    stats.rate_limited += 1
-                case = _protocol.decode_join(
-                    status,
-                    raw.headers,
-                    raw.body,
-                    method=method,
-                    url=self._url_str,
-                    now=time.time(),
-                    reason=raw.reason,
-                    case_id=case_id,
-                )
-            except AcquireError as exc:
-                error = exc
-                # Server text (a message, a body excerpt) may echo the key: masked here, once,
-                # before any hook, log record or caller sees the error.
-                echoed = self._redactor.scrub(error)
-                if sent[0] == attempt:  # not for an attempt the deadline stopped before sending
-                    stats.errors[type(exc).__name__] += 1
-                    if status is None and isinstance(exc, ResponseDecodeError) and exc.status:
-                        status = exc.status  # a response came, but its body was over the cap
-                    self._attempt_done(method, case_id, attempt, status, started, exc)
-            else:
-                if self._on_response is not None or log.isEnabledFor(logging.DEBUG):
-                    self._attempt_done(method, case_id, attempt, status, started, None)
-                self._budget.refund()
-                stats.joined += 1
-                return JoinResponse(
-                    case, status, raw.headers, raw.body, attempt, time.monotonic() - start
-                )
-            finally:
-                slots.give()
-            # Report what happened on the wire: attempts actually sent, and whether any of
-            # them may have reached the server (then the join may have happened).
-            error.attempts = sent[0]
-            if not isinstance(error, APIConnectionError) or error.request_sent:
-                reached = reached or sent[0] == attempt
-            if isinstance(error, APIConnectionError):
-                error.request_sent = reached
-            if isinstance(error, APIStatusError) and error.status == 405 and not switched:
-                # Once per call: the other method, which the whole client then keeps.
-                switched = True
-                self._use_other_method(error.method)
-                continue
-            if isinstance(error, APIStatusError) and error.retry_after and error.status in _PAUSE:
-                # Past max_retry_after this call fails fast, but the pause stays bounded too.
-                await self._throttle.pause(min(error.retry_after, self._retry.max_retry_after))
-            remaining = None if deadline is None else deadline - time.monotonic()
-            delay = retry_delay(
-                self._retry, self._budget, error, attempt, self._random.random(), remaining
-            )
-            if delay is None:
-                if isinstance(error, AlreadyJoinedError):
-                    stats.already_joined += 1
-                else:
-                    stats.failed += 1
-                if echoed:
-                    # The echo is still in the frames' locals (the body in the codec's and in
-                    # ``raw`` here): an error tracker capturing locals must not find it.
-                    raw = _NO_RESPONSE
-                    raise error.with_traceback(None)
-                raise error
-            stats.retries += 1
-            if self._on_retry is not None:
-                self._on_retry(RetryEvent(case_id, attempt, delay, error))
-            del error  # not kept alive across the sleep
-            await self._sleep(delay)
-
-    def _replayed(self) -> None:
-        """A request went out again on a fresh connection (``_transport.send``)."""
-        self.stats.replayed += 1
-        log.debug("replayed a request the server never saw: its pooled connection was closed")
-
-    def _until(self, deadline: float) -> aiohttp.ClientTimeout:
-        """This attempt's timeouts, its total cut to what is left before ``deadline``."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise APITimeoutError(
-                "the call's deadline passed before this attempt",
-                method=self._method,
-                url=self._url_str,
-                request_sent=False,
-            )
-        total = self._timeouts.total
-        return self._timeouts.to_aiohttp(
-            total=remaining if total is None else min(total, remaining)
-        )
-
-    def _attempt_done(
-        self,
-        method: str,
-        case_id: int,
-        attempt: int,
-        status: int | None,
-        started: float,
-        error: AcquireError | None,
-    ) -> None:
-        if self._on_response is None and not log.isEnabledFor(logging.DEBUG):
-            return
-        elapsed = time.monotonic() - started
-        log.debug(
-            "join %s %s case=%d status=%s elapsed=%.1fms attempt=%d%s",
-            method,
-            self._url.path,
-            case_id,
-            status if status is not None else "-",
-            elapsed * 1000,
-            attempt,
-            f" error={type(error).__name__}" if error is not None else "",
-        )
-        if self._on_response is not None:
-            self._on_response(
-                ResponseEvent(method, self._url_str, case_id, attempt, status, elapsed, error)
-            )
-
-    def _use_other_method(self, refused: str) -> None:
-        """After a 405 to ``refused``, use the other method for the client's lifetime."""
-        if self._method != refused:
-            return  # a concurrent call switched already
-        self._method = "GET" if refused == "POST" else "POST"
-        log.warning(
-            "the server answered 405 to %s %s; this client uses %s from now on",
-            refused,
-            self._url.path,
-            self._method,
-        )
-
-
-def _call_args(
+def _join_args(
     case_id: object, ask_join: object, timeout: object
 ) -> tuple[int, bool, float | None]:
     """Check a join call's arguments before any I/O."""
-    checked = _protocol.validate_case_id(case_id)
+    checked = validate_case_id(case_id)
     if not isinstance(ask_join, bool):
         raise TypeError(f"ask_join must be a bool, not {type(ask_join).__name__}")
     return checked, ask_join, check_seconds("timeout", timeout)
@@ -629,22 +535,6 @@ def _check_hook(name: str, hook: object) -> None:
             f"{name} must be a plain function: hooks are called inline and never awaited "
             "(schedule a task from it for async work)"
         )
-
-
-def _check_trace_configs(configs: object) -> tuple[aiohttp.TraceConfig, ...]:
-    if configs is None:
-        return ()
-    if isinstance(configs, (str, bytes)) or not isinstance(configs, Iterable):
-        raise TypeError(
-            f"trace_configs must be a sequence of aiohttp.TraceConfig, not {type(configs).__name__}"
-        )
-    checked = tuple(configs)
-    for item in checked:
-        if not isinstance(item, aiohttp.TraceConfig):
-            raise TypeError(
-                f"trace_configs items must be aiohttp.TraceConfig, not {type(item).__name__}"
-            )
-    return checked
 
 
 def _check_count(name: str, value: object) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import aiohttp
-
 __all__ = ["Timeouts"]
 
 
@@ -69,12 +67,3 @@ class Timeouts:
         if isinstance(value, Timeouts):
             return value
         return cls(total=check_seconds("Timeouts.total", value))
-
-    def to_aiohttp(self, *, total: float | None = None) -> aiohttp.ClientTimeout:
-        """The matching ``aiohttp.ClientTimeout``; ``total`` overrides (for a deadline)."""
-        return aiohttp.ClientTimeout(
-            total=self.total if total is None else total,
-            connect=self.pool,
-            sock_connect=self.connect,
-            sock_read=self.read,
-        )

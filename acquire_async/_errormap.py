@@ -111,8 +111,6 @@ def error_for(
     reason: str | None = None,
     now: float | None = None,
     codes: Codes = BASE_CODES,
-    method: str = "",  # compatibility: removed when the engine lands
-    url: str = "",  # compatibility: removed when the engine lands
 ) -> errors.APIStatusError:
     """The error for a non-2xx response, from its body's code (looked up in ``codes``).
 
@@ -132,9 +130,7 @@ def error_for(
         else:
             error = raw_field(envelope.error)
             message = raw_field(envelope.message)
-    exc = error_from_payload(status, headers, body, error, message, codes, now, reason)
-    exc.method, exc.url = method, url
-    return exc
+    return error_from_payload(status, headers, body, error, message, codes, now, reason)
 
 
 def error_from_payload(

@@ -20,16 +20,13 @@ from ._bodies import (
     CLOSE_PATH,
     JOIN_PATH,
     REJECT_PATH,
-    Endpoint,
     add_message_body,
-    build_endpoint,
     close_body,
     endpoint_url,
     join_body,
     reject_body,
     request_headers,
 )
-from ._checks import validate_account_id, validate_case_id
 from ._errormap import (
     ABSENT,
     BASE_CODES,
@@ -56,15 +53,12 @@ __all__ = [
     "LENIENT_MAX_BODY",
     "REJECT_PATH",
     "Codes",
-    "Endpoint",
     "Envelope",
     "RawResponse",
     "add_message_body",
-    "build_endpoint",
     "close_body",
     "decode_case",
     "decode_close",
-    "decode_join",
     "decode_message",
     "endpoint_url",
     "error_for",
@@ -73,9 +67,6 @@ __all__ = [
     "reject_body",
     "request_headers",
     "request_id",
-    # compatibility: moved to _checks; dropped when the client imports them from there
-    "validate_account_id",
-    "validate_case_id",
 ]
 
 T = TypeVar("T")
@@ -238,30 +229,6 @@ def decode_close(
             shown = f"is for case {named[0]}" if named else "names no case"
             raise _stray(shown, case_id, "$.data.0.caseId", status, body)
     return result
-
-
-def decode_join(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    method: str = "",
-    url: str = "",
-    now: float | None = None,
-    reason: str | None = None,
-    case_id: int | None = None,
-) -> Case:
-    """:func:`decode_case` with ``JOIN_CODES``, its error given ``method`` and ``url``.
-
-    Compatibility: removed when the engine lands (the engine attaches the request).
-    """
-    try:
-        return decode_case(
-            status, headers, body, reason=reason, case_id=case_id, now=now, codes=JOIN_CODES
-        )
-    except (errors.APIStatusError, errors.ResponseDecodeError) as exc:
-        exc.method, exc.url = method, url
-        raise
 
 
 def _decode(

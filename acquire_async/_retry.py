@@ -20,6 +20,9 @@ from .errors import (
 __all__ = ["RetryBudget", "RetryPolicy", "retry_delay"]
 
 DEFAULT_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Statuses by which a server says it did not act on the request: 408 (it never got all of
+# it), 429 (refused for the rate), 503 (not handled). A 500, 502 or 504 may follow an action.
+NOT_ACTED_STATUSES = frozenset({408, 429, 503})
 
 
 def _positive(name: str, value: object, *, allow_zero: bool = False) -> None:
@@ -117,10 +120,24 @@ class RetryPolicy:
         ceiling = min(self.backoff_cap, self.backoff_base * 2.0 ** min(retry_number - 1, 62))
         return unit * ceiling
 
-    def is_retryable(self, error: AcquireError) -> bool:
-        """Whether this error may be retried at all (attempts and budget aside)."""
+    def is_retryable(self, error: AcquireError, *, retry_safe: bool = True) -> bool:
+        """Whether this error may be retried at all (attempts and budget aside).
+
+        ``retry_safe=False`` is for an operation that must not happen twice (a message):
+        then only a failure that provably never reached the server is retried (a connection
+        error with ``request_sent=False``), and the statuses by which a server says it did
+        not act (408, 429, 503) when they are in ``retry_statuses``.
+        """
         if isinstance(error, APITLSError):
             return False
+        if not retry_safe:
+            if isinstance(error, APIConnectionError):
+                return not error.request_sent
+            return (
+                isinstance(error, APIStatusError)
+                and error.status in NOT_ACTED_STATUSES
+                and error.status in self.retry_statuses
+            )
         if isinstance(error, APIConnectionError):
             return True
         if isinstance(error, AlreadyJoinedError):
@@ -172,13 +189,15 @@ def retry_delay(
     attempt: int,
     unit: float,
     remaining: float | None,
+    retry_safe: bool = True,
 ) -> float | None:
     """Seconds to sleep before the next attempt, or ``None`` to give up with ``error``.
 
     ``attempt`` is the number of the attempt that just failed; ``unit`` a random number in
-    [0, 1); ``remaining`` the time left before the call's deadline (``None``: no deadline).
+    [0, 1); ``remaining`` the time left before the call's deadline (``None``: no deadline);
+    ``retry_safe`` whether the operation may happen twice (see ``RetryPolicy.is_retryable``).
     """
-    if attempt >= policy.max_attempts or not policy.is_retryable(error):
+    if attempt >= policy.max_attempts or not policy.is_retryable(error, retry_safe=retry_safe):
         return None
     retry_after = getattr(error, "retry_after", None)
     if retry_after is not None:

@@ -19,7 +19,9 @@ class ClientStats:
     - ``replayed``: requests sent again at once because the pooled connection they went out
       on had been closed by the server (not attempts, not retries: the server never saw them).
     - ``retries``: attempts that were retries; ``rate_limited``: ``429`` answers.
-    - ``joined``/``already_joined``/``failed``: calls that ended that way.
+    - ``succeeded``: successful calls by operation (``{"join_chat": 980, "add_message": 3}``);
+      ``joined`` is ``succeeded["join_chat"]``.
+    - ``already_joined``/``failed``: calls that ended that way (any operation).
     - ``errors``: failed attempts by error class name (``{"InternalServerError": 3}``).
     - ``latencies``: seconds per attempt that got a response, for the last 10,000 attempts;
       :meth:`percentile` reads them.
@@ -34,13 +36,13 @@ class ClientStats:
         "already_joined",
         "errors",
         "failed",
-        "joined",
         "latencies",
         "rate_limited",
         "replayed",
         "requests",
         "responses",
         "retries",
+        "succeeded",
     )
 
     def __init__(self) -> None:
@@ -49,11 +51,20 @@ class ClientStats:
         self.replayed = 0
         self.retries = 0
         self.rate_limited = 0
-        self.joined = 0
+        self.succeeded: Counter[str] = Counter()
         self.already_joined = 0
         self.failed = 0
         self.errors: Counter[str] = Counter()
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
+
+    def note_replay(self) -> None:
+        """Count one replay (the transport's ``on_replay``)."""
+        self.replayed += 1
+
+    @property
+    def joined(self) -> int:
+        """Joins that succeeded (``succeeded["join_chat"]``)."""
+        return self.succeeded["join_chat"]
 
     def percentile(self, q: float) -> float | None:
         """The ``q``-th percentile (0-100, nearest rank) of recent latencies, in seconds."""
@@ -79,6 +90,7 @@ class ClientStats:
             "retries": self.retries,
             "rate_limited": self.rate_limited,
             "joined": self.joined,
+            "succeeded": dict(self.succeeded),
             "already_joined": self.already_joined,
             "failed": self.failed,
             "errors": dict(self.errors),
@@ -95,12 +107,16 @@ class ClientStats:
 
 @dataclass(frozen=True, slots=True)
 class RequestEvent:
-    """Passed to ``on_request`` before an attempt is sent."""
+    """Passed to ``on_request`` before an attempt is sent.
+
+    ``operation`` names what the call does (``"join_chat"``, ``"add_message"``…).
+    """
 
     method: str
     url: str
     case_id: int
     attempt: int
+    operation: str = "join_chat"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +133,7 @@ class ResponseEvent:
     status: int | None
     elapsed: float
     error: BaseException | None
+    operation: str = "join_chat"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,3 +144,4 @@ class RetryEvent:
     attempt: int
     delay: float
     error: BaseException
+    operation: str = "join_chat"

@@ -1,39 +1,30 @@
-"""One HTTP attempt over aiohttp: the only module that drives aiohttp's request machinery.
+"""The transport seam: :class:`Transport`, and :class:`AiohttpTransport`, the one that ships.
 
-``send`` makes one request, reads the body under a size cap and always releases the response.
+The engine hands a transport one HTTP request at a time and gets back a ``RawResponse`` (status,
+headers, the whole capped body) or one of our connection errors. Nothing above this layer
+imports aiohttp's client machinery: this module and ``_pool`` (the owned connection pool) are
+the only ones. Tests and users can put any other :class:`Transport` in its place
+(``acquire_async.testing.MockTransport``).
+
 aiohttp's exceptions become ours here, built from their message alone and raised *outside* the
 ``except`` block: some aiohttp errors print the request headers (``ClientResponseError`` keeps
-the ``RequestInfo``), so they must not survive as ``__cause__`` or ``__context__``.
-
-Stale pooled connections. Servers, proxies and load balancers close idle keep-alive
-connections (nginx after ``keepalive_timeout``, Node after 5 s, tinyproxy after every answer
-without saying so). A request sent on such a connection as it closes fails before any byte of
-an answer comes back, and the server never acted on it. ``send`` replays that request at once
-on a fresh connection: it is not a retry (no backoff, no budget, not an attempt), so it happens
-with retries disabled too. To tell this case from a real failure, the owned pool's connections
-are ``_TrackedHandler`` objects: each knows how many requests it has carried and whether the
-current one got any byte back. Only a *reused* connection that got *nothing* back is replayed,
-once, and the replay skips the pool (its other idle connections may be closing too); so a
-failure on a fresh connection is a real failure and there is no loop. With a borrowed session
-(its connections untracked) one replay per attempt is allowed for the same errors, on whatever
-connection its pool gives.
+the ``RequestInfo``), so they must not survive as ``__cause__`` or ``__context__``. A request
+lost to a pooled connection the server had closed is replayed here (``_pool`` says when).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
-import functools
-from collections.abc import Callable, Mapping, Sequence
-from contextvars import ContextVar
-from typing import Any
+import platform
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol, runtime_checkable
 
 import aiohttp
-from aiohttp.client_proto import ResponseHandler
-from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
+from . import _pool
+from ._config import Timeouts, check_seconds
 from ._protocol import RawResponse, error_for
 from .errors import (
     AcquireError,
@@ -43,301 +34,336 @@ from .errors import (
     ResponseDecodeError,
 )
 
-__all__ = ["DEFAULT_KEEPALIVE", "create_session", "send"]
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "USER_AGENT", "AiohttpTransport", "Transport"]
 
 _CHUNK = 64 * 1024
-_AUTHORIZATION = "Authorization"
-# Idle pooled connections are dropped after this many seconds: below the shortest common
-# server idle timeout (Node's 5 s), so the pool rarely offers a connection the server is
-# closing. The replay below covers the rest.
-DEFAULT_KEEPALIVE = 4.0
-SERVER_CLOSED = "the server closed the connection before answering"
-_CLOSED_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
-# What a connection closed under a request looks like (ClientConnectorError, a ClientOSError
-# too, is caught before these: it never connected).
-_CLOSED = (
-    aiohttp.ServerDisconnectedError,
-    aiohttp.ClientOSError,
-    aiohttp.ClientConnectionResetError,
-)
+# A join answer is 3-6 KiB. 1 MiB bounds what a hostile body that still decodes can cost
+# (a case whose free-form ``meta`` holds 100,000s of objects): about 30 ms of event loop and
+# 25 MiB here, where 8 MiB cost 0.3 s and 194 MiB.
+DEFAULT_MAX_BODY_SIZE = 1024 * 1024
+USER_AGENT = f"aiohttp/{aiohttp.__version__} python/{platform.python_version()}"
 
 
 class _TooLarge(Exception):
     pass
 
 
-class _TrackedHandler(ResponseHandler):
-    """aiohttp's protocol for one connection, plus what a replay decision needs.
+@runtime_checkable
+class Transport(Protocol):
+    """Sends one HTTP request and returns the whole answer: what the engine needs of HTTP.
 
-    ``set_response_params`` runs once per request, right after the connection is taken from
-    the pool (or made) and before the request is written; ``data_received`` on every read.
-    """
+    ``send`` returns a ``RawResponse`` (``status``, ``headers``, ``body``, ``reason``) or raises
+    an :class:`~acquire_async.APIConnectionError` (``request_sent=False`` when the request
+    provably never left), an ``APIStatusError`` (a proxy's refusal) or a
+    ``ResponseDecodeError`` (a body over the cap). ``timeout`` is the time left before the
+    call's deadline, which caps this request; ``idempotent=False`` means a request that may
+    have been written must never be sent again by the transport.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(loop)
-        self.requests = 0  # requests this connection carried, the current one included
-        self.answered = False  # did the current request get any byte back?
+    Example, a transport that records what it sends::
 
-    def set_response_params(self, *args: Any, **kwargs: Any) -> None:
-        self.requests += 1
-        self.answered = False
-        # The request's own task sees it after the failure: aiohttp runs the whole request
-        # in the caller's task, so this context is the caller's.
-        _CONNECTION.set(self)
-        super().set_response_params(*args, **kwargs)
+        class Recording:
+            def __init__(self, inner: Transport) -> None:
+                self.inner, self.sent = inner, []
 
-    def data_received(self, data: bytes) -> None:
-        self.answered = True
-        super().data_received(data)
-
-
-_CONNECTION: ContextVar[_TrackedHandler | None] = ContextVar("_CONNECTION", default=None)
-# Set for a replay: the next connection this task takes is a new one, not a pooled one.
-_FRESH: ContextVar[bool] = ContextVar("_FRESH", default=False)
-
-
-async def _no_pooled_connection() -> None:
-    return None
-
-
-class _TrackedConnector(aiohttp.TCPConnector):
-    """A ``TCPConnector`` whose connections are ``_TrackedHandler`` objects."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        # BaseConnector builds every connection's protocol from this factory (aiohttp is
-        # pinned below 4; without the attribute, replays fall back to once per attempt).
-        if hasattr(self, "_factory"):
-            self._factory = functools.partial(_TrackedHandler, loop=self._loop)  # type: ignore[assignment]
-
-    # Not ``async def``: it hands back aiohttp's own coroutine, so the pool lookup of every
-    # request runs no extra frame. (``connect`` makes a new connection when this gives None.)
-    def _get(self, key: Any, traces: Any) -> Any:
-        if _FRESH.get():  # this task is replaying: ``send`` clears it when the replay ends
-            return _no_pooled_connection()
-        return super()._get(key, traces)
-
-
-def create_session(
-    *,
-    url: URL,
-    max_connections: int,
-    timeout: aiohttp.ClientTimeout,
-    trust_env: bool,
-    trace_configs: Sequence[aiohttp.TraceConfig] | None,
-    keepalive_timeout: float = DEFAULT_KEEPALIVE,
-) -> aiohttp.ClientSession:
-    """The pooled session an owning client uses. Must be called inside a running loop.
-
-    ``trust_env`` takes the proxy for ``url`` from the environment (``HTTPS_PROXY``,
-    ``NO_PROXY``…), and only that: aiohttp's own ``trust_env`` also reads ``.netrc``, whose
-    credentials it refuses to combine with our ``Authorization`` header (every join would
-    fail with a ``ValueError``).
-    """
-    proxy: URL | None = None
-    proxy_auth: aiohttp.BasicAuth | None = None
-    if trust_env:
-        with contextlib.suppress(LookupError):  # LookupError: no proxy for this URL
-            proxy, proxy_auth = get_env_proxy_for_url(url)
-    connector = _TrackedConnector(
-        limit=max_connections,
-        limit_per_host=0,
-        use_dns_cache=True,
-        ttl_dns_cache=300,
-        keepalive_timeout=keepalive_timeout,
-    )
-    session = aiohttp.ClientSession(
-        connector=connector,
-        timeout=timeout,
-        trust_env=False,
-        proxy=proxy,
-        proxy_auth=proxy_auth,
-        trace_configs=list(trace_configs) if trace_configs else None,
-        raise_for_status=False,
-        # The session belongs to us: no cookie jar to leak state between joins.
-        cookie_jar=aiohttp.DummyCookieJar(),
-    )
-    # aiohttp silently re-sends an idempotent request (GET, so a GET join) once when a
-    # keep-alive connection drops, whether or not the connection was reused; ``send`` does
-    # that itself, for every method, only when it is safe. Only a private switch turns
-    # aiohttp's off (aiohttp is pinned below 4).
-    if hasattr(session, "_retry_connection"):
-        session._retry_connection = False
-    return session
-
-
-async def send(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: URL,
-    *,
-    headers: Mapping[str, str],
-    body: bytes,
-    timeout: aiohttp.ClientTimeout,
-    max_body_size: int,
-    on_replay: Callable[[], object] | None = None,
-) -> RawResponse:
-    """Send one request and return its status, headers and whole body.
-
-    A request that failed on a reused pooled connection before any byte came back is sent
-    again at once on another connection (see the module docstring); ``on_replay`` is called
-    for each such replay.
-
-    Raises ``APIConnectionError`` (or ``APITimeoutError``/``APITLSError``) when no complete
-    response arrived, ``APIStatusError`` when a proxy refused the tunnel, and
-    ``ResponseDecodeError`` when the body is larger than ``max_body_size``.
-    ``asyncio.CancelledError`` passes through untouched; the response is released either way.
-    """
-    error: AcquireError
-    replays = 0
-    middlewares: tuple[aiohttp.ClientMiddlewareType, ...] | None = None
-    if session.trace_configs and _AUTHORIZATION in headers:
-        headers, middlewares = _authorization_after_tracing(session, headers)
-    try:
-        while True:
-            _CONNECTION.set(None)
-            try:
-                # Awaited, then released in ``finally``: what ``async with`` does, without its four
-                # extra coroutines per attempt (two ``__aenter__``, two ``__aexit__``).
-                response = await session.request(
-                    method,
-                    url,
-                    data=body,
-                    headers=headers,
-                    timeout=timeout,
-                    allow_redirects=False,
-                    # A borrowed session may raise on >= 400; we map statuses ourselves.
-                    raise_for_status=False,
-                    middlewares=middlewares,
+            async def send(self, method, url, headers, body, *, timeout=None, idempotent=True):
+                self.sent.append((method, str(url)))
+                return await self.inner.send(
+                    method, url, headers, body, timeout=timeout, idempotent=idempotent
                 )
+
+            async def aclose(self) -> None:
+                await self.inner.aclose()
+    """
+
+    async def send(
+        self,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        timeout: float | None = None,
+        idempotent: bool = True,
+    ) -> RawResponse:
+        """Send one request; return its status, headers and whole body."""
+
+    async def aclose(self) -> None:
+        """Release the connections (a borrowed pool is left open)."""
+
+
+class AiohttpTransport:
+    """The :class:`Transport` over an ``aiohttp.ClientSession``: owned, or borrowed.
+
+    It owns a pooled session by default, created on the first request inside the running event
+    loop (``max_connections`` connections, idle ones kept ``keepalive_timeout`` seconds, no
+    cookie jar, redirects never followed), or borrows ``session`` and never closes it. Each
+    request is bounded by ``timeouts`` and its body read under ``max_body_size`` decompressed
+    bytes. ``trust_env`` takes a proxy from ``HTTPS_PROXY``/``NO_PROXY`` (and only that: not
+    ``.netrc``); ``trace_configs`` are aiohttp's tracing hooks (OpenTelemetry). ``on_replay`` is
+    called each time a request lost to a closed pooled connection is replayed.
+
+    ``AcquireClient`` builds one from its own arguments; build one yourself to share it, or to
+    wrap it::
+
+        transport = AiohttpTransport(max_connections=20, timeouts=Timeouts(total=10))
+        client = AcquireClient("mycompany", key, transport=transport)
+    """
+
+    __slots__ = (
+        "_closed",
+        "_keepalive",
+        "_max_body_size",
+        "_max_connections",
+        "_on_replay",
+        "_owns",
+        "_session",
+        "_timeout",
+        "_timeouts",
+        "_trace_configs",
+        "_trust_env",
+    )
+
+    def __init__(
+        self,
+        *,
+        timeouts: Timeouts | float | None = None,
+        max_connections: int = 100,
+        keepalive_timeout: float | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        trust_env: bool = False,
+        trace_configs: Iterable[aiohttp.TraceConfig] | None = None,
+        session: aiohttp.ClientSession | None = None,
+        on_replay: Callable[[], object] | None = None,
+    ) -> None:
+        self._timeouts = Timeouts.coerce(timeouts)
+        _check_count("max_connections", max_connections)
+        _check_count("max_body_size", max_body_size)
+        if not isinstance(trust_env, bool):
+            raise TypeError(f"trust_env must be a bool, not {type(trust_env).__name__}")
+        configs = _check_trace_configs(trace_configs)
+        keepalive = check_seconds("keepalive_timeout", keepalive_timeout)
+        if on_replay is not None and not callable(on_replay):
+            raise TypeError(f"on_replay must be a callable, not {type(on_replay).__name__}")
+        if session is not None:
+            if not isinstance(session, aiohttp.ClientSession):
+                raise TypeError(
+                    f"session must be an aiohttp.ClientSession, not {type(session).__name__}"
+                )
+            if configs or trust_env or keepalive is not None:
+                raise ValueError(
+                    "trace_configs, trust_env and keepalive_timeout configure the session the "
+                    "client creates; with session=..., set them on that session"
+                )
+            if session.auth is not None:
+                # aiohttp refuses to send both its auth and our Authorization header.
+                raise ValueError("the borrowed session has auth= set; the client sends its own key")
+        self._timeout = _client_timeout(self._timeouts, None)
+        self._max_connections = max_connections
+        self._keepalive = _pool.DEFAULT_KEEPALIVE if keepalive is None else keepalive
+        self._max_body_size = max_body_size
+        self._trust_env = trust_env
+        self._trace_configs = configs
+        self._on_replay = on_replay
+        self._session = session
+        self._owns = session is None
+        self._closed = False
+
+    @property
+    def timeouts(self) -> Timeouts:
+        """The limits of each request."""
+        return self._timeouts
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The session in use: the borrowed one, or the owned one once the first request made
+        it (``None`` before, and after :meth:`aclose`)."""
+        return self._session
+
+    def __repr__(self) -> str:
+        kind = "owned" if self._owns else "borrowed"
+        return f"AiohttpTransport({kind} session, max_connections={self._max_connections})"
+
+    async def aclose(self) -> None:
+        """Close the owned session (a borrowed one is left open). Safe to call twice."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and self._owns and not session.closed:
+            await session.close()
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        session = getattr(self, "_session", None)
+        if getattr(self, "_owns", False) and session is not None and not session.closed:
+            # Only a warning: a task scheduled from __del__ could run on a dead loop.
+            _warn(
+                "an AcquireClient (or AiohttpTransport) was never closed; use 'async with' "
+                "or 'await client.aclose()'",
+                ResourceWarning,
+                source=self,
+            )
+
+    def _open(self, url: URL) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("this AcquireClient is closed; create a new one")
+        session = self._session = _pool.create_session(
+            url=url,
+            max_connections=self._max_connections,
+            timeout=self._timeout,
+            trust_env=self._trust_env,
+            trace_configs=self._trace_configs,
+            keepalive_timeout=self._keepalive,
+        )
+        return session
+
+    async def send(
+        self,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        timeout: float | None = None,
+        idempotent: bool = True,
+    ) -> RawResponse:
+        """Send one request and return its status, headers and whole body.
+
+        A request that failed on a reused pooled connection before any byte came back is sent
+        again at once on a fresh connection (``_pool`` says when); one that may have been
+        written is sent again only when ``idempotent``.
+
+        Raises ``APIConnectionError`` (or ``APITimeoutError``/``APITLSError``) when no complete
+        response arrived, ``APIStatusError`` when a proxy refused the tunnel, and
+        ``ResponseDecodeError`` when the body is larger than ``max_body_size``.
+        ``asyncio.CancelledError`` passes through untouched; the response is released either
+        way.
+        """
+        session = self._session or self._open(url)
+        client_timeout = (
+            self._timeout if timeout is None else _client_timeout(self._timeouts, timeout)
+        )
+        error: AcquireError
+        replays = 0
+        middlewares: tuple[aiohttp.ClientMiddlewareType, ...] | None = None
+        if session.trace_configs and _pool.AUTHORIZATION in headers:
+            headers, middlewares = _pool.authorization_after_tracing(session, headers)
+        try:
+            while True:
+                _pool.CONNECTION.set(None)
                 try:
-                    # A plain body with a Content-Length is judged by it and read in one call
-                    # (inline: one coroutine frame less). Otherwise aiohttp decompresses as it
-                    # reads, so the cap is counted chunk by chunk on what it hands us: a gzip
-                    # bomb, or a body that lies about its length, stops at the cap.
-                    length = response.content_length
-                    if length is not None and "Content-Encoding" not in response.headers:
-                        if length > max_body_size:
-                            raise _TooLarge
-                        content = response.content
-                        if (
-                            content.is_eof()
-                            and type(response) is aiohttp.ClientResponse
-                            and not session.trace_configs
-                        ):
-                            # The whole body came with the headers (a small JSON answer nearly
-                            # always does): take it as is. read() would run five coroutines to
-                            # return these same bytes. Not for a custom response class, and not
-                            # when tracing (read() sends the trace signal for the body).
-                            payload = content.read_nowait()
-                            if len(payload) != length:
-                                # A middleware of a borrowed session read the stream already;
-                                # read() returns the body it kept.
+                    # Awaited, then released in ``finally``: what ``async with`` does, without
+                    # its four extra coroutines per attempt (``__aenter__``, ``__aexit__``).
+                    response = await session.request(
+                        method,
+                        url,
+                        data=body,
+                        headers=headers,
+                        timeout=client_timeout,
+                        allow_redirects=False,
+                        # A borrowed session may raise on >= 400; we map statuses ourselves.
+                        raise_for_status=False,
+                        middlewares=middlewares,
+                    )
+                    try:
+                        # A plain body with a Content-Length is judged by it and read in one call
+                        # (inline: one coroutine frame less). Otherwise aiohttp decompresses as it
+                        # reads, so the cap is counted chunk by chunk on what it hands us: a gzip
+                        # bomb, or a body that lies about its length, stops at the cap.
+                        length = response.content_length
+                        if length is not None and "Content-Encoding" not in response.headers:
+                            if length > self._max_body_size:
+                                raise _TooLarge
+                            content = response.content
+                            if (
+                                content.is_eof()
+                                and type(response) is aiohttp.ClientResponse
+                                and not session.trace_configs
+                            ):
+                                # The whole body came with the headers (a small JSON answer nearly
+                                # always does): take it as is. read() would run five coroutines to
+                                # return these same bytes. Not for a custom response class, and not
+                                # when tracing (read() sends the trace signal for the body).
+                                payload = content.read_nowait()
+                                if len(payload) != length:
+                                    # A middleware of a borrowed session read the stream already;
+                                    # read() returns the body it kept.
+                                    payload = await response.read()
+                            else:
                                 payload = await response.read()
                         else:
-                            payload = await response.read()
+                            payload = await _read_capped(response, self._max_body_size)
+                    except _TooLarge:
+                        # The rest of the body is still on the wire: no reuse of this connection.
+                        response.close()
+                        error = ResponseDecodeError(
+                            "response body larger than max_body_size "
+                            f"({self._max_body_size} bytes)",
+                            status=response.status,
+                            method=method,
+                            url=str(url),
+                        )
                     else:
-                        payload = await _read_capped(response, max_body_size)
-                except _TooLarge:
-                    # The rest of the body is still on the wire: this connection cannot be reused.
-                    response.close()
-                    error = ResponseDecodeError(
-                        f"response body larger than max_body_size ({max_body_size} bytes)",
-                        status=response.status,
-                        method=method,
-                        url=str(url),
+                        return RawResponse(
+                            response.status, response.headers, payload, response.reason
+                        )
+                    finally:
+                        # Back to the pool when the body was read whole; closed when it was not
+                        # (cancelled or failed mid-body), so no half-read connection is reused.
+                        response.release()
+                except (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch) as exc:
+                    error = APITLSError(
+                        _pool.describe(exc), method=method, url=str(url), request_sent=False
                     )
-                else:
-                    return RawResponse(response.status, response.headers, payload, response.reason)
-                finally:
-                    # Back to the pool when the body was read whole; closed when it was not
-                    # (cancelled or failed mid-body), so no half-read connection is reused.
-                    response.release()
-            except (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch) as exc:
-                error = APITLSError(_describe(exc), method=method, url=str(url), request_sent=False)
-            except aiohttp.ClientHttpProxyError as exc:
-                # The proxy refused the CONNECT tunnel (407, a proxy's own 403…): its answer, not
-                # Acquire's. An APIStatusError with that status, so the policy treats it as one.
-                error = error_for(
-                    exc.status, exc.headers or {}, b"", method=method, url=str(url), now=None
-                )
-            except aiohttp.ConnectionTimeoutError as exc:
-                error = APITimeoutError(
-                    _describe(exc), method=method, url=str(url), request_sent=False
-                )
-            # asyncio.TimeoutError is TimeoutError from Python 3.11 on, its own class on 3.10.
-            except (TimeoutError, asyncio.TimeoutError) as exc:  # read and total timeouts
-                error = APITimeoutError(_describe(exc), method=method, url=str(url))
-            except aiohttp.ClientConnectorError as exc:
-                error = APIConnectionError(
-                    _describe(exc), method=method, url=str(url), request_sent=False
-                )
-            except _CLOSED as exc:
-                # After the connection was made, before a whole answer: a closed or reset
-                # connection. (ClientConnectorError, a ClientOSError too, was caught above.)
-                unwritten = _unwritten(exc)
-                if not replays and _replayable(exc, _CONNECTION.get()):
-                    replays = 1
-                    _FRESH.set(True)
-                    if on_replay is not None:
-                        on_replay()
-                    continue
-                error = APIConnectionError(
-                    _describe(exc), method=method, url=str(url), request_sent=not unwritten
-                )
-            except aiohttp.ClientError as exc:
-                error = APIConnectionError(_describe(exc), method=method, url=str(url))
-            raise error
-    finally:
-        if replays:
-            _FRESH.set(False)
+                except aiohttp.ClientHttpProxyError as exc:
+                    # The proxy refused the CONNECT tunnel (407, a proxy's own 403…): its answer,
+                    # not Acquire's. An APIStatusError with that status, for the policy to judge.
+                    error = error_for(exc.status, exc.headers or {}, b"")
+                except aiohttp.ConnectionTimeoutError as exc:
+                    error = APITimeoutError(
+                        _pool.describe(exc), method=method, url=str(url), request_sent=False
+                    )
+                # asyncio.TimeoutError is TimeoutError from Python 3.11 on, its own class on 3.10.
+                except (TimeoutError, asyncio.TimeoutError) as exc:  # read and total timeouts
+                    error = APITimeoutError(_pool.describe(exc), method=method, url=str(url))
+                except aiohttp.ClientConnectorError as exc:
+                    error = APIConnectionError(
+                        _pool.describe(exc), method=method, url=str(url), request_sent=False
+                    )
+                except _pool.CLOSED as exc:
+                    # After the connection was made, before a whole answer: a closed or reset
+                    # connection. (ClientConnectorError, a ClientOSError too, was caught above.)
+                    unwritten = _pool.unwritten(exc)
+                    if (
+                        not replays
+                        and (idempotent or unwritten)
+                        and _pool.replayable(exc, _pool.CONNECTION.get())
+                    ):
+                        replays = 1
+                        _pool.FRESH.set(True)
+                        if self._on_replay is not None:
+                            self._on_replay()
+                        continue
+                    error = APIConnectionError(
+                        _pool.describe(exc), method=method, url=str(url), request_sent=not unwritten
+                    )
+                except aiohttp.ClientError as exc:
+                    error = APIConnectionError(_pool.describe(exc), method=method, url=str(url))
+                raise error
+        finally:
+            if replays:
+                _pool.FRESH.set(False)
 
 
-def _unwritten(exc: BaseException) -> bool:
-    """Whether aiohttp failed to write the request: then the server cannot have acted on it
-    (its body never arrived whole)."""
-    if isinstance(exc, aiohttp.ClientConnectionResetError):
-        return True  # "Cannot write to closing transport", raised while writing
-    return isinstance(exc, aiohttp.ClientOSError) and str(exc).find("Can not write request") >= 0
+def _client_timeout(timeouts: Timeouts, remaining: float | None) -> aiohttp.ClientTimeout:
+    """aiohttp's timeout for one request; ``remaining`` (a deadline's rest) caps the total.
 
-
-def _replayable(exc: BaseException, connection: _TrackedHandler | None) -> bool:
-    """Whether a failed request is a stale pooled connection's, safe to send again at once."""
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        # A complete status line and headers arrived: the server answered, then closed.
-        if not isinstance(exc.message, str):
-            return False
-    elif not (_unwritten(exc) or getattr(exc, "errno", None) in _CLOSED_ERRNOS):
-        return False
-    if connection is None:
-        # Untracked (a borrowed session's): a reused connection cannot be told from a fresh
-        # one; the caller allows one replay per attempt.
-        return True
-    return connection.requests > 1 and not connection.answered
-
-
-def _authorization_after_tracing(
-    session: aiohttp.ClientSession, headers: Mapping[str, str]
-) -> tuple[dict[str, str], tuple[aiohttp.ClientMiddlewareType, ...]]:
-    """The headers without ``Authorization``, and middlewares that add it back.
-
-    Trace callbacks get the request headers at request start, and OpenTelemetry's aiohttp
-    instrumentation copies them into span attributes when header capture is on
-    (``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST=".*"``): the key would be in
-    every span. Middlewares run after that signal, so the key is on the wire but in no span.
+    ``pool`` is aiohttp's ``connect`` (waiting for a pooled connection plus connecting), and
+    ``connect`` its ``sock_connect``.
     """
-    authorization = headers[_AUTHORIZATION]
-    rest = {name: value for name, value in headers.items() if name != _AUTHORIZATION}
-
-    async def add_authorization(
-        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
-    ) -> aiohttp.ClientResponse:
-        request.headers[_AUTHORIZATION] = authorization
-        return await handler(request)
-
-    # A request's middlewares replace the session's: keep a borrowed session's, inside ours
-    # so that they still see the header.
-    return rest, (add_authorization, *getattr(session, "_middlewares", ()))
+    total = timeouts.total
+    if remaining is not None:
+        total = remaining if total is None else min(total, remaining)
+    return aiohttp.ClientTimeout(
+        total=total, connect=timeouts.pool, sock_connect=timeouts.connect, sock_read=timeouts.read
+    )
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -351,23 +377,24 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _describe(exc: BaseException) -> str:
-    """A message for an aiohttp exception that cannot carry request headers."""
-    name = type(exc).__name__
-    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError)) or (
-        isinstance(exc, aiohttp.ClientOSError)
-        and not isinstance(exc, aiohttp.ClientConnectorError)
-        and (_unwritten(exc) or getattr(exc, "errno", None) in _CLOSED_ERRNOS)
-    ):
-        # One message for what aiohttp words three ways (disconnected, reset, cannot write).
-        return f"{SERVER_CLOSED} ({name})"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        # str() is safe today, but the object holds request_info (headers); take only fields.
-        return f"{name}: {exc.status}, {exc.message}"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        reason = exc.os_error.strerror or exc.os_error
-        return f"{name}: cannot connect to {exc.host}:{exc.port} ({reason})"
-    text = str(exc)
-    if isinstance(exc, TimeoutError) and not text:
-        return "timed out waiting for the server"
-    return f"{name}: {text}" if text else name
+def _check_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1 (got {value})")
+
+
+def _check_trace_configs(configs: object) -> tuple[aiohttp.TraceConfig, ...]:
+    if configs is None:
+        return ()
+    if isinstance(configs, (str, bytes)) or not isinstance(configs, Iterable):
+        raise TypeError(
+            f"trace_configs must be a sequence of aiohttp.TraceConfig, not {type(configs).__name__}"
+        )
+    checked = tuple(configs)
+    for item in checked:
+        if not isinstance(item, aiohttp.TraceConfig):
+            raise TypeError(
+                f"trace_configs items must be aiohttp.TraceConfig, not {type(item).__name__}"
+            )
+    return checked

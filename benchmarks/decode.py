@@ -5,9 +5,9 @@ without whitespace) and ``{"data": [case x 50]}`` built from its case.
 
 Contenders, each decoding ``bytes`` as a client receives them:
 
-- ours: ``acquire_async._protocol.decode_join(200, {}, body)`` for the join payload (envelope,
-  error check and typed ``Case``), a ``msgspec.json.Decoder`` of ``{data: list[Case]}`` for
-  the list;
+- ours: ``acquire_async._protocol.decode_case(200, {}, body, codes=JOIN_CODES)`` for the join
+  payload (envelope, error check and typed ``Case``), a ``msgspec.json.Decoder`` of
+  ``{data: list[Case]}`` for the list;
 - ``json.loads`` and ``orjson.loads`` to plain dicts (no validation, timestamps stay strings);
 - pydantic v2 models of the same shape (``benchmarks._pydantic_models``);
 - ``msgspec.json.decode`` untyped, to dicts.
@@ -40,12 +40,12 @@ Decoder = Callable[[bytes], Any]
 
 
 def _ours() -> dict[str, Decoder]:
-    from acquire_async._protocol import decode_join
+    from acquire_async._protocol import JOIN_CODES, decode_case
 
     from ._clients import envelope_decoder
 
     def decode_one(body: bytes) -> Any:
-        return decode_join(200, {}, body)
+        return decode_case(200, {}, body, codes=JOIN_CODES)
 
     return {JOIN: decode_one, LIST: envelope_decoder(many=True).decode}
 

@@ -13,39 +13,43 @@ from typing import Any
 
 import pytest
 from faultserver import FaultServer, sleep_then, status
+from stubs import StubTransport, answer
 
 import acquire_async as aa
-from acquire_async._client import JoinResponse
+from acquire_async._protocol import RawResponse
 
 FAST = aa.RetryPolicy(backoff_base=0.001, backoff_cap=0.01)
 KEY = "test-key-0123456789"
-CASE = aa.Case(id=1)
+# The stub transport behind each `client` fixture, to script its answers.
+STUBS: dict[aa.AcquireClient, StubTransport] = {}
 
 
 def acquired(client: aa.AcquireClient) -> int:
-    session = client._session
+    session = client._transport._session  # type: ignore[attr-defined]
     return 0 if session is None else len(session.connector._acquired)  # type: ignore[union-attr]
 
 
 def stub_joins(client: aa.AcquireClient, delay: float = 0.0) -> list[int]:
     """Replace the HTTP join with an in-memory one; returns the ids it was asked for."""
-    seen: list[int] = []
+    stub = STUBS[client]
 
-    async def join(
-        case_id: int, ask_join: bool, deadline: float | None, sent: list[int]
-    ) -> JoinResponse:
-        seen.append(case_id)
+    async def join(case_id: int) -> RawResponse:
         await asyncio.sleep(delay)
-        return JoinResponse(CASE, 200, {}, b"", 1, 0.0)
+        return answer(case_id)
 
-    client._retry_loop = join  # type: ignore[method-assign]
-    return seen
+    stub.respond = join
+    return stub.seen
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[aa.AcquireClient]:
-    async with aa.AcquireClient(api_key=KEY, base_url="http://127.0.0.1:9/api/v1") as client:
+    stub = StubTransport()
+    async with aa.AcquireClient(
+        api_key=KEY, base_url="http://127.0.0.1:9/api/v1", transport=stub
+    ) as client:
+        STUBS[client] = stub
         yield client
+    del STUBS[client]
 
 
 async def test_one_outcome_per_item_in_every_situation() -> None:
@@ -342,17 +346,15 @@ async def test_outcomes_flow_while_an_async_source_waits(client: aa.AcquireClien
 async def test_at_most_concurrency_joins_exist_at_once(client: aa.AcquireClient) -> None:
     live = peak = 0
 
-    async def join(
-        case_id: int, ask_join: bool, deadline: float | None, sent: list[int]
-    ) -> JoinResponse:
+    async def join(case_id: int) -> RawResponse:
         nonlocal live, peak
         live += 1
         peak = max(peak, live)
         await asyncio.sleep(0.001)
         live -= 1
-        return JoinResponse(CASE, 200, {}, b"", 1, 0.0)
+        return answer(case_id)
 
-    client._retry_loop = join  # type: ignore[method-assign]
+    STUBS[client].respond = join
     tasks_before = len(asyncio.all_tasks())
     most_tasks = 0
     async with client.join_many(range(1, 2001), concurrency=10) as outcomes:
@@ -412,17 +414,15 @@ async def test_a_crash_reports_the_joins_that_finished_then_raises() -> None:
 async def test_a_join_cancelled_from_outside_is_still_one_outcome(
     client: aa.AcquireClient,
 ) -> None:
-    async def join(
-        case_id: int, ask_join: bool, deadline: float | None, sent: list[int]
-    ) -> JoinResponse:
+    async def join(case_id: int) -> RawResponse:
         if case_id == 3:
             task = asyncio.current_task()
             assert task is not None
             task.cancel()  # e.g. an application-wide "cancel all tasks" on shutdown
         await asyncio.sleep(0.001)
-        return JoinResponse(CASE, 200, {}, b"", 1, 0.0)
+        return answer(case_id)
 
-    client._retry_loop = join  # type: ignore[method-assign]
+    STUBS[client].respond = join
     outcomes = await client.join_all(range(1, 11), concurrency=4)
     assert sorted(o.case_id for o in outcomes) == list(range(1, 11))
     [three] = [o for o in outcomes if o.case_id == 3]
@@ -434,18 +434,16 @@ async def test_no_join_starts_after_a_crash(client: aa.AcquireClient) -> None:
     crashed = [False]
     started_after: list[int] = []
 
-    async def join(
-        case_id: int, ask_join: bool, deadline: float | None, sent: list[int]
-    ) -> JoinResponse:
+    async def join(case_id: int) -> RawResponse:
         if crashed[0]:
             started_after.append(case_id)
         await asyncio.sleep(0.01 if case_id != 4 else 0.02)
         if case_id == 4:
             crashed[0] = True
             raise RuntimeError("bug in join")
-        return JoinResponse(aa.Case(id=case_id), 200, {}, b"", 1, 0.0)
+        return answer(case_id)
 
-    client._retry_loop = join  # type: ignore[method-assign]
+    STUBS[client].respond = join
     got: list[int] = []
     with pytest.raises(RuntimeError, match="bug in join"):
         async with client.join_many(range(1, 100), concurrency=4) as outcomes:
@@ -500,7 +498,7 @@ async def test_an_async_source_runs_in_one_task_and_context(client: aa.AcquireCl
 
 
 async def test_a_deadline_passes_an_outside_cancellation_at_expiry() -> None:
-    from acquire_async import _client
+    from acquire_async import _engine
 
     budget = 0.2
 
@@ -510,7 +508,7 @@ async def test_a_deadline_passes_an_outside_cancellation_at_expiry() -> None:
         assert task is not None
         # An outside cancellation (a TaskGroup sibling failing, a shutdown) that lands in
         # the same loop pass as the deadline's backstop.
-        loop.call_later(budget + _client._DEADLINE_GRACE, task.cancel)
+        loop.call_later(budget + _engine._DEADLINE_GRACE, task.cancel)
         try:
             await client.join_chat(1, timeout=budget)  # waits for the only slot
         except asyncio.CancelledError:
@@ -584,9 +582,7 @@ async def test_later_errors_are_attached_to_the_first_not_dropped(
 ) -> None:
     started: list[int] = []
 
-    async def join(
-        case_id: int, ask_join: bool, deadline: float | None, sent: list[int]
-    ) -> JoinResponse:
+    async def join(case_id: int) -> RawResponse:
         started.append(case_id)
         if case_id in (5, 6):  # two bugs in the same instant
             raise RuntimeError(f"bug in join {case_id}")
@@ -596,9 +592,9 @@ async def test_later_errors_are_attached_to_the_first_not_dropped(
             if case_id in (8, 9):  # and two more while being cancelled
                 raise ValueError(f"cleanup of {case_id} failed") from None
             raise
-        return JoinResponse(aa.Case(id=case_id), 200, {}, b"", 1, 0.0)
+        return answer(case_id)
 
-    client._retry_loop = join  # type: ignore[method-assign]
+    STUBS[client].respond = join
     loop = asyncio.get_running_loop()
     begun = loop.time()
     with pytest.raises(RuntimeError, match="bug in join 5") as info:
@@ -621,15 +617,13 @@ async def test_later_errors_are_attached_to_the_first_not_dropped(
 
 
 async def test_a_crash_without_later_errors_has_an_empty_tuple(client: aa.AcquireClient) -> None:
-    async def join(
-        case_id: int, ask_join: bool, deadline: float | None, sent: list[int]
-    ) -> JoinResponse:
+    async def join(case_id: int) -> RawResponse:
         if case_id == 3:
             raise KeyError("bug")
         await asyncio.sleep(0)
-        return JoinResponse(aa.Case(id=case_id), 200, {}, b"", 1, 0.0)
+        return answer(case_id)
 
-    client._retry_loop = join  # type: ignore[method-assign]
+    STUBS[client].respond = join
     with pytest.raises(KeyError) as info:
         await client.join_all(range(1, 10), concurrency=4)
     assert info.value.__acquire_later__ == ()  # type: ignore[attr-defined]
@@ -637,20 +631,18 @@ async def test_a_crash_without_later_errors_has_an_empty_tuple(client: aa.Acquir
 
 
 async def test_a_failing_source_after_a_crash_is_attached_too(client: aa.AcquireClient) -> None:
-    async def join(
-        case_id: int, ask_join: bool, deadline: float | None, sent: list[int]
-    ) -> JoinResponse:
+    async def join(case_id: int) -> RawResponse:
         if case_id == 2:
             raise RuntimeError("bug in join")
         await asyncio.sleep(0)
-        return JoinResponse(aa.Case(id=case_id), 200, {}, b"", 1, 0.0)
+        return answer(case_id)
 
     def ids() -> Iterator[int]:
         yield 1
         yield 2
         raise OSError("queue backend went away")
 
-    client._retry_loop = join  # type: ignore[method-assign]
+    STUBS[client].respond = join
     with pytest.raises(RuntimeError, match="bug in join") as info:
         await client.join_all(ids(), concurrency=4)
     [source_error] = info.value.__acquire_later__  # type: ignore[attr-defined]

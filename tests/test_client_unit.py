@@ -23,13 +23,13 @@ from acquire_async import (
     AuthenticationError,
     BadRequestError,
     InternalServerError,
-    JoinResponse,
     NotFoundError,
+    Response,
     ResponseDecodeError,
     RetryPolicy,
     Timeouts,
 )
-from acquire_async._protocol import decode_join
+from acquire_async._protocol import JOIN_CODES, decode_case
 
 KEY = "test-key-123"
 SDK_USER_AGENT = (
@@ -77,7 +77,7 @@ async def test_request_shape(mock_http: aioresponses) -> None:
     }
     assert call.kwargs["data"] == b'{"caseId":1684,"askJoin":true}'
     assert call.kwargs["allow_redirects"] is False
-    assert call.kwargs["timeout"] == Timeouts().to_aiohttp()
+    assert call.kwargs["timeout"] == aiohttp.ClientTimeout(total=60, connect=30, sock_connect=10)
 
 
 async def test_ask_join_false_is_sent(mock_http: aioresponses) -> None:
@@ -110,7 +110,7 @@ def test_user_agent_non_str_is_a_type_error(user_agent: Any) -> None:
 
 def test_client_timeout_number_sets_total() -> None:
     client = AcquireClient("acme", KEY, timeout=5)
-    assert client._timeouts == Timeouts(total=5.0)
+    assert client.transport.timeouts == Timeouts(total=5.0)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("join_method", ["GET", "get"])
@@ -142,7 +142,7 @@ async def test_405_switches_to_get_once_and_keeps_it(
     async with AcquireClient("acme", KEY) as client:
         assert client.join_method == "POST"
         response = await client.join_chat_response(1684)
-        assert response.case.id == 1684
+        assert response.data.id == 1684
         assert client.join_method == "GET"
         await client.join_chat(1684)
         assert client.join_method == "GET"
@@ -201,7 +201,7 @@ def test_arguments_win_over_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACQUIRE_API_KEY", "env-key-1")
     client = AcquireClient("argco", "arg-key")
     assert client.base_url == "https://argco.acquire.io/api/v1"
-    assert client._headers["Authorization"] == "Bearer arg-key"
+    assert client._engine._headers["Authorization"] == "Bearer arg-key"
     assert AcquireClient(base_url="http://127.0.0.1:1/api/v1").base_url == (
         "http://127.0.0.1:1/api/v1"
     )
@@ -266,7 +266,7 @@ async def test_aclose_twice(mock_http: aioresponses) -> None:
     client = AcquireClient("acme", KEY)
     assert not client.closed
     await client.join_chat(1684)
-    session = client._session
+    session = client.transport.session
     assert session is not None
     assert not session.closed
     await client.aclose()
@@ -287,7 +287,7 @@ async def test_borrowed_session_is_used_and_not_closed(mock_http: aioresponses) 
     async with aiohttp.ClientSession() as session:
         client = AcquireClient("acme", KEY, session=session)
         await client.join_chat(1684)
-        assert client._session is session
+        assert client.transport.session is session
         await client.aclose()
         assert client.closed
         assert not session.closed
@@ -323,7 +323,7 @@ async def test_owned_client_never_closed_warns(mock_http: aioresponses) -> None:
     mock_http.post(JOIN_URL, body=JOIN_RESPONSE)
     client = AcquireClient("acme", KEY)
     await client.join_chat(1684)
-    session = client._session
+    session = client.transport.session
     assert session is not None
     holder = [client]
     del client
@@ -350,7 +350,7 @@ async def test_join_chat_response(mock_http: aioresponses) -> None:
     mock_http.post(JOIN_URL, body=JOIN_RESPONSE, headers={"X-Request-Id": "req-9"})
     async with AcquireClient("acme", KEY) as client:
         response = await client.join_chat_response(1684)
-    assert isinstance(response, JoinResponse)
+    assert isinstance(response, Response)
     assert response.raw == JOIN_RESPONSE
     assert type(response.raw) is bytes
     assert response.status == 200
@@ -359,7 +359,7 @@ async def test_join_chat_response(mock_http: aioresponses) -> None:
     assert response.request_id == "req-9"
     assert response.attempts == 1
     assert response.elapsed >= 0
-    assert response.case == decode_join(200, {}, JOIN_RESPONSE)
+    assert response.data == decode_case(200, {}, JOIN_RESPONSE, codes=JOIN_CODES)
     with pytest.raises(AttributeError):
         response.status = 201  # type: ignore[misc]
 
@@ -394,7 +394,7 @@ async def test_bad_case_id_before_any_request(
             await client.join_chat(case_id)
         with pytest.raises(error, match="case_id"):
             await client.join_chat_response(case_id)
-        assert client._session is None  # not even a session was opened
+        assert client.transport.session is None  # not even a session was opened
     assert mock_http.requests == {}
 
 
@@ -419,7 +419,7 @@ async def test_503_then_200_is_retried(mock_http: aioresponses) -> None:
         response = await client.join_chat_response(1684)
         assert client.stats.retries == 1
     assert response.attempts == 2
-    assert response.case.id == 1684
+    assert response.data.id == 1684
     assert len(_calls(mock_http, "POST")) == 2
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import aiohttp
 import pytest
 
 from acquire_async import Timeouts
@@ -75,26 +74,3 @@ def test_coerce_none_gives_the_defaults_and_an_instance_is_kept() -> None:
 def test_coerce_refuses_bad_numbers(value: object, error: type[Exception]) -> None:
     with pytest.raises(error):
         Timeouts.coerce(value)  # type: ignore[arg-type]
-
-
-def test_to_aiohttp_maps_each_limit() -> None:
-    timeout = Timeouts(connect=1, read=2, pool=3, total=4).to_aiohttp()
-    assert isinstance(timeout, aiohttp.ClientTimeout)
-    # connect -> sock_connect, pool -> connect (pool wait + connect), read -> sock_read.
-    assert timeout.sock_connect == 1
-    assert timeout.sock_read == 2
-    assert timeout.connect == 3
-    assert timeout.total == 4
-
-
-def test_to_aiohttp_total_override_and_none() -> None:
-    timeouts = Timeouts(connect=1, read=2, pool=3, total=4)
-    assert timeouts.to_aiohttp(total=0.5).total == 0.5
-    assert timeouts.to_aiohttp(total=0.5).sock_read == 2
-    unlimited = Timeouts(connect=None, read=None, pool=None, total=None).to_aiohttp()
-    assert (unlimited.total, unlimited.connect, unlimited.sock_connect, unlimited.sock_read) == (
-        None,
-        None,
-        None,
-        None,
-    )

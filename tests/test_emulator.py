@@ -26,7 +26,7 @@ import pytest_asyncio
 from payloads import ALREADY_JOINED, EXAMPLES
 
 from acquire_async import errors
-from acquire_async._protocol import JOIN_PATH, decode_join
+from acquire_async._protocol import JOIN_CODES, JOIN_PATH, decode_case
 from acquire_async.models import Agent, Case
 from acquire_async.testing import (
     DEFAULT_API_KEY,
@@ -67,7 +67,7 @@ class Reply:
         return error.get("code") if isinstance(error, dict) else None
 
     def decode(self) -> Case:
-        return decode_join(self.status, self.headers, self.body)
+        return decode_case(self.status, self.headers, self.body, codes=JOIN_CODES)
 
 
 @pytest_asyncio.fixture
@@ -144,7 +144,7 @@ def test_make_waiting_case_is_shaped_like_the_published_payload() -> None:
     assert last["type"] == "event"
     assert last["message"].endswith("|translate")
 
-    decoded = decode_join(200, {}, msgspec.json.encode({"data": case}))
+    decoded = decode_case(200, {}, msgspec.json.encode({"data": case}), codes=JOIN_CODES)
     assert decoded.id == 1684
     assert decoded.plain_description == last["message"].removesuffix("|translate")
     assert isinstance(decoded.users[0].user, Agent)
@@ -675,7 +675,7 @@ async def test_slow_drip_delivers_the_whole_body_slowly(http: aiohttp.ClientSess
     assert len(body) == int(response_headers["Content-Length"])
     assert len(chunks) > 1
     assert elapsed >= (pieces - 1) * 0.02 * 0.8
-    case = decode_join(status, response_headers, body)
+    case = decode_case(status, response_headers, body, codes=JOIN_CODES)
     assert case.participant(25) is not None
     assert fake.requests[0].fault == "slow_drip"
 

@@ -19,7 +19,7 @@ import pytest_asyncio
 from payloads import EXAMPLES
 
 from acquire_async import errors
-from acquire_async._protocol import decode_join
+from acquire_async._protocol import JOIN_CODES, decode_case
 from acquire_async.testing import FakeAcquire, Faults, make_waiting_case
 
 JOIN = "/crm/messenger/chat/join"
@@ -178,7 +178,7 @@ async def test_reject_marks_the_offered_agent_rejected_in_the_published_shape(
     assert "user" in agent_entries(stored)[0]  # the store keeps the nested user
     assert not fake.is_joined(1681)
 
-    case_model = decode_join(reply.status, reply.headers, reply.body)
+    case_model = decode_case(reply.status, reply.headers, reply.body, codes=JOIN_CODES)
     participant = case_model.participant(25)
     assert participant is not None
     assert participant.status == "rejected"

@@ -356,13 +356,6 @@ def test_error_for_knows_no_request() -> None:
     assert str(exc) == "HTTP 404: not found"
 
 
-def test_error_for_compatibility_method_and_url() -> None:
-    # Compatibility: removed when the engine lands (the transport still passes them).
-    exc = error_for(407, {}, b"", method="POST", url="https://acme.acquire.io/x")
-    assert (exc.method, exc.url) == ("POST", "https://acme.acquire.io/x")
-    assert str(exc) == "HTTP 407: proxy authentication required (POST https://acme.acquire.io/x)"
-
-
 def test_docstring_examples_run() -> None:
     failures, tried = doctest.testmod(acquire_async._errormap)
     assert tried > 0 and failures == 0

@@ -36,7 +36,6 @@ from acquire_async._protocol import (
     LENIENT_MAX_BODY,
     decode_case,
     decode_close,
-    decode_join,
     decode_message,
 )
 
@@ -617,19 +616,6 @@ def test_the_2021_04_08_add_message_example_pairs_a_request_and_answer_of_other_
     assert json.loads((EXAMPLES / request).read_bytes())["caseId"] == 9
     body, _ = _published(TYPELESS_USER)
     assert type(_raises_with(decode_message, 200, body, case_id=9)) is ResponseDecodeError
-
-
-# --------------------------------------------------------------------------- compatibility
-
-
-def test_decode_join_is_decode_case_with_the_join_codes_and_the_request() -> None:
-    # Compatibility: removed when the engine lands (the engine attaches method and URL).
-    url = "https://acme.acquire.io/api/v1/crm/messenger/chat/join"
-    assert decode_join(200, {}, JOIN_RESPONSE, case_id=1684) == decode_case(200, {}, JOIN_RESPONSE)
-    for body, cls in ((ALREADY_JOINED, AlreadyJoinedError), (b"nope", ResponseDecodeError)):
-        with pytest.raises(cls) as info:
-            decode_join(200, {}, body, method="POST", url=url, case_id=1684)
-        assert (info.value.method, info.value.url) == ("POST", url)
 
 
 def test_docstring_examples_run() -> None:

@@ -47,9 +47,10 @@ async def make_client() -> AsyncIterator[MakeClient]:
         await client.aclose()
 
 
-def record_sleeps(client: aa.AcquireClient) -> list[float]:
-    """Run the client on a fake clock: note each backoff sleep, wait (almost) nothing.
+def fake_time() -> tuple[list[float], dict[str, Any]]:
+    """Seams for a client on a fake clock: note each backoff sleep, wait (almost) nothing.
 
+    Returns the list of backoff sleeps and the client arguments (``sleep=``, ``throttle=``).
     The cool-down gate gets the same fake clock, so a ``Retry-After`` pause passes as soon
     as the backoff sleep has "slept" it.
     """
@@ -64,13 +65,12 @@ def record_sleeps(client: aa.AcquireClient) -> list[float]:
         slept.append(delay)
         await sleep(delay)
 
-    client._sleep = backoff_sleep
-    client._throttle = aa.LocalThrottle(clock=lambda: now[0], sleep=sleep)
-    return slept
+    throttle = aa.LocalThrottle(clock=lambda: now[0], sleep=sleep)
+    return slept, {"sleep": backoff_sleep, "throttle": throttle}
 
 
 def acquired(client: aa.AcquireClient) -> int:
-    session = client._session
+    session = client.transport.session
     if session is None:
         return 0
     return len(session.connector._acquired)  # type: ignore[union-attr]
@@ -81,8 +81,8 @@ def acquired(client: aa.AcquireClient) -> int:
 
 async def test_429_retry_after_seconds_is_honoured(make_client: MakeClient) -> None:
     async with FaultServer(script=[status(429, {"Retry-After": "3"})]) as server:
-        client = make_client(server.base_url)
-        slept = record_sleeps(client)
+        slept, seams = fake_time()
+        client = make_client(server.base_url, **seams)
         response = await client.join_chat_response(1)
     assert response.attempts == 2
     assert slept == [3.0]
@@ -93,8 +93,8 @@ async def test_429_retry_after_seconds_is_honoured(make_client: MakeClient) -> N
 async def test_429_retry_after_http_date_is_honoured(make_client: MakeClient) -> None:
     when = email.utils.formatdate(time.time() + 30, usegmt=True)
     async with FaultServer(script=[status(429, {"Retry-After": when})]) as server:
-        client = make_client(server.base_url)
-        slept = record_sleeps(client)
+        slept, seams = fake_time()
+        client = make_client(server.base_url, **seams)
         await client.join_chat(1)
     assert len(slept) == 1
     assert 27 <= slept[0] <= 30
@@ -105,8 +105,8 @@ async def test_unusable_retry_after_falls_back_to_backoff(
     make_client: MakeClient, value: str
 ) -> None:
     async with FaultServer(script=[status(503, {"Retry-After": value})]) as server:
-        client = make_client(server.base_url)
-        slept = record_sleeps(client)
+        slept, seams = fake_time()
+        client = make_client(server.base_url, **seams)
         await client.join_chat(1)
     assert len(slept) == 1
     assert 0 <= slept[0] <= FAST.backoff_base
@@ -148,7 +148,7 @@ async def test_503_then_success(make_client: MakeClient) -> None:
         client = make_client(server.base_url)
         response = await client.join_chat_response(7)
     assert response.attempts == 3
-    assert response.case.id == 7
+    assert response.data.id == 7
 
 
 async def test_gives_up_after_max_attempts_with_the_last_error(make_client: MakeClient) -> None:
@@ -303,9 +303,13 @@ async def test_deadline_spans_all_attempts(make_client: MakeClient) -> None:
 
 async def test_backoff_never_sleeps_past_the_deadline(make_client: MakeClient) -> None:
     async with FaultServer(default=status(503)) as server:
-        client = make_client(server.base_url, retry=aa.RetryPolicy(backoff_base=30, backoff_cap=30))
-        slept = record_sleeps(client)
-        client._random.random = lambda: 0.99  # type: ignore[method-assign]
+        slept, seams = fake_time()
+        client = make_client(
+            server.base_url,
+            retry=aa.RetryPolicy(backoff_base=30, backoff_cap=30),
+            random=lambda: 0.99,
+            **seams,
+        )
         with pytest.raises(aa.InternalServerError) as info:
             await client.join_chat(1, timeout=5)
     assert slept == []  # a 29.7 s backoff does not fit in 5 s: fail now with the 503
@@ -323,9 +327,9 @@ async def test_a_body_that_arrives_after_its_headers_is_read_whole(
         slow = await client.join_chat_response(1684)  # the drip sends the fixture as is
         fast = await client.join_chat_response(2)
     assert slow.raw == PAYLOAD  # every piece, not what had come when the headers did
-    assert (slow.case.id, fast.case.id) == (1684, 2)
+    assert (slow.data.id, fast.data.id) == (1684, 2)
     assert acquired(client) == 0
-    pool = client._session.connector._conns  # type: ignore[union-attr]
+    pool = client.transport.session.connector._conns  # type: ignore[union-attr]
     assert sum(len(idle) for idle in pool.values()) == 1  # the one connection, reused
 
 
@@ -494,8 +498,9 @@ async def test_deadline_bounds_the_wait_for_a_slot(make_client: MakeClient) -> N
 
 async def test_deadline_bounds_a_cool_down(make_client: MakeClient) -> None:
     async with FaultServer() as server:
-        client = make_client(server.base_url)
-        await client._throttle.pause(30)
+        throttle = aa.LocalThrottle()
+        client = make_client(server.base_url, throttle=throttle)
+        await throttle.pause(30)
         with pytest.raises(aa.APITimeoutError, match="deadline"):
             await client.join_chat(1, timeout=0.1)
     assert server.requests == 0
@@ -505,11 +510,13 @@ async def test_a_long_retry_after_pauses_the_client_at_most_max_retry_after(
     make_client: MakeClient,
 ) -> None:
     async with FaultServer(script=[status(429, {"Retry-After": "3600"})]) as server:
-        client = make_client(server.base_url, retry=aa.RetryPolicy(max_retry_after=5))
+        throttle = aa.LocalThrottle()
+        client = make_client(
+            server.base_url, retry=aa.RetryPolicy(max_retry_after=5), throttle=throttle
+        )
         with pytest.raises(aa.RateLimitError):
             await client.join_chat(1)
-    assert isinstance(client._throttle, aa.LocalThrottle)
-    assert 4 < client._throttle.paused_for <= 5
+    assert 4 < throttle.paused_for <= 5
 
 
 async def test_a_borrowed_session_that_raises_for_status_still_maps_errors() -> None:
@@ -585,9 +592,10 @@ async def test_attempts_count_only_what_was_sent(make_client: MakeClient) -> Non
     # caused: one request was sent, and the error says so.
     async with FaultServer(default=status(503, {"Retry-After": "0.2"})) as server:
         client = make_client(
-            server.base_url, retry=aa.RetryPolicy(max_retry_after=60, backoff_base=0.001)
+            server.base_url,
+            retry=aa.RetryPolicy(max_retry_after=60, backoff_base=0.001),
+            sleep=lambda delay: asyncio.sleep(0),
         )
-        client._sleep = lambda delay: asyncio.sleep(0)  # type: ignore[assignment,misc]
         with pytest.raises(aa.APIStatusError) as info:
             await client.join_chat(1, timeout=0.1)
     assert server.requests == 1

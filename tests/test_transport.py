@@ -19,7 +19,7 @@ from faultserver import case_body, http_response
 from yarl import URL
 
 import acquire_async as aa
-from acquire_async import _transport
+from acquire_async import _pool, _transport
 
 KEY = "test-key-0123456789"
 
@@ -169,7 +169,7 @@ async def test_a_failure_on_a_fresh_connection_is_a_real_failure() -> None:
     assert caught.value.attempts == 3
     assert connections == 3
     assert client.stats.replayed == 0
-    assert str(caught.value).startswith(_transport.SERVER_CLOSED)
+    assert str(caught.value).startswith(_pool.SERVER_CLOSED)
 
 
 async def test_the_owned_pool_drops_idle_connections_after_keepalive_timeout() -> None:
@@ -319,7 +319,27 @@ async def test_request_sent_is_false_only_when_the_request_was_not_written(
         with pytest.raises(aa.APIConnectionError) as caught:
             await client.join_chat(3)
     assert caught.value.request_sent is sent
-    assert str(caught.value).startswith(_transport.SERVER_CLOSED)
+    assert str(caught.value).startswith(_pool.SERVER_CLOSED)
     # Untracked connections (here, aioresponses') get one replay, then the failure is real.
     assert client.stats.replayed == 1
     assert len(mock_http.requests[("POST", URL(url))]) == 2
+
+
+# ----------------------------------------------------------------------------- timeouts
+
+
+def test_timeouts_map_onto_aiohttp_each_limit() -> None:
+    timeout = _transport._client_timeout(aa.Timeouts(connect=1, read=2, pool=3, total=4), None)
+    assert isinstance(timeout, aiohttp.ClientTimeout)
+    # connect -> sock_connect, pool -> connect (pool wait + connect), read -> sock_read.
+    assert (timeout.sock_connect, timeout.sock_read, timeout.connect, timeout.total) == (1, 2, 3, 4)
+
+
+def test_a_deadline_caps_the_total_and_none_stays_none() -> None:
+    timeouts = aa.Timeouts(connect=1, read=2, pool=3, total=4)
+    assert _transport._client_timeout(timeouts, 0.5).total == 0.5
+    assert _transport._client_timeout(timeouts, 9.0).total == 4
+    assert _transport._client_timeout(timeouts, 0.5).sock_read == 2
+    unlimited = aa.Timeouts(connect=None, read=None, pool=None, total=None)
+    assert _transport._client_timeout(unlimited, None).total is None
+    assert _transport._client_timeout(unlimited, 2.0).total == 2.0

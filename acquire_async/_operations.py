@@ -1,0 +1,134 @@
+"""The Acquire operations the SDK makes, as plain data: one :class:`Operation` per endpoint.
+
+An operation says where it goes (``path``), how (``methods``; the first is the default), how its
+answer is read (``decode``: the codec's typed decoder with this operation's error codes), and
+whether a request that may have reached the server can be sent again (``retry_safe``). The
+engine runs any of them the same way; the client's methods build the body with the codec and
+hand both to the engine. Adding an endpoint is one spec here, one client method, one emulator
+route, and tests.
+
+Retry safety, decided from what each operation does:
+
+- ``join_chat``: safe. Joining twice leaves the agent in the chat once; a second join answers
+  ``CHAT_ALREADY_JOINED``, which the caller reads as success.
+- ``reject_chat``: safe. Rejecting again leaves the case rejected by this agent.
+- ``close_chat``: safe. A closed case stays closed; a repeated close may answer an error for
+  the case being closed already (Acquire documents none): the case is closed either way.
+- ``add_message``: **not** safe. A second request posts the message a second time, so after a
+  failure that may have reached the server the SDK never sends it again: the error surfaces
+  with ``request_sent=True``. A request that provably never left (refused, a connect timeout, a
+  request that could not be written) is still retried, and so are answers in which the server
+  says it did not act (408, 429, 503).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from . import _protocol
+from .models import Case, CloseResult, Message
+
+__all__ = ["ADD_MESSAGE", "CLOSE_CHAT", "JOIN_CHAT", "OPERATIONS", "REJECT_CHAT", "Operation"]
+
+T = TypeVar("T")
+
+# decode(status, headers, body, reason, case_id, now) -> T, or raise the call's APIError.
+Decoder = Callable[[int, Mapping[str, str], bytes, "str | None", int, float], T]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Operation(Generic[T]):
+    """One Acquire endpoint, as data.
+
+    - ``name``: the SDK's name for it (``"join_chat"``), carried by hooks, logs and errors.
+    - ``path``: below the API base URL (``"/crm/messenger/chat/join"``).
+    - ``methods``: the HTTP methods it may use, the default first. With two, a ``405`` to one
+      switches the client to the other, once, for its lifetime.
+    - ``decode``: turns ``(status, headers, body, reason, case_id, now)`` into the result or
+      raises the matching error (the codec, with this operation's error codes).
+    - ``retry_safe``: whether a request that may have reached the server may be sent again.
+
+    Example::
+
+        JOIN_CHAT = Operation("join_chat", JOIN_PATH, ("POST", "GET"),
+                              decode_join, retry_safe=True)
+    """
+
+    name: str
+    path: str
+    methods: tuple[str, ...]
+    decode: Decoder[T]
+    retry_safe: bool
+
+
+def _decode_join(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    reason: str | None,
+    case_id: int,
+    now: float,
+) -> Case:
+    return _protocol.decode_case(
+        status,
+        headers,
+        body,
+        reason=reason,
+        case_id=case_id,
+        now=now,
+        codes=_protocol.JOIN_CODES,
+    )
+
+
+def _decode_reject(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    reason: str | None,
+    case_id: int,
+    now: float,
+) -> Case:
+    return _protocol.decode_case(status, headers, body, reason=reason, case_id=case_id, now=now)
+
+
+def _decode_close(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    reason: str | None,
+    case_id: int,
+    now: float,
+) -> CloseResult:
+    return _protocol.decode_close(status, headers, body, reason=reason, case_id=case_id, now=now)
+
+
+def _decode_message(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    reason: str | None,
+    case_id: int,
+    now: float,
+) -> Message:
+    return _protocol.decode_message(status, headers, body, reason=reason, case_id=case_id, now=now)
+
+
+JOIN_CHAT: Operation[Case] = Operation(
+    "join_chat", _protocol.JOIN_PATH, ("POST", "GET"), _decode_join, retry_safe=True
+)
+REJECT_CHAT: Operation[Case] = Operation(
+    "reject_chat", _protocol.REJECT_PATH, ("POST",), _decode_reject, retry_safe=True
+)
+CLOSE_CHAT: Operation[CloseResult] = Operation(
+    "close_chat", _protocol.CLOSE_PATH, ("POST",), _decode_close, retry_safe=True
+)
+ADD_MESSAGE: Operation[Message] = Operation(
+    "add_message",
+    _protocol.ADD_MESSAGE_PATH,
+    ("POST",),
+    _decode_message,
+    retry_safe=False,
+)
+OPERATIONS: tuple[Operation[Any], ...] = (JOIN_CHAT, REJECT_CHAT, CLOSE_CHAT, ADD_MESSAGE)
