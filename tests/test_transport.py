@@ -19,6 +19,7 @@ from faultserver import case_body, http_response
 from yarl import URL
 
 import acquire_async as aa
+import acquire_async.testing
 from acquire_async import _pool, _transport
 
 KEY = "test-key-0123456789"
@@ -343,3 +344,50 @@ def test_a_deadline_caps_the_total_and_none_stays_none() -> None:
     unlimited = aa.Timeouts(connect=None, read=None, pool=None, total=None)
     assert _transport._client_timeout(unlimited, None).total is None
     assert _transport._client_timeout(unlimited, 2.0).total == 2.0
+
+
+async def test_a_request_that_may_have_been_read_is_not_replayed_when_not_idempotent() -> None:
+    # The stale connection took the whole request before the server closed it: a join is
+    # replayed (it may repeat), a message must not be (the server may have read it).
+    async with IdleClosingServer(idle_limit=0.05) as server:
+        transport = aa.AiohttpTransport(on_replay=lambda: None)
+        url = URL(server.base_url + "/crm/messenger/chat/join")
+        headers = {"Content-Type": "application/json"}
+        try:
+            first = await transport.send("POST", url, headers, b'{"caseId":1,"askJoin":true}')
+            assert first.status == 200
+            await asyncio.sleep(0.1)
+            with pytest.raises(aa.APIConnectionError) as caught:
+                await transport.send(
+                    "POST", url, headers, b'{"caseId":2,"askJoin":true}', idempotent=False
+                )
+            assert caught.value.request_sent is True
+            assert server.dropped == 1 and 2 not in server.answered
+            # The same stale case for a join: replayed on a fresh connection, answered.
+            assert (
+                await transport.send("POST", url, headers, b'{"caseId":3,"askJoin":true}')
+            ).status == 200
+            await asyncio.sleep(0.1)
+            again = await transport.send("POST", url, headers, b'{"caseId":4,"askJoin":true}')
+            assert again.status == 200 and server.dropped == 2
+        finally:
+            await transport.aclose()
+    assert server.answered == Counter({1: 1, 3: 1, 4: 1})
+
+
+def test_a_transport_excludes_the_options_of_the_built_in_one() -> None:
+    transport = aa.testing.MockTransport(lambda request: aa.testing.MockResponse())
+    for option in (
+        {"timeout": 5},
+        {"max_connections": 10},
+        {"max_body_size": 10},
+        {"keepalive_timeout": 1},
+        {"trust_env": True},
+        {"trace_configs": []},
+    ):
+        with pytest.raises(ValueError, match=next(iter(option))):
+            aa.AcquireClient(api_key=KEY, base_url="http://x", transport=transport, **option)
+    client = aa.AcquireClient(api_key=KEY, base_url="http://x", transport=transport)
+    assert client.transport is transport
+    with pytest.raises(TypeError, match="transport"):
+        aa.AcquireClient(api_key=KEY, base_url="http://x", transport=object())  # type: ignore[arg-type]
