@@ -6,11 +6,14 @@ Messages never echo what could be a secret (the credentials of a ``base_url``).
 
 from __future__ import annotations
 
+import inspect
 import re
 
 from yarl import URL
 
 __all__ = [
+    "check_count",
+    "check_hook",
     "ACQUIRE_DOMAIN",
     "MAX_ID",
     "check_base_url",
@@ -186,3 +189,34 @@ def check_optional_text(name: str, value: object) -> str | None:
     True
     """
     return None if value is None else check_text(name, value)
+
+
+def check_count(name: str, value: object) -> int:
+    """``value`` if it is an ``int`` >= 1 (not a ``bool``): a size, a count, a concurrency.
+
+    >>> check_count("max_connections", 100)
+    100
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1 (got {value})")
+    return value
+
+
+def check_hook(name: str, hook: object) -> None:
+    """``hook`` must be ``None`` or a plain callable: hooks are called inline, never awaited.
+
+    >>> check_hook("on_request", print)
+    """
+    if hook is None:
+        return
+    if not callable(hook):
+        raise TypeError(f"{name} must be a callable or None, not {type(hook).__name__}")
+    if inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(
+        getattr(hook, "__call__", None)  # noqa: B004 - an object with an async __call__
+    ):
+        raise TypeError(
+            f"{name} must be a plain function: hooks are called inline and never awaited "
+            "(schedule a task from it for async work)"
+        )

@@ -7,7 +7,6 @@ any I/O, build the request body with the codec, and hand the operation to the en
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import random as _random
 import time
@@ -21,6 +20,8 @@ from . import _bodies
 from ._bulk import JoinOutcome, JoinStream
 from ._checks import (
     check_bool,
+    check_count,
+    check_hook,
     check_optional_bool,
     check_optional_text,
     check_text,
@@ -135,7 +136,7 @@ class AcquireClient:
         if method not in _METHODS:
             raise ValueError(f"join_method must be 'POST' or 'GET' (got {join_method!r})")
         if max_concurrency is not None:
-            _check_count("max_concurrency", max_concurrency)
+            check_count("max_concurrency", max_concurrency)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
         if throttle is not None and not isinstance(throttle, Throttle):
@@ -155,7 +156,7 @@ class AcquireClient:
             ("on_response", on_response),
             ("on_retry", on_retry),
         ):
-            _check_hook(name, hook)
+            check_hook(name, hook)
         for name, seam in (("clock", clock), ("sleep", sleep), ("random", random)):
             if not callable(seam):
                 raise TypeError(f"{name} must be a callable, not {type(seam).__name__}")
@@ -485,7 +486,7 @@ class AcquireClient:
                     if not outcome.ok:
                         print(outcome.case_id, outcome.error)
         """
-        _check_count("concurrency", concurrency)
+        check_count("concurrency", concurrency)
         if not isinstance(ask_join, bool):
             raise TypeError(f"ask_join must be a bool, not {type(ask_join).__name__}")
         self._check_open()
@@ -521,24 +522,3 @@ def _join_args(
     if not isinstance(ask_join, bool):
         raise TypeError(f"ask_join must be a bool, not {type(ask_join).__name__}")
     return checked, ask_join, check_seconds("timeout", timeout)
-
-
-def _check_hook(name: str, hook: object) -> None:
-    if hook is None:
-        return
-    if not callable(hook):
-        raise TypeError(f"{name} must be a callable or None, not {type(hook).__name__}")
-    if inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(
-        getattr(hook, "__call__", None)  # noqa: B004 - an object with an async __call__
-    ):
-        raise TypeError(
-            f"{name} must be a plain function: hooks are called inline and never awaited "
-            "(schedule a task from it for async work)"
-        )
-
-
-def _check_count(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1 (got {value})")

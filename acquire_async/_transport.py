@@ -24,6 +24,7 @@ import aiohttp
 from yarl import URL
 
 from . import _pool
+from ._checks import check_count
 from ._config import Timeouts, check_seconds
 from ._protocol import RawResponse, error_for
 from .errors import (
@@ -136,8 +137,8 @@ class AiohttpTransport:
         on_replay: Callable[[], object] | None = None,
     ) -> None:
         self._timeouts = Timeouts.coerce(timeouts)
-        _check_count("max_connections", max_connections)
-        _check_count("max_body_size", max_body_size)
+        check_count("max_connections", max_connections)
+        check_count("max_body_size", max_body_size)
         if not isinstance(trust_env, bool):
             raise TypeError(f"trust_env must be a bool, not {type(trust_env).__name__}")
         configs = _check_trace_configs(trace_configs)
@@ -375,13 +376,6 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
             raise _TooLarge
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _check_count(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1 (got {value})")
 
 
 def _check_trace_configs(configs: object) -> tuple[aiohttp.TraceConfig, ...]:
