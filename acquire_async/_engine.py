@@ -294,7 +294,15 @@ class Engine:
                 stats.latencies.append(clock() - started)
                 if status == 429:
                     stats.rate_limited += 1
-                data = op.decode(status, raw.headers, raw.body, raw.reason, case_id, self._now())
+                data = op.decode(
+                    status,
+                    raw.headers,
+                    raw.body,
+                    reason=raw.reason,
+                    case_id=case_id,
+                    now=self._now(),
+                    codes=op.codes,
+                )
             except AcquireError as exc:
                 error = exc
                 # Server text (a message, a body excerpt) may echo the key: masked here, once,

@@ -23,19 +23,34 @@ Retry safety, decided from what each operation does:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from . import _protocol
+from ._protocol import Codes
 from .models import Case, CloseResult, Message
 
 __all__ = ["ADD_MESSAGE", "CLOSE_CHAT", "JOIN_CHAT", "OPERATIONS", "REJECT_CHAT", "Operation"]
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
-# decode(status, headers, body, reason, case_id, now) -> T, or raise the call's APIError.
-Decoder = Callable[[int, Mapping[str, str], bytes, "str | None", int, float], T]
+
+class Decoder(Protocol[T_co]):
+    """The codec's decoders: ``decode_case``, ``decode_message``, ``decode_close``."""
+
+    def __call__(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        reason: str | None = ...,
+        case_id: int | None = ...,
+        now: float | None = ...,
+        codes: Codes = ...,
+    ) -> T_co: ...
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -46,89 +61,56 @@ class Operation(Generic[T]):
     - ``path``: below the API base URL (``"/crm/messenger/chat/join"``).
     - ``methods``: the HTTP methods it may use, the default first. With two, a ``405`` to one
       switches the client to the other, once, for its lifetime.
-    - ``decode``: turns ``(status, headers, body, reason, case_id, now)`` into the result or
-      raises the matching error (the codec, with this operation's error codes).
+    - ``decode``: the codec's decoder of its answer (``decode_case``…), which returns the
+      result or raises the matching error.
+    - ``codes``: Acquire's error codes and the error class each means for this operation
+      (``CHAT_ALREADY_JOINED`` is ``AlreadyJoinedError`` for a join alone).
     - ``retry_safe``: whether a request that may have reached the server may be sent again.
 
     Example::
 
-        JOIN_CHAT = Operation("join_chat", JOIN_PATH, ("POST", "GET"),
-                              decode_join, retry_safe=True)
+        JOIN_CHAT = Operation("join_chat", JOIN_PATH, ("POST", "GET"), decode_case,
+                              JOIN_CODES, retry_safe=True)
     """
 
     name: str
     path: str
     methods: tuple[str, ...]
     decode: Decoder[T]
+    codes: Codes
     retry_safe: bool
 
 
-def _decode_join(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    reason: str | None,
-    case_id: int,
-    now: float,
-) -> Case:
-    return _protocol.decode_case(
-        status,
-        headers,
-        body,
-        reason=reason,
-        case_id=case_id,
-        now=now,
-        codes=_protocol.JOIN_CODES,
-    )
-
-
-def _decode_reject(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    reason: str | None,
-    case_id: int,
-    now: float,
-) -> Case:
-    return _protocol.decode_case(status, headers, body, reason=reason, case_id=case_id, now=now)
-
-
-def _decode_close(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    reason: str | None,
-    case_id: int,
-    now: float,
-) -> CloseResult:
-    return _protocol.decode_close(status, headers, body, reason=reason, case_id=case_id, now=now)
-
-
-def _decode_message(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes,
-    reason: str | None,
-    case_id: int,
-    now: float,
-) -> Message:
-    return _protocol.decode_message(status, headers, body, reason=reason, case_id=case_id, now=now)
-
-
 JOIN_CHAT: Operation[Case] = Operation(
-    "join_chat", _protocol.JOIN_PATH, ("POST", "GET"), _decode_join, retry_safe=True
+    "join_chat",
+    _protocol.JOIN_PATH,
+    ("POST", "GET"),
+    _protocol.decode_case,
+    _protocol.JOIN_CODES,
+    retry_safe=True,
 )
 REJECT_CHAT: Operation[Case] = Operation(
-    "reject_chat", _protocol.REJECT_PATH, ("POST",), _decode_reject, retry_safe=True
+    "reject_chat",
+    _protocol.REJECT_PATH,
+    ("POST",),
+    _protocol.decode_case,
+    _protocol.BASE_CODES,
+    retry_safe=True,
 )
 CLOSE_CHAT: Operation[CloseResult] = Operation(
-    "close_chat", _protocol.CLOSE_PATH, ("POST",), _decode_close, retry_safe=True
+    "close_chat",
+    _protocol.CLOSE_PATH,
+    ("POST",),
+    _protocol.decode_close,
+    _protocol.BASE_CODES,
+    retry_safe=True,
 )
 ADD_MESSAGE: Operation[Message] = Operation(
     "add_message",
     _protocol.ADD_MESSAGE_PATH,
     ("POST",),
-    _decode_message,
+    _protocol.decode_message,
+    _protocol.BASE_CODES,
     retry_safe=False,
 )
 OPERATIONS: tuple[Operation[Any], ...] = (JOIN_CHAT, REJECT_CHAT, CLOSE_CHAT, ADD_MESSAGE)
