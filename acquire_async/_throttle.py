@@ -1,12 +1,15 @@
 """Shared pressure from the server: the cool-down gate and the rate limiter, behind one interface.
 
-Every attempt awaits ``throttle.acquire()`` right before it is sent; a ``429``/``503`` with
+Every attempt passes the throttle right before it is sent: ``throttle.try_acquire()`` when the
+throttle has that method and it says yes (no ``await``, no coroutine), else
+``await throttle.acquire()``. A ``429``/``503`` with
 ``Retry-After`` calls ``throttle.pause(seconds)``, which holds back *new* requests from the whole
 client until then, instead of each task hitting the server on its own.
 
 :class:`Throttle` is the interface: a limiter shared by many worker processes (on Redis, say)
-implements these two coroutines and plugs in with ``AcquireClient(throttle=…)``, without
-touching the request path. :class:`LocalThrottle` is the in-process implementation.
+implements these two coroutines (and, if it can answer some calls at once, ``try_acquire``) and
+plugs in with ``AcquireClient(throttle=…)``, without touching the request path.
+:class:`LocalThrottle` is the in-process implementation.
 """
 
 from __future__ import annotations
@@ -27,6 +30,25 @@ class Throttle(Protocol):
 
     ``acquire`` returns when the next request may be sent (it may sleep); ``pause`` asks the
     gate to hold every new request for ``seconds`` from now (the longest pause wins).
+
+    Optional: a plain method ``try_acquire() -> bool`` that takes a slot when no wait is needed
+    (``True``) and otherwise takes nothing (``False``, then the client awaits ``acquire``). The
+    client looks it up on the throttle itself, so any implementation may offer this fast path;
+    it is not part of the protocol's required members.
+
+    Example, a throttle that never waits::
+
+        class Open:
+            def try_acquire(self) -> bool:
+                return True
+
+            async def acquire(self) -> None:
+                return None
+
+            async def pause(self, seconds: float) -> None:
+                return None
+
+        AcquireClient("mycompany", key, throttle=Open())
     """
 
     async def acquire(self) -> None:
