@@ -21,6 +21,7 @@ from ._bulk import JoinOutcome, JoinStream
 from ._client import AcquireClient
 from ._config import Timeouts
 from ._engine import Response
+from ._protocol import RawResponse
 from ._retry import RetryPolicy
 from ._stats import ClientStats, RequestEvent, ResponseEvent, RetryEvent
 from ._throttle import LocalThrottle, Throttle
@@ -101,6 +102,7 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "Throttle",
+    "RawResponse",
     "Response",
     "Timeouts",
     "Transport",

@@ -190,7 +190,8 @@ class AcquireClient:
             clash = [name for name, set_ in given.items() if set_]
             if clash:
                 raise ValueError(
-                    f"{', '.join(clash)} configure the built-in transport; "
+                    f"{', '.join(clash)} {'configures' if len(clash) == 1 else 'configure'} "
+                    "the built-in transport; "
                     "with transport=..., configure that transport instead"
                 )
         base = resolve_base_url(account_id, base_url)

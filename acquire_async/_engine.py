@@ -36,7 +36,7 @@ from yarl import URL
 from . import _protocol
 from ._bodies import endpoint_url
 from ._operations import Operation
-from ._retry import RetryBudget, RetryPolicy, retry_delay
+from ._retry import NOT_ACTED_STATUSES, RetryBudget, RetryPolicy, retry_delay
 from ._secrets import Redactor
 from ._slots import Slots
 from ._stats import ClientStats, RequestEvent, ResponseEvent, RetryEvent
@@ -45,7 +45,6 @@ from ._transport import Transport
 from .errors import (
     AcquireError,
     AlreadyJoinedError,
-    APIConnectionError,
     APIError,
     APIStatusError,
     APITimeoutError,
@@ -329,8 +328,12 @@ class Engine:
             # them may have reached the server (then the operation may have happened).
             error.attempts = sent[0]
             if isinstance(error, APIError):
-                if not isinstance(error, APIConnectionError) or error.request_sent:
-                    reached = reached or sent[0] == attempt
+                # request_sent: may this call have acted? Not for a request that never left,
+                # nor for an answer by which the server says it did not act (408, 429, 503).
+                acted = error.request_sent and not (
+                    isinstance(error, APIStatusError) and error.status in NOT_ACTED_STATUSES
+                )
+                reached = reached or (acted and sent[0] == attempt)
                 error.request_sent = reached
             if (
                 isinstance(error, APIStatusError)

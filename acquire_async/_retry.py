@@ -58,7 +58,7 @@ def _statuses(value: object) -> frozenset[int]:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How a join is retried.
+    """How a call is retried (each operation's retry safety narrows it: see ``is_retryable``).
 
     - ``max_attempts``: attempts per call, the first included (``1`` disables retries).
     - Backoff with full jitter: before retry *n* (1, 2, …) sleep

@@ -103,8 +103,8 @@ class AiohttpTransport:
     ``.netrc``); ``trace_configs`` are aiohttp's tracing hooks (OpenTelemetry). ``on_replay`` is
     called each time a request lost to a closed pooled connection is replayed.
 
-    ``AcquireClient`` builds one from its own arguments; build one yourself to share it, or to
-    wrap it::
+    ``AcquireClient`` builds one from its own arguments; build one yourself to configure it or
+    to wrap it (the client that is given it closes it with its own ``aclose``)::
 
         transport = AiohttpTransport(max_connections=20, timeouts=Timeouts(total=10))
         client = AcquireClient("mycompany", key, transport=transport)
@@ -317,6 +317,7 @@ class AiohttpTransport:
                     # The proxy refused the CONNECT tunnel (407, a proxy's own 403…): its answer,
                     # not Acquire's. An APIStatusError with that status, for the policy to judge.
                     error = error_for(exc.status, exc.headers or {}, b"")
+                    error.request_sent = False  # the tunnel never opened: Acquire saw nothing
                 except aiohttp.ConnectionTimeoutError as exc:
                     error = APITimeoutError(
                         _pool.describe(exc), method=method, url=str(url), request_sent=False
@@ -334,6 +335,7 @@ class AiohttpTransport:
                     unwritten = _pool.unwritten(exc)
                     if (
                         not replays
+                        and not self._closed  # aclose() meanwhile: no new request
                         and (idempotent or unwritten)
                         and _pool.replayable(exc, _pool.CONNECTION.get())
                     ):

@@ -96,6 +96,23 @@ async def test_a_message_is_retried_when_the_request_never_left() -> None:
     assert len(seen) == 2
 
 
+async def test_a_message_is_retried_after_a_503_then_a_refused_connection() -> None:
+    # Neither attempt can have posted it: the 503 says the server did not act.
+    refused = aa.APIConnectionError("connection refused", request_sent=False)
+    handler, seen = script(status(503), refused, MockResponse(json=message_answer(5)))
+    async with client_with(handler) as client:
+        response = await client.add_message_response(5, "hello")
+    assert response.attempts == 3 and len(seen) == 3
+
+
+async def test_a_503_alone_reports_that_nothing_happened() -> None:
+    handler, _ = script(status(503))
+    async with client_with(handler, retry=aa.RetryPolicy.disabled()) as client:
+        with pytest.raises(aa.InternalServerError) as caught:
+            await client.add_message(5, "hello")
+    assert caught.value.request_sent is False
+
+
 async def test_a_message_is_not_retried_when_the_request_may_have_left() -> None:
     dropped = aa.APIConnectionError("the server closed the connection", request_sent=True)
     handler, seen = script(dropped, MockResponse(json=message_answer(5)))

@@ -292,6 +292,9 @@ async def test_a_proxy_refusal_is_its_status_and_never_retried(
                 await client.join_chat(5)
     assert caught.value.status == int(status[:3])
     assert caught.value.attempts == 1
+    # A refused tunnel never reached Acquire; a forwarded request's answer cannot be told
+    # from Acquire's own.
+    assert caught.value.request_sent is (scheme == "http")
     assert len(proxy.requests) == 1
     assert proxy.requests[0].startswith(b"CONNECT " if scheme == "https" else b"POST ")
     assert client.stats.retries == 0
