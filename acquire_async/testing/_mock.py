@@ -16,7 +16,7 @@ import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from acquire_async._protocol import RawResponse
+from acquire_async import RawResponse
 from acquire_async.errors import APITimeoutError
 
 __all__ = ["Handler", "MockRequest", "MockResponse", "MockTransport"]
