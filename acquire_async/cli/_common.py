@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from ._output import printable
+
+if TYPE_CHECKING:
+    from ._output import Tally
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_BROKEN_PIPE = 141
@@ -20,6 +23,16 @@ def fail(message: str) -> NoReturn:
     """One line ``acquire-async: error: …`` on stderr, then exit with status 2."""
     click.echo(f"acquire-async: error: {printable(message)}", err=True)
     sys.exit(EXIT_USAGE)
+
+
+def exit_status(tally: Tally) -> int:
+    """2 when the run stopped on an account-wide error, else 130 after Ctrl-C, else 1 when
+    an id failed, else 0."""
+    if tally.fatal is not None:
+        return EXIT_USAGE
+    if tally.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if tally.failed else EXIT_OK
 
 
 def reason(exc: BaseException) -> str:
@@ -57,6 +70,22 @@ def in_flags(message: str, key_source: str) -> str:
     for pattern, words in _FLAG_WORDS:
         message = pattern.sub(words.replace("{key}", key_source), message)
     return message
+
+
+class Command(click.Command):
+    """A click command whose usage errors (a bad value, a missing argument, an unknown flag)
+    are one line ``acquire-async: error: …`` with exit status 2, like the command's own
+    errors, instead of click's usage block. Example::
+
+        @click.command(cls=Command)
+        def message(...): ...
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            fail(exc.format_message())
 
 
 class Group(click.Group):

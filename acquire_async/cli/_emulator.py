@@ -18,9 +18,8 @@ from rich.console import Console
 from acquire_async._client import AcquireClient
 from acquire_async._retry import RetryPolicy
 
-from ._common import fail
+from ._common import exit_status, fail
 from ._input import IdSource
-from ._join import exit_status
 from ._output import Tally, summary_lines
 from ._run import Stopper, run_bulk
 

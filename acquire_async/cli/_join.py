@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,17 +13,8 @@ from typing import IO
 import click
 from rich.console import Console
 
-from acquire_async._client import AcquireClient
-
-from ._common import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
-    fail,
-    in_flags,
-    reason,
-)
+from ._account import account_options, make_client
+from ._common import exit_status, fail, reason
 from ._input import (
     IdSource,
     argument_lines,
@@ -37,16 +27,6 @@ from ._input import (
 )
 from ._output import PipeConsole, Tally, summary_lines
 from ._run import GRACE, Stopper, run_bulk, same_terminal
-
-
-def exit_status(tally: Tally) -> int:
-    """2 when the run stopped on an account-wide error, else 130 after Ctrl-C, else 1 when
-    an id failed, else 0."""
-    if tally.fatal is not None:
-        return EXIT_USAGE
-    if tally.interrupted:
-        return EXIT_INTERRUPTED
-    return EXIT_FAILED if tally.failed else EXIT_OK
 
 
 def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -71,13 +51,7 @@ def screen_console() -> Console:
     type=click.File("rb"),
     help="File of ids, one a line (UTF-8); - = stdin.",
 )
-@click.option("--account", envvar="ACQUIRE_ACCOUNT_ID", help="Account id (env ACQUIRE_ACCOUNT_ID).")
-@click.option("--base-url", help="API base URL instead of https://ACCOUNT.acquire.io/api/v1.")
-@click.option(
-    "--api-key-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="File holding the API key (default: env ACQUIRE_API_KEY).",
-)
+@account_options
 @click.option("--concurrency", default=32, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--no-ask-join", is_flag=True, help="Send askJoin: false.")
 @click.option("--method", type=click.Choice(["POST", "GET"]), default="POST", show_default=True)
@@ -119,18 +93,9 @@ def join(
     """Join chats: CASE_ID… or --from FILE. One JSON line per case on stdout."""
     if bool(case_ids) == (from_file is not None):
         fail("give case ids as arguments or --from FILE (one of the two)")
-    api_key = _read_key(api_key_file)
-    try:
-        client = AcquireClient(
-            account or None,
-            api_key,
-            base_url=base_url,
-            join_method=method,
-            max_connections=concurrency,
-        )
-    except (TypeError, ValueError) as exc:
-        fail(in_flags(str(exc), "--api-key-file" if api_key_file else "ACQUIRE_API_KEY"))
-    del api_key
+    client = make_client(
+        account, base_url, api_key_file, join_method=method, max_connections=concurrency
+    )
     done: set[int] = set()
     record: IO[str] | None = None
     if resume is not None:
@@ -183,18 +148,3 @@ def join(
     if tally.fatal is not None:
         click.echo(f"acquire-async: error: {tally.fatal}", err=True)
     sys.exit(exit_status(tally))
-
-
-def _read_key(path: Path | None) -> str:
-    if path is not None:
-        try:
-            key = path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            fail(f"cannot read the API key file {str(path)!r}: {reason(exc)}")
-        if not key:
-            fail(f"the API key file {str(path)!r} is empty")
-        return key
-    key = os.environ.get("ACQUIRE_API_KEY", "")
-    if not key:
-        fail("no API key: set ACQUIRE_API_KEY or pass --api-key-file")
-    return key

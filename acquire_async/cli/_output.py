@@ -36,10 +36,13 @@ class Tally:
     resume: bool = False
     """``--resume`` is in use: the summary may suggest a rerun with it."""
 
+    succeeded: int = 0
+    """Calls of another command (reject, close, message) that succeeded."""
+
     @property
     def done(self) -> int:
         """Outcomes so far."""
-        return self.joined + self.already_joined + sum(self.failed.values())
+        return self.joined + self.already_joined + self.succeeded + sum(self.failed.values())
 
     def count(self, outcome: JoinOutcome) -> None:
         """Add one outcome."""
@@ -49,6 +52,13 @@ class Tally:
             self.joined += 1
         else:
             self.failed[type(outcome.error).__name__] += 1
+
+    def count_call(self, error: BaseException | None) -> None:
+        """Add the outcome of one call of another command: a success, or its error."""
+        if error is None:
+            self.succeeded += 1
+        else:
+            self.failed[type(error).__name__] += 1
 
 
 # C0 and C1 controls, DEL, line and paragraph separators, zero-width and bidi controls, the

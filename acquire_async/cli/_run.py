@@ -1,13 +1,15 @@
-"""A bulk run: ``join_many`` driven to its end, stopped gracefully by signals and dead keys."""
+"""A run of calls: ``join_many`` driven to its end (:func:`run_bulk`), or one call per id in
+turn (:func:`run_each`); both stopped gracefully by signals and dead keys."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import IO, Any
 
 from rich.console import Console
@@ -29,11 +31,14 @@ GRACE = 5.0
 """Seconds the joins in flight get to finish after the first Ctrl-C (``--grace``)."""
 
 
-def account_problem(error: AcquireError | None, base_url: str) -> str | None:
-    """Why no join of this run can succeed, when ``error`` says so; else ``None``.
+def account_problem(
+    error: BaseException | None, base_url: str, action: str = "join chats"
+) -> str | None:
+    """Why no call of this run can succeed, when ``error`` says so; else ``None``.
 
-    The key refused (401, 403), or a 404 that is not Acquire's "no such case"
-    (``ERROR_RECORD_NOT_FOUND``): nothing at that URL is the Acquire API. Example::
+    The key refused (401), or not allowed to do ``action`` (403), or a 404 that is not
+    Acquire's "no such case" (``ERROR_RECORD_NOT_FOUND``): nothing at that URL is the Acquire
+    API. Example::
 
         account_problem(AuthenticationError("bad key", status=401), url)
         # 'the API key was refused (HTTP 401): check ACQUIRE_API_KEY or --api-key-file'
@@ -45,7 +50,7 @@ def account_problem(error: AcquireError | None, base_url: str) -> str | None:
         )
     if isinstance(error, PermissionDeniedError):
         return (
-            f"the API key is not allowed to join chats (HTTP {error.status}): "
+            f"the API key is not allowed to {action} (HTTP {error.status}): "
             "check the key's permissions"
         )
     if (
@@ -63,13 +68,17 @@ def account_problem(error: AcquireError | None, base_url: str) -> str | None:
 class Stopper:
     """Ends a run in two steps, from a signal or from the run itself.
 
-    :meth:`stop` ends the input (no new join starts) and leaves the joins in flight
+    :meth:`stop` ends the input (no new call starts) and leaves the calls in flight
     ``grace`` seconds to finish (reported and recorded as usual); :meth:`abort` (a second
-    Ctrl-C, or the grace period over) cancels them at once.
+    Ctrl-C, or the grace period over) cancels them at once. ``noun`` names a call in the
+    notice a signal prints (``"join"``: "finishing the 4 joins in flight").
     """
 
-    def __init__(self, source: IdSource, tally: Tally, screen: Console, grace: float) -> None:
+    def __init__(
+        self, source: IdSource, tally: Tally, screen: Console, grace: float, noun: str = "join"
+    ) -> None:
         self.source = source
+        self.noun = noun
         self.tally = tally
         self.screen = screen
         self.grace = grace
@@ -98,9 +107,14 @@ class Stopper:
             return
         in_flight = self.source.sent - self.tally.done
         if in_flight > 0 and self.grace > 0:
+            what, them = (
+                (f"the {self.noun}", "it")
+                if in_flight == 1
+                else (f"the {in_flight} {self.noun}s", "them")
+            )
             self.screen.print(
-                f"interrupted: finishing the {in_flight} joins in flight (at most "
-                f"{self.grace:g} s; Ctrl-C again to cancel them)",
+                f"interrupted: finishing {what} in flight (at most "
+                f"{self.grace:g} s; Ctrl-C again to cancel {them})",
                 markup=False,
                 highlight=False,
                 soft_wrap=True,
@@ -241,3 +255,53 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return printable(str(exc)) or type(exc).__name__
+
+
+async def run_each(
+    client: AcquireClient,
+    source: IdSource,
+    stopper: Stopper,
+    call: Callable[[int], Awaitable[Any]],
+    line: Callable[[int, Any, BaseException | None], dict[str, Any]],
+    *,
+    action: str,
+    out: IO[str],
+    tally: Tally,
+) -> None:
+    """Await ``call(case_id)`` for each id of ``source``, one at a time, in order, and write
+    ``line(case_id, result, error)`` as a JSON line for each.
+
+    The stop rules of :func:`run_bulk`: an account-wide error (:func:`account_problem`, with
+    ``action`` in its 403 message) stops the run and is kept in ``tally.fatal``; a first
+    Ctrl-C lets the call in flight finish. A call that :meth:`Stopper.abort` cancels is
+    reported too, with the ``CancelledError`` as its error: it may or may not have happened.
+    Example::
+
+        await run_each(client, source, stopper, client.reject_chat_response, reject_line,
+                       action="reject chats", out=sys.stdout, tally=tally)
+    """
+    async for case_id in source:
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = await call(case_id)
+        except AcquireError as exc:
+            error = exc
+        except asyncio.CancelledError as exc:
+            if stopper.aborted:  # ours: report the call it cut short, then let it through
+                tally.cancelled += 1
+                _write_line(out, line(case_id, None, exc))
+            raise
+        source.answered(case_id)
+        tally.count_call(error)
+        _write_line(out, line(case_id, result, error))
+        if error is not None and tally.fatal is None:
+            tally.fatal = account_problem(error, client.base_url, action)
+            if tally.fatal is not None:
+                stopper.stop()
+
+
+def _write_line(out: IO[str], fields: dict[str, Any]) -> None:
+    # ASCII JSON: every control character, bidi control and non-ASCII letter is escaped.
+    out.write(json.dumps(fields, default=str) + "\n")
+    out.flush()
