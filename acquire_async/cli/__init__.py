@@ -5,6 +5,8 @@ stays lean. Commands:
 
 - ``join CASE_ID… | --from FILE``: join through ``join_many``; one JSON line per outcome on
   stdout, a progress bar on stderr when it is a terminal, a summary at the end.
+- ``message CASE_ID TEXT``: post one message (never sent twice); one JSON line.
+- ``reject CASE_ID…``, ``close CASE_ID…``: one call per case, in turn; one JSON line each.
 - ``serve``: the emulator (``acquire_async.testing.FakeAcquire``) for manual testing.
 - ``demo``: the emulator with 1,000 waiting cases and light faults, joined over real HTTP.
 
@@ -14,8 +16,9 @@ after Ctrl-C, 141 when stdout was closed (``… | head``); a one-line message, n
 The API key is read from ``ACQUIRE_API_KEY`` or ``--api-key-file`` and never printed.
 
 Modules: ``_input`` (ids, the stoppable source, ``--resume``), ``_output`` (JSON lines, the
-table, the summary, safe terminal text), ``_run`` (a bulk run, its signals, its progress),
-``_join`` and ``_emulator`` (the commands), ``_common`` (exit statuses, errors).
+table, the summary, safe terminal text), ``_run`` (a bulk run or one call per id, their
+signals, the progress), ``_account`` (the account options, the key, the client), ``_join``,
+``_operations`` and ``_emulator`` (the commands), ``_common`` (exit statuses, errors).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from ._common import Group
 from ._emulator import demo, serve
 from ._input import load_resume, parse_ids
 from ._join import join
+from ._operations import close, message, reject
 from ._output import Tally, summary_lines
 
 __all__ = ["Tally", "load_resume", "main", "parse_ids", "summary_lines"]
@@ -49,9 +53,12 @@ __all__ = ["Tally", "load_resume", "main", "parse_ids", "summary_lines"]
 @_click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @_click.version_option(__version__, prog_name="acquire-async")
 def main() -> None:
-    """Join Acquire chats from the shell, run the emulator, or watch the demo."""
+    """Join, message, reject or close Acquire chats from the shell; run the emulator or the demo."""
 
 
 main.add_command(join)
+main.add_command(message)
+main.add_command(reject)
+main.add_command(close)
 main.add_command(serve)
 main.add_command(demo)
