@@ -314,7 +314,7 @@ class AcquireClient:
         self, case_id: int, ask_join: bool, timeout: float | None
     ) -> Coroutine[Any, Any, Response[Case]]:
         self._check_open()
-        return self._engine.call(JOIN_CHAT, case_id, _bodies.join_body(case_id, ask_join), timeout)
+        return self._engine.call(JOIN_CHAT, case_id, JOIN_CHAT.body(case_id, ask_join), timeout)
 
     async def reject_chat(self, case_id: int, *, timeout: float | None = None) -> Case:
         """Reject the chat ``case_id`` for the API key's agent; return the updated case.
@@ -331,11 +331,17 @@ class AcquireClient:
     async def reject_chat_response(
         self, case_id: int, *, timeout: float | None = None
     ) -> Response[Case]:
-        """Like :meth:`reject_chat`, with the raw body, status, headers and attempts."""
+        """Like :meth:`reject_chat`, with the raw body, status, headers and attempts.
+
+        Example::
+
+            response = await client.reject_chat_response(1681)
+            print(response.data.status, response.attempts)
+        """
         case_id = validate_case_id(case_id)
         timeout = check_seconds("timeout", timeout)
         self._check_open()
-        return await self._engine.call(REJECT_CHAT, case_id, _bodies.reject_body(case_id), timeout)
+        return await self._engine.call(REJECT_CHAT, case_id, REJECT_CHAT.body(case_id), timeout)
 
     async def close_chat(
         self,
@@ -385,9 +391,15 @@ class AcquireClient:
         leave_event: bool | None = None,
         timeout: float | None = None,
     ) -> Response[CloseResult]:
-        """Like :meth:`close_chat`, with the raw body, status, headers and attempts."""
+        """Like :meth:`close_chat`, with the raw body, status, headers and attempts.
+
+        Example::
+
+            response = await client.close_chat_response(5)
+            print(response.data.forever_closed, response.raw)
+        """
         case_id = validate_case_id(case_id)
-        body = _bodies.close_body(
+        body = CLOSE_CHAT.body(
             case_id,
             closing_state=check_text("closing_state", closing_state),
             archive=check_bool("archive", archive),
@@ -449,9 +461,15 @@ class AcquireClient:
         translate_lang_key: str | None = None,
         timeout: float | None = None,
     ) -> Response[Message]:
-        """Like :meth:`add_message`, with the raw body, status, headers and attempts."""
+        """Like :meth:`add_message`, with the raw body, status, headers and attempts.
+
+        Example::
+
+            response = await client.add_message_response(1684, "Hello!")
+            print(response.data.id, response.request_id)
+        """
         case_id = validate_case_id(case_id)
-        body = _bodies.add_message_body(
+        body = ADD_MESSAGE.body(
             case_id,
             check_text("text", text),
             type=check_text("type", type),

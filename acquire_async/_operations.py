@@ -23,7 +23,7 @@ Retry safety, decided from what each operation does:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -61,6 +61,8 @@ class Operation(Generic[T]):
     - ``path``: below the API base URL (``"/crm/messenger/chat/join"``).
     - ``methods``: the HTTP methods it may use, the default first. With two, a ``405`` to one
       switches the client to the other, once, for its lifetime.
+    - ``body``: the codec's builder of its request body (``join_body``…); the client calls
+      it with the operation's own arguments.
     - ``decode``: the codec's decoder of its answer (``decode_case``…), which returns the
       result or raises the matching error.
     - ``codes``: Acquire's error codes and the error class each means for this operation
@@ -69,13 +71,14 @@ class Operation(Generic[T]):
 
     Example::
 
-        JOIN_CHAT = Operation("join_chat", JOIN_PATH, ("POST", "GET"), decode_case,
-                              JOIN_CODES, retry_safe=True)
+        JOIN_CHAT = Operation("join_chat", JOIN_PATH, ("POST", "GET"), join_body,
+                              decode_case, JOIN_CODES, retry_safe=True)
     """
 
     name: str
     path: str
     methods: tuple[str, ...]
+    body: Callable[..., bytes]
     decode: Decoder[T]
     codes: Codes
     retry_safe: bool
@@ -85,6 +88,7 @@ JOIN_CHAT: Operation[Case] = Operation(
     "join_chat",
     _protocol.JOIN_PATH,
     ("POST", "GET"),
+    _protocol.join_body,
     _protocol.decode_case,
     _protocol.JOIN_CODES,
     retry_safe=True,
@@ -93,6 +97,7 @@ REJECT_CHAT: Operation[Case] = Operation(
     "reject_chat",
     _protocol.REJECT_PATH,
     ("POST",),
+    _protocol.reject_body,
     _protocol.decode_case,
     _protocol.BASE_CODES,
     retry_safe=True,
@@ -101,6 +106,7 @@ CLOSE_CHAT: Operation[CloseResult] = Operation(
     "close_chat",
     _protocol.CLOSE_PATH,
     ("POST",),
+    _protocol.close_body,
     _protocol.decode_close,
     _protocol.BASE_CODES,
     retry_safe=True,
@@ -109,6 +115,7 @@ ADD_MESSAGE: Operation[Message] = Operation(
     "add_message",
     _protocol.ADD_MESSAGE_PATH,
     ("POST",),
+    _protocol.add_message_body,
     _protocol.decode_message,
     _protocol.BASE_CODES,
     retry_safe=False,

@@ -248,7 +248,6 @@ class AiohttpTransport:
             headers, middlewares = _pool.authorization_after_tracing(session, headers)
         try:
             while True:
-                _pool.CONNECTION.set(None)
                 try:
                     # Awaited, then released in ``finally``: what ``async with`` does, without
                     # its four extra coroutines per attempt (``__aenter__``, ``__aexit__``).
@@ -337,7 +336,7 @@ class AiohttpTransport:
                         not replays
                         and not self._closed  # aclose() meanwhile: no new request
                         and (idempotent or unwritten)
-                        and _pool.replayable(exc, _pool.CONNECTION.get())
+                        and _pool.replayable(exc)
                     ):
                         replays = 1
                         _pool.FRESH.set(True)

@@ -25,7 +25,7 @@ STUBS: dict[aa.AcquireClient, StubTransport] = {}
 
 
 def acquired(client: aa.AcquireClient) -> int:
-    session = client._transport._session  # type: ignore[attr-defined]
+    session = client.transport.session  # type: ignore[attr-defined]
     return 0 if session is None else len(session.connector._acquired)  # type: ignore[union-attr]
 
 

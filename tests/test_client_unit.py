@@ -13,6 +13,7 @@ import pytest
 from aioresponses import aioresponses
 from aioresponses.core import RequestCall
 from payloads import ALREADY_JOINED, JOIN_RESPONSE, JOIN_URL
+from stubs import StubTransport, answer
 from yarl import URL
 
 import acquire_async
@@ -196,12 +197,14 @@ async def test_env_fallback(monkeypatch: pytest.MonkeyPatch, mock_http: aiorespo
     assert call.kwargs["headers"]["Authorization"] == "Bearer env-key-1"
 
 
-def test_arguments_win_over_env(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_arguments_win_over_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACQUIRE_ACCOUNT_ID", "envco")
     monkeypatch.setenv("ACQUIRE_API_KEY", "env-key-1")
-    client = AcquireClient("argco", "arg-key")
+    stub = StubTransport(answer)
+    client = AcquireClient("argco", "arg-key", transport=stub)
     assert client.base_url == "https://argco.acquire.io/api/v1"
-    assert client._engine._headers["Authorization"] == "Bearer arg-key"
+    await client.join_chat(5)
+    assert stub.headers[0]["Authorization"] == "Bearer arg-key"
     assert AcquireClient(base_url="http://127.0.0.1:1/api/v1").base_url == (
         "http://127.0.0.1:1/api/v1"
     )
