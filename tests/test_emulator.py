@@ -23,11 +23,11 @@ import aiohttp
 import msgspec
 import pytest
 import pytest_asyncio
-from payloads import ALREADY_JOINED, EXAMPLES
+from payloads import ALREADY_JOINED, EXAMPLES, Reply
 
 from acquire_async import errors
 from acquire_async._protocol import JOIN_CODES, JOIN_PATH, decode_case
-from acquire_async.models import Agent, Case
+from acquire_async.models import Agent
 from acquire_async.testing import (
     DEFAULT_API_KEY,
     FakeAcquire,
@@ -47,27 +47,6 @@ PUBLISHED_JOIN = json.loads(
 PUBLISHED_ALREADY_JOINED = json.loads(ALREADY_JOINED)
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 NOW = datetime(2021, 3, 24, 10, 44, 48, 538000, tzinfo=timezone.utc)
-
-
-class Reply:
-    """What one request got back: status, headers, raw body, and the JSON if it was JSON."""
-
-    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-        try:
-            self.json: Any = json.loads(body)
-        except ValueError:
-            self.json = None
-
-    @property
-    def code(self) -> str | None:
-        error = self.json.get("error") if isinstance(self.json, dict) else None
-        return error.get("code") if isinstance(error, dict) else None
-
-    def decode(self) -> Case:
-        return decode_case(self.status, self.headers, self.body, codes=JOIN_CODES)
 
 
 @pytest_asyncio.fixture

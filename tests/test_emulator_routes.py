@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from payloads import EXAMPLES
+from payloads import EXAMPLES, Reply
 
 from acquire_async import errors
 from acquire_async._protocol import JOIN_CODES, decode_case
@@ -42,28 +42,6 @@ PUBLISHED_MESSAGE = published(
 PUBLISHED_JOIN = published(
     "crm-messenger-chat-join__response-200__FINAL-POST-version__2021-04-01_498d8f1.json"
 )
-
-
-class Reply:
-    """What one request got back: status, headers and the JSON body (``None`` if not JSON)."""
-
-    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-        try:
-            self.json: Any = json.loads(body)
-        except ValueError:
-            self.json = None
-
-    @property
-    def code(self) -> str | None:
-        error = self.json.get("error") if isinstance(self.json, dict) else None
-        return error.get("code") if isinstance(error, dict) else None
-
-    @property
-    def data(self) -> Any:
-        return self.json["data"]
 
 
 @pytest_asyncio.fixture

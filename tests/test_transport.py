@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from faultserver import case_body, http_response
+from faultserver import RawServer, case_body, http_response
 from yarl import URL
 
 import acquire_async as aa
@@ -25,7 +25,7 @@ from acquire_async import _pool, _transport
 KEY = "test-key-0123456789"
 
 
-class IdleClosingServer:
+class IdleClosingServer(RawServer):
     """A join endpoint that behaves like nginx with a short ``keepalive_timeout``.
 
     A request that arrives on a connection idle for ``idle_limit`` seconds or more is read
@@ -37,30 +37,11 @@ class IdleClosingServer:
     """
 
     def __init__(self, *, idle_limit: float = 0.05, close_after_answer: bool = False) -> None:
+        super().__init__(lambda request, on_connection: None)  # _serve below answers
         self.idle_limit = idle_limit
         self.close_after_answer = close_after_answer
         self.answered: Counter[int] = Counter()
         self.dropped = 0
-        self.connections = 0
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api/v1"
-
-    async def __aenter__(self) -> IdleClosingServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.close()
-        await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
