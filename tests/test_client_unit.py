@@ -200,7 +200,7 @@ async def test_env_fallback(monkeypatch: pytest.MonkeyPatch, mock_http: aiorespo
 async def test_arguments_win_over_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACQUIRE_ACCOUNT_ID", "envco")
     monkeypatch.setenv("ACQUIRE_API_KEY", "env-key-1")
-    stub = StubTransport(answer)
+    stub = StubTransport(answer, keep_headers=True)
     client = AcquireClient("argco", "arg-key", transport=stub)
     assert client.base_url == "https://argco.acquire.io/api/v1"
     await client.join_chat(5)

@@ -57,7 +57,7 @@ def _assert_clean(text: str) -> None:
 
 async def test_client_repr_str_vars_and_headers_hide_the_key() -> None:
     # The headers every transport is handed (a user's own, logging one, say) hide the key.
-    stub = StubTransport(answer)
+    stub = StubTransport(answer, keep_headers=True)
     client = AcquireClient("acme", CANARY, transport=stub)
     await client.join_chat(5)
     _assert_clean(repr(client))
