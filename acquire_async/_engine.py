@@ -191,7 +191,7 @@ class Engine:
         """
         route = self._routes.get(op.name) or self.route(op)
         if timeout is None:
-            return self._attempts(route, case_id, body, None, [0])
+            return self._attempts(route, case_id, body, None, [0, 0])
         return self._call_by(route, case_id, body, timeout)
 
     async def _call_by(
@@ -199,7 +199,7 @@ class Engine:
     ) -> Response[Any]:
         # The loop keeps to the deadline itself (attempt timeouts, no sleep past it); this
         # backstop also bounds the waits it cannot time: a concurrency slot, the throttle.
-        sent = [0]
+        sent = [0, 0]  # attempts sent; whether one may have reached the server
         loop = self._attempts(route, case_id, body, self._clock() + timeout, sent)
         # Not asyncio.wait_for: on Python 3.10 and 3.11 it can return the result and drop
         # the caller's cancellation when both happen in the same step.
@@ -230,7 +230,7 @@ class Engine:
         self.stats.failed += 1
         error = APITimeoutError(
             f"the call's deadline of {timeout:g}s passed",
-            request_sent=sent[0] > 0,
+            request_sent=sent[1] > 0,
             attempts=sent[0],
         )
         _attach(error, route, route.method)
@@ -280,6 +280,7 @@ class Engine:
                 if self._on_request is not None:
                     self._on_request(RequestEvent(method, route.url_str, case_id, attempt, op.name))
                 sent[0] = attempt
+                sent[1] = 1  # in flight: it may reach the server until its outcome says
                 raw = await transport.send(
                     method,
                     route.url,
@@ -306,7 +307,7 @@ class Engine:
                 error = exc
                 # Server text (a message, a body excerpt) may echo the key: masked here, once,
                 # before any hook, log record or caller sees the error.
-                echoed = self._redactor.scrub(error)
+                echoed = self._redactor.scrub(error) or echoed  # raw may still hold an earlier echo
                 if isinstance(error, APIError):
                     _attach(error, route, method)
                     if status is not None and error.request_id is None:
@@ -331,10 +332,12 @@ class Engine:
                 # request_sent: may this call have acted? Not for a request that never left,
                 # nor for an answer by which the server says it did not act (408, 429, 503).
                 acted = error.request_sent and not (
-                    isinstance(error, APIStatusError) and error.status in NOT_ACTED_STATUSES
+                    isinstance(error, APIStatusError)
+                    and (error.status in NOT_ACTED_STATUSES or error.status == 405)
                 )
                 reached = reached or (acted and sent[0] == attempt)
                 error.request_sent = reached
+                sent[1] = int(reached)
             if (
                 isinstance(error, APIStatusError)
                 and error.status == 405

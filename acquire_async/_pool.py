@@ -75,9 +75,14 @@ class _TrackedHandler(ResponseHandler):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
         self.answers = 0  # answers whose headers arrived on this connection
+        self.interim = False  # a 1xx arrived: the server has the request under way
 
     def feed_data(self, data: Any, size: int = 0) -> None:
-        self.answers += 1
+        if data[0].code < 200:
+            self.interim = True
+        else:
+            self.answers += 1
+            self.interim = False
         super().feed_data(data, size)
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -85,11 +90,12 @@ class _TrackedHandler(ResponseHandler):
         error = self.exception()  # what the waiting request raises, if one is waiting
         if error is not None:
             with contextlib.suppress(AttributeError):  # not every exception takes attributes
-                error.acquire_reused = self.answers > 0  # type: ignore[attr-defined]
+                error.acquire_reused = self.answers > 0 and not self.interim  # type: ignore[attr-defined]
 
 
 # Set for a replay: the next connection this task takes is a new one, not a pooled one.
-FRESH: ContextVar[bool] = ContextVar("FRESH", default=False)
+# The replaying task itself, not a flag: tasks it spawns (a hook's) inherit the value, not the skip.
+FRESH: ContextVar[asyncio.Task[Any] | None] = ContextVar("FRESH", default=None)
 
 
 async def _no_pooled_connection() -> None:
@@ -109,7 +115,8 @@ class _TrackedConnector(aiohttp.TCPConnector):
     # Not ``async def``: it hands back aiohttp's own coroutine, so the pool lookup of every
     # request runs no extra frame. (``connect`` makes a new connection when this gives None.)
     def _get(self, key: Any, traces: Any) -> Any:
-        if FRESH.get():  # this task is replaying: ``send`` clears it when the replay ends
+        fresh = FRESH.get()  # the task replaying (``send`` clears it when the replay ends)
+        if fresh is not None and fresh is asyncio.current_task():
             return _no_pooled_connection()
         return super()._get(key, traces)
 

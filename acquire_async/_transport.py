@@ -30,6 +30,7 @@ from ._protocol import RawResponse, error_for
 from .errors import (
     AcquireError,
     APIConnectionError,
+    APIError,
     APITimeoutError,
     APITLSError,
     ResponseDecodeError,
@@ -243,6 +244,9 @@ class AiohttpTransport:
         )
         error: AcquireError
         replays = 0
+        maybe_sent = False  # the replayed first send may have reached the server
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         middlewares: tuple[aiohttp.ClientMiddlewareType, ...] | None = None
         if session.trace_configs and _pool.AUTHORIZATION in headers:
             headers, middlewares = _pool.authorization_after_tracing(session, headers)
@@ -332,14 +336,23 @@ class AiohttpTransport:
                     # After the connection was made, before a whole answer: a closed or reset
                     # connection. (ClientConnectorError, a ClientOSError too, was caught above.)
                     unwritten = _pool.unwritten(exc)
+                    left = (
+                        None
+                        if client_timeout.total is None
+                        else client_timeout.total - (loop.time() - started)
+                    )
                     if (
                         not replays
+                        and (left is None or left > 0)
                         and not self._closed  # aclose() meanwhile: no new request
                         and (idempotent or unwritten)
                         and _pool.replayable(exc)
                     ):
                         replays = 1
-                        _pool.FRESH.set(True)
+                        maybe_sent = not unwritten
+                        if left is not None:  # the replay gets what is left, not a new total
+                            client_timeout = _client_timeout(self._timeouts, left)
+                        _pool.FRESH.set(asyncio.current_task())
                         if self._on_replay is not None:
                             self._on_replay()
                         continue
@@ -348,10 +361,12 @@ class AiohttpTransport:
                     )
                 except aiohttp.ClientError as exc:
                     error = APIConnectionError(_pool.describe(exc), method=method, url=str(url))
+                if maybe_sent and isinstance(error, APIError):
+                    error.request_sent = True
                 raise error
         finally:
             if replays:
-                _pool.FRESH.set(False)
+                _pool.FRESH.set(None)
 
 
 def _client_timeout(timeouts: Timeouts, remaining: float | None) -> aiohttp.ClientTimeout:

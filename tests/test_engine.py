@@ -7,6 +7,7 @@ a stored message behind.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -340,3 +341,70 @@ def test_operations_are_data() -> None:
     assert {name for name, op in ops.items() if not op.retry_safe} == {"add_message"}
     with pytest.raises(AttributeError):
         ops["join_chat"].retry_safe = False  # type: ignore[misc]
+
+
+async def test_an_earlier_attempts_echo_leaves_no_trace_in_the_traceback() -> None:
+    # Attempt 1: a 500 whose body echoes the key (masked, retried); attempt 2: a refused
+    # connection. The raised error's frames must not hold attempt 1's raw body.
+    key = "sk_live_ECHOECHOECHO12345"
+    echo = MockResponse(status=500, body=f"<html>Bearer {key}</html>".encode())
+    refused = aa.APIConnectionError("connection refused", request_sent=False)
+    handler, _ = script(echo, refused)
+    client = aa.AcquireClient(
+        api_key=key,
+        base_url=BASE,
+        transport=MockTransport(handler),
+        retry=aa.RetryPolicy(max_attempts=2, backoff_base=0.001),
+    )
+    with pytest.raises(aa.APIConnectionError) as caught:
+        await client.join_chat(5)
+    import traceback
+
+    error = caught.value
+    assert error.__traceback__ is not None
+    # The SDK's frames only: this test's own frame holds the key as a local.
+    text = "".join(
+        traceback.TracebackException(
+            type(error), error, error.__traceback__.tb_next, capture_locals=True
+        ).format()
+    )
+    assert "_attempts" in text  # the engine's frame is there, with its locals
+    assert key not in text and key[:12] not in text
+    await client.aclose()
+
+
+async def test_the_deadline_says_nothing_was_sent_when_nothing_was() -> None:
+    # Attempt 1 is refused (never left); the retry then waits out the deadline in the
+    # throttle's cool-down: the backstop's error must not claim a request went out.
+    class Paused:
+        async def acquire(self) -> None:
+            await asyncio.sleep(10)
+
+        async def pause(self, seconds: float) -> None:
+            return None
+
+    refused = aa.APIConnectionError("connection refused", request_sent=False)
+    handler, seen = script(refused, MockResponse(json=message_answer(5)))
+    throttle = Paused()
+    calls = [0]
+
+    def first_free() -> bool:
+        calls[0] += 1
+        return calls[0] == 1
+
+    throttle.try_acquire = first_free  # type: ignore[attr-defined]
+    async with client_with(handler, throttle=throttle) as client:
+        with pytest.raises(aa.APITimeoutError) as caught:
+            await client.add_message(5, "hi", timeout=0.2)
+    assert len(seen) == 1
+    assert caught.value.request_sent is False
+
+
+async def test_a_405_then_a_refused_switch_did_not_act() -> None:
+    refused = aa.APIConnectionError("connection refused", request_sent=False)
+    handler, seen = script(MockResponse(status=405, body=b""), refused)
+    async with client_with(handler, retry=aa.RetryPolicy.disabled()) as client:
+        with pytest.raises(aa.APIConnectionError) as caught:
+            await client.join_chat(5)
+    assert [r.method for r in seen] == ["POST", "GET"]
+    assert caught.value.request_sent is False

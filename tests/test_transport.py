@@ -375,3 +375,66 @@ def test_a_transport_excludes_the_options_of_the_built_in_one() -> None:
     assert client.transport is transport
     with pytest.raises(TypeError, match="transport"):
         aa.AcquireClient(api_key=KEY, base_url="http://x", transport=object())  # type: ignore[arg-type]
+
+
+async def _read_request(reader: asyncio.StreamReader) -> None:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    await reader.readexactly(length)
+
+
+async def test_a_replay_that_cannot_connect_keeps_request_sent_of_the_first_send() -> None:
+    # The server reads the request on the reused connection, then goes down (a deploy): the
+    # replay is refused, and the error must not claim that nothing reached the server.
+    server: asyncio.Server | None = None
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(http_response(case_body(1)))
+        await writer.drain()
+        await _read_request(reader)
+        assert server is not None
+        server.close()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = URL(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/api/v1/x")
+    transport = aa.AiohttpTransport()
+    try:
+        await transport.send("POST", url, {}, b'{"caseId":1,"askJoin":true}')
+        with pytest.raises(aa.APIConnectionError) as caught:
+            await transport.send("POST", url, {}, b'{"caseId":1,"askJoin":true}')
+    finally:
+        await transport.aclose()
+        await server.wait_closed()
+    assert caught.value.request_sent is True
+
+
+async def test_an_interim_answer_is_not_a_served_request() -> None:
+    # A fresh connection that got "103 Early Hints" and then died had the request under way:
+    # it was not reused, so the failure is real (no replay).
+    requests = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal requests
+        await _read_request(reader)
+        requests += 1
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = URL(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/api/v1/x")
+    replays: list[None] = []
+    transport = aa.AiohttpTransport(on_replay=lambda: replays.append(None))
+    try:
+        with pytest.raises(aa.APIConnectionError):
+            await transport.send("POST", url, {}, b'{"caseId":1,"askJoin":true}')
+    finally:
+        await transport.aclose()
+        server.close()
+        await server.wait_closed()
+    assert (requests, replays) == (1, [])
