@@ -438,3 +438,39 @@ async def test_an_interim_answer_is_not_a_served_request() -> None:
         server.close()
         await server.wait_closed()
     assert (requests, replays) == (1, [])
+
+
+async def test_a_replay_gets_what_is_left_of_the_total_not_a_new_one() -> None:
+    # The server holds the request 0.8 s on the reused connection, then closes it; the
+    # replay's connection never answers. With total=1 s the request ends near 1 s, not 1.8 s.
+    first = True
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal first
+        fresh, first = first, False
+        try:
+            await _read_request(reader)
+            if fresh:
+                writer.write(http_response(case_body(1)))
+                await writer.drain()
+                await _read_request(reader)
+                await asyncio.sleep(0.8)
+            else:
+                await asyncio.sleep(5)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = URL(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/api/v1/x")
+    transport = aa.AiohttpTransport(timeouts=aa.Timeouts(total=1.0))
+    try:
+        await transport.send("POST", url, {}, b'{"caseId":1,"askJoin":true}')
+        started = time.monotonic()
+        with pytest.raises(aa.APITimeoutError):
+            await transport.send("POST", url, {}, b'{"caseId":1,"askJoin":true}')
+        elapsed = time.monotonic() - started
+    finally:
+        await transport.aclose()
+        server.close()
+        await server.wait_closed()
+    assert elapsed < 1.5  # a bound: a fresh 1 s total for the replay would make it 1.8 s
