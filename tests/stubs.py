@@ -1,30 +1,28 @@
-"""An in-memory Transport for the engine's and join_many's tests: no socket, no sleep."""
+"""An in-memory transport for the engine's and join_many's tests: ``MockTransport`` scripted by
+case id, recording the ids it was asked for."""
 
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from yarl import URL
-
 import acquire_async as aa
-from acquire_async._protocol import RawResponse
+from acquire_async.testing import MockRequest, MockResponse, MockTransport
 
-Respond = Callable[[int], "RawResponse | Awaitable[RawResponse]"]
+Respond = Callable[[int], "MockResponse | Awaitable[MockResponse]"]
 
 
-def answer(case_id: int) -> RawResponse:
+def answer(case_id: int) -> MockResponse:
     """A join's success for ``case_id``."""
-    return RawResponse(200, {}, b'{"data":{"id":%d}}' % case_id)
+    return MockResponse(body=b'{"data":{"id":%d}}' % case_id)
 
 
-def refused(case_id: int) -> RawResponse:
+def refused(case_id: int) -> MockResponse:
     raise aa.APIConnectionError("connection refused (stub)", request_sent=False)
 
 
-class StubTransport:
+class StubTransport(MockTransport):
     """Runs ``respond(case_id)`` for each request (sync or async); records the ids.
 
     ``keep_headers`` also records each request's headers (off by default: the memory tests
@@ -32,30 +30,22 @@ class StubTransport:
     """
 
     def __init__(self, respond: Respond = refused, *, keep_headers: bool = False) -> None:
+        super().__init__(self._handle)
         self.respond = respond
         self.seen: list[int] = []
         self.headers: list[Mapping[str, str]] = []
         self.keep_headers = keep_headers
 
-    async def send(
-        self,
-        method: str,
-        url: URL,
-        headers: Mapping[str, str],
-        body: bytes,
-        *,
-        timeout: float | None = None,
-        idempotent: bool = True,
-    ) -> RawResponse:
-        case_id = json.loads(body)["caseId"]
+    async def _handle(self, request: MockRequest) -> MockResponse:
+        case_id = request.json()["caseId"]
         self.seen.append(case_id)
         if self.keep_headers:
-            self.headers.append(headers)
+            self.headers.append(request.headers)
         result: Any = self.respond(case_id)
         if inspect.isawaitable(result):
             result = await result
-        assert isinstance(result, RawResponse)
-        return result
+        return result  # type: ignore[no-any-return]
 
-    async def aclose(self) -> None:
-        return None
+    def __repr__(self) -> str:
+        # MockTransport's repr shows its handler, here a method of this very object.
+        return f"<StubTransport {len(self.seen)} requests>"

@@ -16,7 +16,7 @@ from faultserver import FaultServer, sleep_then, status
 from stubs import StubTransport, answer
 
 import acquire_async as aa
-from acquire_async._protocol import RawResponse
+from acquire_async.testing import MockResponse
 
 FAST = aa.RetryPolicy(backoff_base=0.001, backoff_cap=0.01)
 KEY = "test-key-0123456789"
@@ -33,7 +33,7 @@ def stub_joins(client: aa.AcquireClient, delay: float = 0.0) -> list[int]:
     """Replace the HTTP join with an in-memory one; returns the ids it was asked for."""
     stub = STUBS[client]
 
-    async def join(case_id: int) -> RawResponse:
+    async def join(case_id: int) -> MockResponse:
         await asyncio.sleep(delay)
         return answer(case_id)
 
@@ -346,7 +346,7 @@ async def test_outcomes_flow_while_an_async_source_waits(client: aa.AcquireClien
 async def test_at_most_concurrency_joins_exist_at_once(client: aa.AcquireClient) -> None:
     live = peak = 0
 
-    async def join(case_id: int) -> RawResponse:
+    async def join(case_id: int) -> MockResponse:
         nonlocal live, peak
         live += 1
         peak = max(peak, live)
@@ -414,7 +414,7 @@ async def test_a_crash_reports_the_joins_that_finished_then_raises() -> None:
 async def test_a_join_cancelled_from_outside_is_still_one_outcome(
     client: aa.AcquireClient,
 ) -> None:
-    async def join(case_id: int) -> RawResponse:
+    async def join(case_id: int) -> MockResponse:
         if case_id == 3:
             task = asyncio.current_task()
             assert task is not None
@@ -434,7 +434,7 @@ async def test_no_join_starts_after_a_crash(client: aa.AcquireClient) -> None:
     crashed = [False]
     started_after: list[int] = []
 
-    async def join(case_id: int) -> RawResponse:
+    async def join(case_id: int) -> MockResponse:
         if crashed[0]:
             started_after.append(case_id)
         await asyncio.sleep(0.01 if case_id != 4 else 0.02)
@@ -582,7 +582,7 @@ async def test_later_errors_are_attached_to_the_first_not_dropped(
 ) -> None:
     started: list[int] = []
 
-    async def join(case_id: int) -> RawResponse:
+    async def join(case_id: int) -> MockResponse:
         started.append(case_id)
         if case_id in (5, 6):  # two bugs in the same instant
             raise RuntimeError(f"bug in join {case_id}")
@@ -617,7 +617,7 @@ async def test_later_errors_are_attached_to_the_first_not_dropped(
 
 
 async def test_a_crash_without_later_errors_has_an_empty_tuple(client: aa.AcquireClient) -> None:
-    async def join(case_id: int) -> RawResponse:
+    async def join(case_id: int) -> MockResponse:
         if case_id == 3:
             raise KeyError("bug")
         await asyncio.sleep(0)
@@ -631,7 +631,7 @@ async def test_a_crash_without_later_errors_has_an_empty_tuple(client: aa.Acquir
 
 
 async def test_a_failing_source_after_a_crash_is_attached_too(client: aa.AcquireClient) -> None:
-    async def join(case_id: int) -> RawResponse:
+    async def join(case_id: int) -> MockResponse:
         if case_id == 2:
             raise RuntimeError("bug in join")
         await asyncio.sleep(0)
