@@ -1,4 +1,5 @@
-"""Shared test helpers: an aioresponses mock that works with this aiohttp version."""
+"""Shared test helpers: an aioresponses mock that works with this aiohttp version, and a real
+``redis-server`` for the tests that need one."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import aiohttp
 import aioresponses.core as aioresponses_core
 import pytest
 from aioresponses import aioresponses
+from redisserver import RedisServer, redis_binary
 
 
 class _CompatClientResponse(aiohttp.ClientResponse):
@@ -26,3 +28,14 @@ def mock_http(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
     monkeypatch.setattr(aioresponses_core, "ClientResponse", _CompatClientResponse)
     with aioresponses() as mocked:
         yield mocked
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A fresh real ``redis-server`` on a free loopback port (see ``tests/redisserver.py``)."""
+    server = RedisServer(redis_binary(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -96,6 +96,8 @@ class RecordedRequest:
         operation: the operation whose path the request named (``"join_chat"``,
             ``"reject_chat"``, ``"close_chat"``, ``"add_message"``), even when its method was
             refused; ``None`` for an unknown path.
+        received: when it arrived, on the event loop's clock (``loop.time()``, monotonic
+            seconds): what a test of a rate limit counts per window.
     """
 
     seq: int
@@ -110,6 +112,7 @@ class RecordedRequest:
     applied: bool
     latency: float
     operation: str | None = None
+    received: float = 0.0
 
 
 def _below_prefix(path: str) -> str | None:
@@ -386,7 +389,8 @@ class FakeAcquire:
         seq = self._seq
         self._seq += 1
         injector = self._injector
-        decision = injector.admit(asyncio.get_running_loop().time())
+        received = asyncio.get_running_loop().time()
+        decision = injector.admit(received)
         latency = 0.0
         if decision is None:
             decision = injector.decide()
@@ -412,6 +416,7 @@ class FakeAcquire:
                     applied=applied,
                     latency=latency,
                     operation=operation,
+                    received=received,
                 )
             )
 
