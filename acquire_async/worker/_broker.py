@@ -1,0 +1,224 @@
+"""taskiq-redis's stream broker, with the four changes a queue that loses nothing needs.
+
+``RedisStreamBroker`` (XREADGROUP, XACK after the task ran, XAUTOCLAIM of what a dead consumer
+left) is the engine; :class:`AcquireStreamBroker` keeps it and changes only what would lose or
+stall chunks:
+
+1. **The group reads from the start of the stream** (``consumer_id="0"``), not from ``$``:
+   with ``$``, chunks enqueued before the first worker ever started are never read.
+2. **Reclaiming runs on a timer, not only after new messages.** The stock loop runs XAUTOCLAIM
+   only when XREADGROUP returned something, so the chunk of a worker killed near the end of a
+   run (nothing new arrives) would wait forever. Here it runs every ``idle_timeout / 4`` at
+   most, whether or not anything new came.
+3. **An acknowledged entry is deleted** (XACK and XDEL in one transaction) instead of trimming
+   the stream with ``maxlen``: trimming drops the *oldest* entries whether or not they were
+   processed, so a backlog longer than ``maxlen`` would silently lose chunks. The stream holds
+   exactly the chunks not yet done.
+4. **A lost Redis connection is waited out**, not fatal: the loop logs once per outage, backs
+   off up to 2 s, recreates the group if Redis came back empty, and goes on.
+5. **A stopping worker gives back what it read but did not do.** taskiq finishes the tasks in
+   hand before it shuts the broker down, so whatever is still pending for this consumer then
+   was never run (a read cut short by the shutdown, say): :meth:`shutdown` puts each such
+   entry back at the end of the stream (XADD of its data, XACK and XDEL of the old one, in
+   one transaction) for the next worker to take at once, instead of after ``idle_timeout``.
+
+It also reads one chunk at a time (``xread_count=1``): a worker holds only what it works on, so
+chunks spread over processes and a stopping worker leaves nothing read-ahead behind.
+
+Example::
+
+    broker = AcquireStreamBroker("redis://localhost:6379/0", queue_name="{acquire}:stream",
+                                 idle_timeout=600_000)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from taskiq import AckableMessage
+from taskiq_redis import RedisStreamBroker
+
+from ._settings import redact_url
+
+__all__ = ["GROUP", "AcquireStreamBroker"]
+
+log = logging.getLogger("acquire_async.worker")
+
+GROUP = "acquire-workers"
+_MAX_BACKOFF = 2.0
+
+
+class AcquireStreamBroker(RedisStreamBroker):
+    """A taskiq ``RedisStreamBroker`` that reads from the stream's start, reclaims on a timer,
+    deletes what it acknowledged and survives Redis restarts (see the module docstring).
+
+    ``idle_timeout`` is in milliseconds, as in taskiq-redis.
+
+    Example::
+
+        broker = AcquireStreamBroker(url, queue_name="{acquire}:stream", idle_timeout=600_000)
+    """
+
+    def __init__(self, url: str, *, queue_name: str, idle_timeout: int, **kwargs: Any) -> None:
+        kwargs.setdefault("xread_block", 1000)
+        super().__init__(
+            url,
+            queue_name=queue_name,
+            consumer_group_name=GROUP,
+            consumer_id="0",
+            mkstream=True,
+            maxlen=None,
+            idle_timeout=idle_timeout,
+            xread_count=1,
+            **kwargs,
+        )
+        self._where = redact_url(url)
+        self._claim_every = max(idle_timeout / 4000, 0.05)
+
+    async def declare_group(self) -> None:
+        """Create the consumer group (and the stream) if they do not exist yet."""
+        async with Redis(connection_pool=self.connection_pool) as conn:
+            try:
+                await conn.xgroup_create(self.queue_name, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def startup(self) -> None:
+        """Start taskiq's side and make sure the group exists."""
+        await super().startup()
+        await self._retrying(self.declare_group)
+
+    async def shutdown(self) -> None:
+        """Give back the entries this consumer read but did not run, then close the pool."""
+        if self.is_worker_process:
+            try:
+                released = await self.release_pending()
+                if released:
+                    log.info("gave back %d unfinished chunk(s) to the queue", released)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.warning(
+                    "Redis at %s is unreachable (%s) at shutdown: the chunks this worker read "
+                    "but did not finish will be reclaimed after idle_timeout",
+                    self._where,
+                    type(exc).__name__,
+                )
+        await super().shutdown()
+
+    async def release_pending(self) -> int:
+        """Put back every entry pending for this consumer; return how many."""
+        released = 0
+        async with Redis(connection_pool=self.connection_pool) as conn:
+            while True:
+                pending = await conn.xpending_range(
+                    self.queue_name,
+                    GROUP,
+                    min="-",
+                    max="+",
+                    count=100,
+                    consumername=self.consumer_name,
+                )
+                if not pending:
+                    break
+                for item in pending:
+                    entry_id = item["message_id"]
+                    entries = await conn.xrange(self.queue_name, entry_id, entry_id)
+                    pipe = conn.pipeline(transaction=True)
+                    data = entries[0][1].get(b"data") if entries and entries[0][1] else None
+                    if data:
+                        pipe.xadd(self.queue_name, {b"data": data})
+                        released += 1
+                    pipe.xack(self.queue_name, GROUP, entry_id)
+                    pipe.xdel(self.queue_name, entry_id)
+                    await pipe.execute()
+            await conn.xgroup_delconsumer(self.queue_name, GROUP, self.consumer_name)
+        return released
+
+    def _ack_generator(self, id: str, queue_name: str) -> Callable[[], Awaitable[None]]:
+        async def ack() -> None:
+            async with Redis(connection_pool=self.connection_pool) as conn:
+                pipe = conn.pipeline(transaction=True)
+                pipe.xack(queue_name, GROUP, id)
+                pipe.xdel(queue_name, id)
+                await pipe.execute()
+
+        return ack
+
+    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        """Yield chunks: new ones first, then any left idle by a dead consumer."""
+        last_claim = time.monotonic()
+        outage: float | None = None
+        backoff = 0.05
+        while True:
+            try:
+                async with Redis(connection_pool=self.connection_pool) as conn:
+                    if outage is not None:
+                        await self.declare_group()  # Redis may have come back empty
+                        log.warning(
+                            "Redis at %s is back after %.1f s; reading the queue again",
+                            self._where,
+                            time.monotonic() - outage,
+                        )
+                        outage, backoff = None, 0.05
+                    while True:
+                        fetched = await conn.xreadgroup(
+                            GROUP,
+                            self.consumer_name,
+                            {self.queue_name: ">"},
+                            block=self.block,
+                            count=self.count,
+                        )
+                        for stream, entries in fetched or ():  # type: ignore[str-unpack]
+                            for entry_id, fields in entries:  # type: ignore[str-unpack,union-attr]
+                                yield self._message(stream, entry_id, fields)
+                        if time.monotonic() - last_claim >= self._claim_every:
+                            last_claim = time.monotonic()
+                            _, claimed, *_ = await conn.xautoclaim(
+                                self.queue_name,
+                                GROUP,
+                                self.consumer_name,
+                                min_idle_time=self.idle_timeout,
+                                start_id="0-0",
+                                count=self.unacknowledged_batch_size,
+                            )
+                            for entry_id, fields in claimed:
+                                if fields:  # an entry deleted meanwhile comes back empty
+                                    yield self._message(self.queue_name, entry_id, fields)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                if outage is None:
+                    outage = time.monotonic()
+                    log.warning(
+                        "Redis at %s is unreachable (%s); retrying until it returns",
+                        self._where,
+                        type(exc).__name__,
+                    )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    def _message(self, stream: Any, entry_id: Any, fields: Any) -> AckableMessage:
+        data = fields.get(b"data", b"") if isinstance(fields, dict) else b""
+        return AckableMessage(data=data, ack=self._ack_generator(id=entry_id, queue_name=stream))
+
+    async def _retrying(self, call: Callable[[], Awaitable[None]]) -> None:
+        backoff = 0.05
+        warned = False
+        while True:
+            try:
+                await call()
+                return
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                if not warned:
+                    warned = True
+                    log.warning(
+                        "Redis at %s is unreachable (%s); retrying", self._where, type(exc).__name__
+                    )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)

@@ -1,0 +1,129 @@
+"""What a worker fleet is configured with, checked once, and carried to worker processes."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import msgspec
+
+from acquire_async._checks import check_count
+
+__all__ = ["SETTINGS_ENV", "WorkerSettings", "redact_url"]
+
+# Worker processes are started by taskiq's process manager, which imports the broker factory
+# by name: the settings travel to them in this environment variable, as JSON. The API key
+# never does: it stays in ACQUIRE_API_KEY, which the processes inherit.
+SETTINGS_ENV = "ACQUIRE_WORKER_SETTINGS"
+
+
+class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How the workers of one queue join: where the queue is, which account, how fast.
+
+    - ``redis_url``: the Redis that holds the queue, the results and the shared throttle.
+    - ``namespace``: prefix of every key of this queue (``{acquire}:stream`` …), so several
+      queues (or accounts) can share one Redis.
+    - ``account_id`` / ``base_url``: as for :class:`~acquire_async.AcquireClient`; the API key
+      comes from ``ACQUIRE_API_KEY`` in each worker's environment, never from here.
+    - ``concurrency``: joins in flight at once per worker process.
+    - ``rate_limit`` / ``burst``: the account-wide limit in requests per second, shared by every
+      process on every machine through :class:`~acquire_async.contrib.redis.RedisThrottle`
+      (``None``: no limit, but a 429's ``Retry-After`` still pauses every worker).
+    - ``max_generations``: how many times an id that failed transiently (a connection error, a
+      5xx, a 429 after the client's own retries) is put back on the queue before it is
+      dead-lettered with its last error. Permanent failures (not found, invalid) die at once.
+    - ``idle_timeout``: seconds after which a chunk that a worker read but did not acknowledge
+      (it was killed) is reclaimed by another worker. Keep it above a chunk's worst-case run
+      time: a chunk still running when it expires is joined twice, which is safe (a join may
+      repeat) but wasted work.
+    - ``chunks_per_process``: chunks a process works on at once (the next one starts while the
+      last joins of the previous finish).
+
+    Example::
+
+        settings = WorkerSettings(redis_url="redis://localhost:6379/0", account_id="mycompany",
+                                  rate_limit=50, concurrency=32)
+    """
+
+    redis_url: str
+    namespace: str = "acquire"
+    account_id: str | None = None
+    base_url: str | None = None
+    concurrency: int = 32
+    rate_limit: float | None = None
+    burst: int = 1
+    max_generations: int = 5
+    idle_timeout: float = 600.0
+    chunks_per_process: int = 2
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.redis_url, str):
+            raise TypeError(f"redis_url must be a str, not {type(self.redis_url).__name__}")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        if not isinstance(self.namespace, str):
+            raise TypeError(f"namespace must be a str, not {type(self.namespace).__name__}")
+        if not self.namespace or any(c in self.namespace for c in "{}\r\n "):
+            raise ValueError(
+                "namespace must be non-empty, without braces, spaces or line breaks "
+                f"(got {self.namespace!r})"
+            )
+        for name in ("account_id", "base_url"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a str or None, not {type(value).__name__}")
+        if self.account_id is None and self.base_url is None:
+            raise ValueError("give account_id or base_url")
+        check_count("concurrency", self.concurrency)
+        check_count("burst", self.burst)
+        check_count("max_generations", self.max_generations)
+        check_count("chunks_per_process", self.chunks_per_process)
+        _check_positive("idle_timeout", self.idle_timeout)
+        if self.rate_limit is not None:
+            _check_positive("rate_limit", self.rate_limit)
+
+    def __repr__(self) -> str:
+        # A Redis password is a secret: never in a repr, a log or an error.
+        fields = ", ".join(
+            f"{name}={(redact_url(value) if name == 'redis_url' else value)!r}"
+            for name, value in ((n, getattr(self, n)) for n in self.__struct_fields__)
+        )
+        return f"WorkerSettings({fields})"
+
+    def to_env(self) -> dict[str, str]:
+        """The environment entry that carries these settings to worker processes."""
+        return {SETTINGS_ENV: msgspec.json.encode(self).decode()}
+
+    @classmethod
+    def from_env(cls, environ: Any = None) -> WorkerSettings:
+        """The settings a worker process was started with (see :meth:`to_env`)."""
+        raw = (os.environ if environ is None else environ).get(SETTINGS_ENV)
+        if not raw:
+            raise RuntimeError(
+                f"{SETTINGS_ENV} is not set: start workers with `acquire-async worker` "
+                "or acquire_async.worker.run_workers()"
+            )
+        return msgspec.json.decode(raw, type=cls)
+
+
+def _check_positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0 (got {value!r})")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (and user) replaced by ``***``, for logs and errors.
+
+    >>> redact_url("redis://:hunter2@db:6379/0")
+    'redis://***@db:6379/0'
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}://{authority}{slash}{path}"

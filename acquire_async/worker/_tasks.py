@@ -1,0 +1,168 @@
+"""The taskiq side: the broker a worker process runs, its one task, and the per-process client.
+
+A chunk's life in a worker process: taskiq reads it from the stream (``_broker``), calls
+:func:`join_chunk`, and acknowledges it (XACK + XDEL) only after the task returned. The task
+joins the chunk with the process's one :class:`~acquire_async.AcquireClient` (``join_all``),
+records one result per id (``_store``'s transition script), puts transient failures back on the
+stream as a new chunk of the next generation, and returns. Killed at any point before the
+acknowledgement, the chunk is reclaimed after ``idle_timeout`` and done again: joins may
+repeat, and the store keeps the first success.
+
+Example (what ``acquire-async worker`` runs in each process)::
+
+    broker = make_broker(WorkerSettings(redis_url=url, account_id="mycompany"))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import msgspec
+from taskiq import Context, TaskiqDepends, TaskiqEvents, TaskiqState
+
+from acquire_async._bulk import JoinOutcome
+from acquire_async._client import AcquireClient
+
+from ._broker import AcquireStreamBroker
+from ._settings import WorkerSettings, redact_url
+from ._store import TASK_NAME, JoinQueue, Keys, Result, Status, is_transient
+
+__all__ = ["Worker", "make_broker", "worker_broker"]
+
+log = logging.getLogger("acquire_async.worker")
+
+_MAX_REQUEUE_DELAY = 30.0
+
+
+class Worker:
+    """What one worker process holds: its settings, its client and its queue handle."""
+
+    def __init__(self, settings: WorkerSettings, client: AcquireClient, queue: JoinQueue) -> None:
+        self.settings = settings
+        self.client = client
+        self.queue = queue
+
+    async def run_chunk(self, ids: list[int], generation: int, delay: float) -> None:
+        """Join one chunk and record every id's result; requeue the transient failures."""
+        if delay > 0:
+            await asyncio.sleep(delay)
+        outcomes = await self.client.join_all(ids, concurrency=self.settings.concurrency)
+        entries: list[tuple[str, Status, bytes]] = []
+        for outcome in outcomes:
+            status = self.decide(outcome, generation)
+            result = Result.of(outcome, status, generation)
+            entries.append((str(result.case_id), status, _encode(result)))
+        applied = await _until_redis(self, self.queue.record, entries)
+        retry = {case_id for case_id, status, _ in entries if status == "queued"}
+        again = [int(case_id) for case_id in applied if case_id in retry]
+        if again:
+            delay = min(2.0**generation, _MAX_REQUEUE_DELAY)
+            await _until_redis(self, self.queue.requeue, again, generation + 1, delay)
+
+    def decide(self, outcome: JoinOutcome, generation: int) -> Status:
+        """``joined``/``already_joined`` on success; ``queued`` for a transient failure with
+        generations left; ``dead`` otherwise."""
+        error = outcome.error
+        if error is None:
+            return "already_joined" if outcome.already_joined else "joined"
+        if is_transient(error) and generation + 1 < self.settings.max_generations:
+            return "queued"
+        return "dead"
+
+
+def _encode(result: Result) -> bytes:
+    return msgspec.json.encode(result)
+
+
+async def _until_redis(worker: Worker, call: Any, *args: Any) -> Any:
+    # The chunk is in hand and not acknowledged: never give it up for a Redis outage (taskiq
+    # would acknowledge a failed task, and the chunk's ids would be lost). Wait it out; a
+    # SIGTERM meanwhile leaves the chunk unacknowledged, to be reclaimed.
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    backoff = 0.05
+    warned = False
+    while True:
+        try:
+            return await call(*args)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            if not warned:
+                warned = True
+                log.warning(
+                    "Redis at %s is unreachable (%s) while recording a chunk; retrying",
+                    redact_url(worker.settings.redis_url),
+                    type(exc).__name__,
+                )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+
+def make_broker(settings: WorkerSettings) -> AcquireStreamBroker:
+    """A taskiq broker for ``settings``, with the ``join_chunk`` task registered and the
+    per-process client opened at worker startup and closed at shutdown.
+
+    The client gets a :class:`~acquire_async.contrib.redis.RedisThrottle` on the same Redis:
+    the account's rate limit and any 429 cool-down are shared by every worker of the queue.
+    The API key comes from ``ACQUIRE_API_KEY`` in the worker's environment.
+
+    Example (your own taskiq app)::
+
+        broker = make_broker(WorkerSettings(redis_url=url, account_id="mycompany"))
+        # taskiq worker mymodule:broker
+    """
+    if not isinstance(settings, WorkerSettings):
+        raise TypeError(f"settings must be a WorkerSettings, not {type(settings).__name__}")
+    keys = Keys(settings.namespace)
+    broker = AcquireStreamBroker(
+        settings.redis_url, queue_name=keys.stream, idle_timeout=int(settings.idle_timeout * 1000)
+    )
+
+    @broker.on_event(TaskiqEvents.WORKER_STARTUP)
+    async def open_client(state: TaskiqState) -> None:
+        from acquire_async.contrib.redis import RedisThrottle
+
+        throttle = RedisThrottle(
+            settings.redis_url,
+            rate_limit=settings.rate_limit,
+            burst=settings.burst,
+            key=settings.namespace,
+            unavailable_timeout=None,  # a worker waits Redis out: it cannot ack without it
+        )
+        client = AcquireClient(
+            settings.account_id,
+            base_url=settings.base_url,
+            throttle=throttle,
+            max_concurrency=settings.concurrency,
+        )
+        queue = JoinQueue(settings.redis_url, namespace=settings.namespace)
+        state.acquire_worker = Worker(settings, client, queue)
+        state.acquire_throttle = throttle
+        log.info("worker ready: %r", settings)
+
+    @broker.on_event(TaskiqEvents.WORKER_SHUTDOWN)
+    async def close_client(state: TaskiqState) -> None:
+        worker: Worker | None = getattr(state, "acquire_worker", None)
+        if worker is not None:
+            await worker.client.aclose()
+            await worker.queue.aclose()
+            await state.acquire_throttle.aclose()
+
+    @broker.task(task_name=TASK_NAME)
+    async def join_chunk(
+        ids: list[int],
+        generation: int = 0,
+        delay: float = 0.0,
+        context: Context = TaskiqDepends(),  # noqa: B008 (taskiq's injection)
+    ) -> None:
+        worker: Worker = context.state.acquire_worker
+        await worker.run_chunk(ids, generation, delay)
+
+    return broker
+
+
+def worker_broker() -> AcquireStreamBroker:
+    """The broker factory taskiq's worker processes import (settings from the environment)."""
+    return make_broker(WorkerSettings.from_env())
