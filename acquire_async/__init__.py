@@ -44,6 +44,7 @@ from .errors import (
     PermissionDeniedError,
     RateLimitError,
     ResponseDecodeError,
+    ThrottleUnavailableError,
     UnprocessableEntityError,
 )
 from .models import (
@@ -102,6 +103,7 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "Throttle",
+    "ThrottleUnavailableError",
     "RawResponse",
     "Response",
     "Timeouts",

@@ -20,13 +20,15 @@ The tree::
     │   │   ├── RateLimitError 429     .retry_after (seconds, or None)
     │   │   └── InternalServerError ≥ 500
     │   └── ResponseDecodeError   not JSON, wrong shape, too large, too deep; .path .body
-    └── InvalidCaseIdError        (also a ValueError) a join_many item that is not a case id:
-                                  reported in its JoinOutcome, never sent
+    ├── InvalidCaseIdError        (also a ValueError) a join_many item that is not a case id:
+    │                             reported in its JoinOutcome, never sent
+    └── ThrottleUnavailableError  a shared throttle (RedisThrottle) could not reach its store in
+                                  time: the attempt was not sent; transient
 
 ``APIError`` is every failure of a call; what sits beside it is not a call (an invalid item of
-``join_many``; the webhook errors to come). Misuse is not an ``AcquireError``: a bad argument
-raises ``TypeError``/``ValueError`` before any I/O, and a call on a closed client raises
-``RuntimeError``.
+``join_many``, a shared throttle that cannot reach its store; the webhook errors to come).
+Misuse is not an ``AcquireError``: a bad argument raises ``TypeError``/``ValueError`` before
+any I/O, and a call on a closed client raises ``RuntimeError``.
 
 Every error carries ``attempts``: how many HTTP attempts the call made before giving up (0 for
 what was never sent). The engine fills in an ``APIError``'s request context in one place:
@@ -68,6 +70,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ResponseDecodeError",
+    "ThrottleUnavailableError",
     "UnprocessableEntityError",
 ]
 
@@ -279,3 +282,26 @@ class ResponseDecodeError(APIError):
         self.status = status
         self.path = path
         self.body = body[:BODY_EXCERPT_LIMIT]
+
+
+class ThrottleUnavailableError(AcquireError):
+    """A shared throttle could not reach its store in time; the attempt was not sent.
+
+    :class:`~acquire_async.contrib.redis.RedisThrottle` fails closed: while Redis is unreachable
+    it holds every request back, and once Redis has been unreachable for its
+    ``unavailable_timeout`` the waiting calls end with this error (``attempts``: the attempts
+    the call sent before, usually 0). It is transient: retry the call (a queue worker
+    re-queues the case) once Redis is back. It is also raised at once when Redis answers the
+    throttle's script with an error (a wrong key type, a denied command). The message names
+    Redis by ``host:port``, never with its password.
+
+    Example::
+
+        try:
+            await client.join_chat(1684)
+        except ThrottleUnavailableError:
+            ...  # Redis is down: try this case again later
+    """
+
+    def __init__(self, message: str, *, attempts: int = 0) -> None:
+        super().__init__(message, attempts=attempts)
