@@ -1,0 +1,228 @@
+"""Worker fleets end to end: real redis-server, real worker processes, the emulator with faults.
+
+Each worker here is its own ``run_workers(processes=1)`` program in its own session, as on
+its own machine: killing it with SIGKILL takes its taskiq process manager and its worker
+process down together, mid-chunk. The emulator runs in the test's event loop on a real
+socket; the queue is read with ``JoinQueue``, as an operator would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redisserver import RedisServer
+
+from acquire_async.testing import FakeAcquire, Faults
+from acquire_async.worker import JoinQueue, QueueCounts
+
+pytestmark = pytest.mark.slow
+
+_PROGRAM = (
+    "import json, sys\n"
+    "from acquire_async.worker import WorkerSettings, run_workers\n"
+    "settings = WorkerSettings(**json.loads(sys.argv[1]))\n"
+    "sys.exit(run_workers(settings, processes=1, log_level='WARNING'))\n"
+)
+
+
+class Fleet:
+    """Worker programs started in their own sessions; stopped (or killed) as a group."""
+
+    def __init__(self, tmp: Path, api_key: str, settings: dict[str, Any]) -> None:
+        self.tmp = tmp
+        self.env = {**os.environ, "ACQUIRE_API_KEY": api_key}
+        self.settings = settings
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def start(self, count: int) -> None:
+        for _ in range(count):
+            with (self.tmp / f"worker{len(self.workers)}.log").open("ab") as log:
+                self.workers.append(
+                    subprocess.Popen(
+                        [sys.executable, "-c", _PROGRAM, json.dumps(self.settings)],
+                        env=self.env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+
+    def kill(self, index: int) -> None:
+        os.killpg(self.workers[index].pid, signal.SIGKILL)
+        self.workers[index].wait()
+
+    def stop(self) -> list[int | None]:
+        for worker in self.workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+        codes: list[int | None] = []
+        for worker in self.workers:
+            try:
+                codes.append(worker.wait(timeout=30))
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                codes.append(worker.wait())
+        return codes
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.tmp.glob("*.log"))
+
+
+@pytest.fixture
+def fleet_factory(tmp_path: Path) -> Iterator[Any]:
+    fleets: list[Fleet] = []
+
+    def make(api_key: str, **settings: Any) -> Fleet:
+        fleet = Fleet(tmp_path, api_key, settings)
+        fleets.append(fleet)
+        return fleet
+
+    yield make
+    for fleet in fleets:
+        fleet.stop()
+
+
+@pytest.fixture
+async def queue(redis_server: RedisServer) -> AsyncIterator[JoinQueue]:
+    async with JoinQueue(redis_server.url) as q:
+        yield q
+
+
+async def _drain(queue: JoinQueue, fleet: Fleet, timeout: float) -> QueueCounts:
+    try:
+        return await queue.wait(poll=0.2, timeout=timeout)
+    except TimeoutError:
+        pytest.fail(f"not drained in {timeout}s: {await queue.counts()}\n{fleet.logs()}")
+
+
+async def _results(queue: JoinQueue) -> dict[Any, str]:
+    results: dict[Any, str] = {}
+    async for result in queue.results():
+        assert result.case_id not in results, "two results for one id"
+        results[result.case_id] = result.status
+    return results
+
+
+FAULTS = Faults(
+    seed=11,
+    latency=(0.001, 0.01),
+    error_rates={503: 0.03, 500: 0.02},
+    drop_before_read=0.01,
+    drop_after_read=0.01,
+    malformed=0.005,
+)
+
+
+async def test_three_workers_give_every_id_exactly_one_final_outcome_under_faults(
+    redis_server: RedisServer, queue: JoinQueue, fleet_factory: Any
+) -> None:
+    ids = list(range(1000, 6000))
+    async with FakeAcquire(cases=len(ids), faults=FAULTS) as fake:
+        fleet = fleet_factory(
+            fake.api_key, redis_url=redis_server.url, base_url=fake.base_url, concurrency=32
+        )
+        await queue.enqueue([*ids, "not-an-id"], chunk=50)
+        fleet.start(3)
+        counts = await _drain(queue, fleet, timeout=120)
+        results = await _results(queue)
+    assert counts.total == len(ids) + 1
+    assert set(results) == {*ids, "not-an-id"}
+    assert results["not-an-id"] == "dead"
+    assert Counter(results.values())["dead"] == counts.dead
+    # Transient faults are retried and requeued, so every real case ends joined here ...
+    assert {results[i] for i in ids} <= {"joined", "already_joined"}
+    # ... and joined in the emulator, which applied one join per case (the rest are repeats
+    # of a join whose answer was lost, which Acquire answers with CHAT_ALREADY_JOINED).
+    assert all(fake.is_joined(i) for i in ids)
+    applied = Counter(r.case_id for r in fake.requests if r.applied)
+    assert set(applied) == set(ids) and max(applied.values()) == 1
+
+
+async def test_a_worker_killed_mid_chunk_loses_nothing(
+    redis_server: RedisServer, queue: JoinQueue, fleet_factory: Any
+) -> None:
+    ids = list(range(1000, 4000))
+    # Slow enough answers that the victim always has a chunk in flight when it dies.
+    faults = Faults(seed=5, latency=(0.02, 0.04), error_rates={503: 0.02})
+    async with FakeAcquire(cases=len(ids), faults=faults) as fake:
+        fleet = fleet_factory(
+            fake.api_key,
+            redis_url=redis_server.url,
+            base_url=fake.base_url,
+            concurrency=16,
+            idle_timeout=2.0,
+        )
+        await queue.enqueue(ids, chunk=50)
+        fleet.start(3)
+        while (await queue.counts()).done < len(ids) // 4:
+            await asyncio.sleep(0.05)
+        fleet.kill(0)
+        counts = await _drain(queue, fleet, timeout=120)
+        results = await _results(queue)
+    assert counts == QueueCounts(joined=counts.joined, already_joined=counts.already_joined, dead=0)
+    assert set(results) == set(ids)
+    assert all(fake.is_joined(i) for i in ids)
+    # The victim's chunk was redone by another worker: its joins came back already made.
+    assert counts.already_joined > 0
+
+
+async def test_workers_wait_out_a_redis_restart(
+    redis_server: RedisServer, fleet_factory: Any
+) -> None:
+    ids = list(range(1000, 4000))
+    faults = Faults(seed=3, latency=(0.005, 0.02))
+    async with FakeAcquire(cases=len(ids), faults=faults) as fake:
+        fleet = fleet_factory(
+            fake.api_key, redis_url=redis_server.url, base_url=fake.base_url, concurrency=16
+        )
+        async with JoinQueue(redis_server.url) as queue:
+            await queue.enqueue(ids, chunk=50)
+            fleet.start(3)
+            while (await queue.counts()).done < len(ids) // 4:
+                await asyncio.sleep(0.05)
+        redis_server.stop()
+        await asyncio.sleep(1.5)
+        redis_server.start()
+        async with JoinQueue(redis_server.url) as queue:
+            counts = await _drain(queue, fleet, timeout=120)
+            results = await _results(queue)
+        codes = await asyncio.to_thread(fleet.stop)
+    assert set(results) == set(ids)
+    assert counts.dead == 0 and counts.done == len(ids)
+    assert all(fake.is_joined(i) for i in ids)
+    assert codes == [0, 0, 0], fleet.logs()
+
+
+async def test_sigterm_finishes_the_chunk_in_hand(
+    redis_server: RedisServer, queue: JoinQueue, fleet_factory: Any
+) -> None:
+    ids = list(range(1000, 1400))
+    faults = Faults(seed=1, latency=(0.05, 0.08))
+    async with FakeAcquire(cases=len(ids), faults=faults) as fake:
+        fleet = fleet_factory(
+            fake.api_key, redis_url=redis_server.url, base_url=fake.base_url, concurrency=8
+        )
+        await queue.enqueue(ids, chunk=40)
+        fleet.start(1)
+        while (await queue.counts()).done == 0:
+            await asyncio.sleep(0.02)
+        # In a thread: the emulator shares this loop and must answer the chunk in hand.
+        assert await asyncio.to_thread(fleet.stop) == [0], fleet.logs()
+        stopped = await queue.counts()
+        # Nothing it took is lost: what it did not finish is still queued, not dropped.
+        assert stopped.done + stopped.pending == len(ids)
+        assert stopped.done % 40 == 0  # whole chunks: the ones in hand were finished
+        fleet.start(1)  # a new worker takes over the rest, right away (nothing to reclaim)
+        counts = await _drain(queue, fleet, timeout=60)
+    assert counts.done == len(ids) and counts.dead == 0
+    assert all(fake.is_joined(i) for i in ids)

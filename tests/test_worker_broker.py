@@ -1,0 +1,199 @@
+"""acquire_async.worker._broker: what AcquireStreamBroker changes in taskiq-redis's stream
+broker, each shown on a real redis-server; and _tasks.Worker's decisions per outcome."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import pytest
+from redis.asyncio import Redis
+from redisserver import RedisServer
+from stubs import StubTransport, answer
+
+import acquire_async as aa
+from acquire_async.testing import MockResponse
+from acquire_async.worker import AcquireStreamBroker, JoinQueue, QueueCounts, WorkerSettings
+from acquire_async.worker._broker import GROUP
+from acquire_async.worker._store import Keys, message
+from acquire_async.worker._tasks import Worker
+
+KEYS = Keys("t")
+
+
+def _broker(url: str, idle_ms: int = 200, **kwargs: Any) -> AcquireStreamBroker:
+    broker = AcquireStreamBroker(url, queue_name=KEYS.stream, idle_timeout=idle_ms, **kwargs)
+    broker.is_worker_process = True
+    return broker
+
+
+async def _next(listen: AsyncIterator[Any], timeout: float = 5.0) -> Any:
+    return await asyncio.wait_for(listen.__anext__(), timeout)
+
+
+def _ids(data: bytes) -> list[int]:
+    ids: list[int] = msgspec.json.decode(data)["args"][0]
+    return ids
+
+
+async def test_chunks_enqueued_before_any_worker_are_read(redis_server: RedisServer) -> None:
+    async with Redis.from_url(redis_server.url) as redis:
+        await redis.xadd(KEYS.stream, {b"data": message([1], 0, 0.0)})  # no group yet
+    broker = _broker(redis_server.url)
+    await broker.startup()
+    listen = broker.listen()
+    try:
+        assert _ids((await _next(listen)).data) == [1]
+    finally:
+        await listen.aclose()
+        await broker.shutdown()
+
+
+async def test_a_dead_consumers_chunk_is_reclaimed_though_nothing_new_arrives(
+    redis_server: RedisServer,
+) -> None:
+    async with Redis.from_url(redis_server.url) as redis:
+        await redis.xgroup_create(KEYS.stream, GROUP, id="0", mkstream=True)
+        await redis.xadd(KEYS.stream, {b"data": message([7], 0, 0.0)})
+        # A worker read it and died: it stays pending for a consumer that is gone.
+        await redis.xreadgroup(GROUP, "dead-worker", {KEYS.stream: ">"}, count=1)
+    broker = _broker(redis_server.url, idle_ms=300, xread_block=100)
+    await broker.startup()
+    listen = broker.listen()
+    try:
+        # The stock loop reclaims only after a read that returned something: it would wait
+        # for a new chunk forever. Here the reclaim runs on its timer.
+        assert _ids((await _next(listen)).data) == [7]
+    finally:
+        await listen.aclose()
+        await broker.shutdown()
+
+
+async def test_ack_deletes_the_entry(redis_server: RedisServer) -> None:
+    broker = _broker(redis_server.url)
+    await broker.startup()
+    async with Redis.from_url(redis_server.url) as redis:
+        await redis.xadd(KEYS.stream, {b"data": message([1], 0, 0.0)})
+        listen = broker.listen()
+        try:
+            received = await _next(listen)
+            await received.ack()
+            assert await redis.xlen(KEYS.stream) == 0  # XACK alone would keep it (maxlen)
+            assert (await redis.xpending(KEYS.stream, GROUP))["pending"] == 0
+        finally:
+            await listen.aclose()
+            await broker.shutdown()
+
+
+async def test_shutdown_gives_back_what_was_read_but_not_run(redis_server: RedisServer) -> None:
+    broker = _broker(redis_server.url, idle_ms=600_000)
+    await broker.startup()
+    async with Redis.from_url(redis_server.url) as redis:
+        await redis.xadd(KEYS.stream, {b"data": message([1, 2], 0, 0.0)})
+        listen = broker.listen()
+        await _next(listen)  # read, never run, never acknowledged
+        await listen.aclose()
+        await broker.shutdown()
+        # Another worker gets it at once, not after idle_timeout (ten minutes here).
+        fetched = await redis.xreadgroup(GROUP, "next-worker", {KEYS.stream: ">"}, count=10)
+        assert [_ids(fields[b"data"]) for _, fields in fetched[0][1]] == [[1, 2]]
+        assert (await redis.xpending(KEYS.stream, GROUP))["pending"] == 1  # only the new read
+        consumers = {c["name"] for c in await redis.xinfo_consumers(KEYS.stream, GROUP)}
+        assert broker.consumer_name.encode() not in consumers
+
+
+async def test_listen_waits_out_a_redis_restart(redis_server: RedisServer) -> None:
+    broker = _broker(redis_server.url, xread_block=100)
+    await broker.startup()
+    listen = broker.listen()
+    try:
+        async with Redis.from_url(redis_server.url) as redis:
+            await redis.xadd(KEYS.stream, {b"data": message([1], 0, 0.0)})
+        assert _ids((await _next(listen)).data) == [1]
+        redis_server.stop()
+        reading = asyncio.ensure_future(_next(listen, timeout=20))
+        await asyncio.sleep(0.5)
+        assert not reading.done()  # waiting, not failed
+        redis_server.start()
+        async with Redis.from_url(redis_server.url) as redis:
+            await redis.xadd(KEYS.stream, {b"data": message([2], 0, 0.0)})
+        assert _ids((await reading).data) == [2]
+    finally:
+        await listen.aclose()
+        await broker.shutdown()
+
+
+# Worker.run_chunk: what each outcome becomes.
+
+
+async def _worker(redis_server: RedisServer, respond: Any, **settings: Any) -> Worker:
+    client = aa.AcquireClient(
+        "acme",
+        "key",
+        transport=StubTransport(respond),
+        retry=aa.RetryPolicy.disabled(),
+    )
+    options = {"redis_url": redis_server.url, "namespace": "t", "account_id": "acme", **settings}
+    return Worker(WorkerSettings(**options), client, JoinQueue(redis_server.url, namespace="t"))
+
+
+def _by_id(case_id: int) -> MockResponse:
+    if case_id == 2:  # gone: permanent
+        return MockResponse(status=400, json={"error": {"code": "ERROR_RECORD_NOT_FOUND"}})
+    if case_id == 3:  # a 503: transient
+        return MockResponse(status=503, json={"error": {"code": "ERROR_SERVER_ERROR"}})
+    if case_id == 4:
+        return MockResponse(json={"error": {"code": "CHAT_ALREADY_JOINED", "message": "x"}})
+    return answer(case_id)
+
+
+async def test_each_outcome_gets_its_status_and_transients_go_back(
+    redis_server: RedisServer,
+) -> None:
+    worker = await _worker(redis_server, _by_id, max_generations=3)
+    try:
+        await worker.queue.enqueue([1, 2, 3, 4])
+        async with Redis.from_url(redis_server.url) as redis:
+            await redis.delete(KEYS.stream)
+            await worker.run_chunk([1, 2, 3, 4], generation=0, delay=0.0)
+            assert await worker.queue.counts() == QueueCounts(
+                queued=1, joined=1, already_joined=1, dead=1
+            )
+            (entry,) = await redis.xrange(KEYS.stream)
+            requeued = msgspec.json.decode(entry[1][b"data"])["args"]
+            assert requeued == [[3], 1, 1.0]  # the next generation, after a back-off
+            # The last generation: a transient failure is dead, with its error.
+            await worker.run_chunk([3], generation=2, delay=0.0)
+            assert await redis.xlen(KEYS.stream) == 1  # nothing added this time
+        dead = {r.case_id: r async for r in worker.queue.dead()}
+        assert set(dead) == {2, 3}
+        assert dead[3].http_status == 503 and dead[3].generation == 2
+        assert dead[2].error is not None and "NotFoundError" in dead[2].error
+    finally:
+        await worker.client.aclose()
+        await worker.queue.aclose()
+
+
+def test_settings_check_their_values() -> None:
+    url = "redis://127.0.0.1:6379/0"
+    with pytest.raises(ValueError, match="redis_url"):
+        WorkerSettings(redis_url="http://x", account_id="a")
+    with pytest.raises(ValueError, match="account_id or base_url"):
+        WorkerSettings(redis_url=url)
+    with pytest.raises(ValueError, match="concurrency"):
+        WorkerSettings(redis_url=url, account_id="a", concurrency=0)
+    with pytest.raises(TypeError, match="rate_limit"):
+        WorkerSettings(redis_url=url, account_id="a", rate_limit="5")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="idle_timeout"):
+        WorkerSettings(redis_url=url, account_id="a", idle_timeout=float("inf"))
+
+
+def test_settings_travel_by_environment_without_the_password_in_repr() -> None:
+    settings = WorkerSettings(redis_url="redis://:hunter2@db:6379/0", account_id="a", rate_limit=50)
+    assert WorkerSettings.from_env(settings.to_env()) == settings
+    assert "hunter2" not in repr(settings)
+    assert "redis://***@db:6379/0" in repr(settings)
+    with pytest.raises(RuntimeError, match="ACQUIRE_WORKER_SETTINGS"):
+        WorkerSettings.from_env({})
