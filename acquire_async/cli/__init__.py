@@ -9,6 +9,9 @@ stays lean. Commands:
 - ``reject CASE_ID…``, ``close CASE_ID…``: one call per case, in turn; one JSON line each.
 - ``serve``: the emulator (``acquire_async.testing.FakeAcquire``) for manual testing.
 - ``demo``: the emulator with 1,000 waiting cases and light faults, joined over real HTTP.
+- ``enqueue``, ``worker``, ``results``, ``queue``, ``dead`` (the ``redis`` extra too): put ids
+  on a Redis queue, run worker processes that join them, read each id's result, watch the
+  counts (``--wait``), list or requeue the dead letters (``_queue``).
 
 Exit status: 0 when every case was joined (or already joined), 1 when some failed, 2 for a
 usage or configuration error or an account-wide one (the key refused, the URL wrong), 130
@@ -18,7 +21,7 @@ The API key is read from ``ACQUIRE_API_KEY`` or ``--api-key-file`` and never pri
 Modules: ``_input`` (ids, the stoppable source, ``--resume``), ``_output`` (JSON lines, the
 table, the summary, safe terminal text), ``_run`` (a bulk run or one call per id, their
 signals, the progress), ``_account`` (the account options, the key, the client), ``_join``,
-``_operations`` and ``_emulator`` (the commands), ``_common`` (exit statuses, errors).
+``_operations``, ``_emulator`` and ``_queue`` (the commands), ``_common`` (exit statuses, errors).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from ._input import load_resume, parse_ids
 from ._join import join
 from ._operations import close, message, reject
 from ._output import Tally, summary_lines
+from ._queue import dead, enqueue, queue, results, worker
 
 __all__ = ["Tally", "load_resume", "main", "parse_ids", "summary_lines"]
 
@@ -62,3 +66,8 @@ main.add_command(reject)
 main.add_command(close)
 main.add_command(serve)
 main.add_command(demo)
+main.add_command(enqueue)
+main.add_command(worker)
+main.add_command(results)
+main.add_command(queue)
+main.add_command(dead)
