@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+import click
 import msgspec
 import pytest
 from click.testing import CliRunner
@@ -32,9 +33,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redisserver import RedisServer, free_port
 
 from acquire_async.cli import main
-from acquire_async.cli._queue import redis_problem, redis_where
+from acquire_async.cli._queue import redis_problem, redis_where, worker
 from acquire_async.testing import FakeAcquire
-from acquire_async.worker import JoinQueue, Result
+from acquire_async.worker import JoinQueue, Result, WorkerSettings
 from acquire_async.worker._store import Status
 
 CLI = [sys.executable, "-m", "acquire_async"]
@@ -451,6 +452,25 @@ def test_messages_name_host_and_port_and_mask_the_password() -> None:
 def test_usage_errors_are_one_line(args: list[str], needle: str) -> None:
     result = invoke(*args, url=f"redis://:{PASSWORD}@127.0.0.1:1/0", ACQUIRE_API_KEY="k")
     assert_one_error(result, needle)
+
+
+def test_worker_help_shows_the_library_defaults() -> None:
+    ctx = click.Context(worker)
+    shown = {
+        param.name: record[1]
+        for param in worker.params
+        if (record := param.get_help_record(ctx)) is not None
+    }
+    for field in msgspec.structs.fields(WorkerSettings):
+        if field.name in (
+            "concurrency",
+            "burst",
+            "max_generations",
+            "idle_timeout",
+            "chunks_per_process",
+        ):
+            assert shown[field.name].endswith(f"[default: {field.default:g}]"), shown
+    assert shown["rate_limit"].endswith("[default: none]"), shown
 
 
 @pytest.mark.parametrize("command", ["enqueue", "results", "queue", "dead", "worker"])

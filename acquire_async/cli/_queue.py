@@ -104,6 +104,37 @@ def redis_options(command: F) -> F:
     )(command)
 
 
+class SettingOption(click.Option):
+    """A ``worker`` option for a :class:`~acquire_async.worker.WorkerSettings` field (the
+    option's name): ``--help`` shows the library's default, read when the help is shown, so
+    the two never disagree and the ``redis`` extra is imported only then.
+
+    Example::
+
+        @click.option("--burst", cls=SettingOption, type=click.IntRange(1, 1000))
+    """
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        record = super().get_help_record(ctx)
+        default = _setting_default(self.name or "")
+        if record is None or default is None:
+            return record
+        return record[0], f"{record[1]}  [default: {default}]"
+
+
+def _setting_default(name: str) -> str | None:
+    try:
+        import msgspec
+
+        from acquire_async.worker import WorkerSettings
+    except ImportError:
+        return None
+    for field in msgspec.structs.fields(WorkerSettings):
+        if field.name == name and field.default is not msgspec.NODEFAULT:
+            return "none" if field.default is None else f"{field.default:g}"
+    return None
+
+
 def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     if value is not None and not math.isfinite(value):
         raise click.BadParameter(f"{value} is not a finite number")
@@ -592,33 +623,41 @@ def queue(wait: bool, poll: float, redis_url: str | None, namespace: str) -> Non
 )
 @click.option(
     "--concurrency",
+    cls=SettingOption,
     type=click.IntRange(1, 10_000),
-    help="Joins in flight per process (default 32).",
+    help="Joins in flight per process.",
 )
 @click.option(
     "--rate-limit",
+    cls=SettingOption,
     type=click.FloatRange(0, 1e9, min_open=True),
     callback=_finite,
-    help="Requests per second for the whole account, shared by every worker (default: none).",
+    help="Requests per second for the whole account, shared by every worker.",
 )
 @click.option(
-    "--burst", type=click.IntRange(1, 1_000_000), help="Burst of --rate-limit (default 1)."
+    "--burst",
+    cls=SettingOption,
+    type=click.IntRange(1, 1_000_000),
+    help="Requests that may go back to back under --rate-limit.",
 )
 @click.option(
     "--max-generations",
+    cls=SettingOption,
     type=click.IntRange(1, 1000),
-    help="Times a transient failure is requeued before it is dead (default 5).",
+    help="Trips through the queue for a transient failure before it is dead.",
 )
 @click.option(
     "--idle-timeout",
+    cls=SettingOption,
     type=click.FloatRange(0, 7 * 86_400, min_open=True),
     callback=_finite,
-    help="Seconds before a killed worker's chunk is redone elsewhere (default 600).",
+    help="Seconds before a killed worker's chunk is redone by another.",
 )
 @click.option(
     "--chunks-per-process",
+    cls=SettingOption,
     type=click.IntRange(1, 1000),
-    help="Chunks a process works on at once (default 2).",
+    help="Chunks a process works on at once.",
 )
 @click.option(
     "--log-level",
