@@ -29,6 +29,7 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 from redis import Redis as SyncRedis
+from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redisserver import RedisServer, free_port
 
@@ -346,6 +347,40 @@ def test_queue_wait_until_drained(url: str, last: Status, status: int) -> None:
             "total": 2,
         }
     ]
+
+
+@posix_only
+@pytest.mark.slow
+async def test_ctrl_c_ends_queue_wait_with_the_last_counts(url: str) -> None:
+    async with JoinQueue(url) as join_queue:
+        await join_queue.enqueue([7500])
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        "queue",
+        "--wait",
+        "--poll",
+        "0.05",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env(url),
+    )
+    try:
+        async with AsyncRedis.from_url(url) as redis:  # it has read the counts once
+            seen = await until(
+                redis.client_list, lambda c: any(x["cmd"] == "hgetall" for x in c), timeout=15
+            )
+        assert seen, "queue --wait never read the counts"
+        await asyncio.sleep(0.3)  # no worker: it waits
+        assert proc.returncode is None
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 15)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 130, err
+    assert json.loads(out) == {"queued": 1, "joined": 0, "already_joined": 0, "dead": 0, "total": 1}
+    check_clean((out + err).decode())
 
 
 # --------------------------------------------------------------------------- dead
