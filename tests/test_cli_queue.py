@@ -11,6 +11,7 @@ bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -559,12 +560,10 @@ async def test_worker_joins_every_queued_id_once_and_stops_on_sigterm(
             env=cli_env(url),
             start_new_session=True,  # its worker process goes with it if the test kills it
         )
+        drained: Run | None = None
         try:
-            drained = await run("queue", "--wait", "--poll", "0.1", url=url, timeout=60)
-            assert drained.returncode == 0, drained
-            assert drained.lines() == [
-                {"queued": 0, "joined": len(ids), "already_joined": 0, "dead": 0, "total": len(ids)}
-            ]
+            with contextlib.suppress(asyncio.TimeoutError):  # then the logs say why
+                drained = await run("queue", "--wait", "--poll", "0.1", url=url, timeout=60)
             worker.send_signal(signal.SIGTERM)
             out, err = await asyncio.wait_for(worker.communicate(), 30)
         finally:
@@ -573,6 +572,11 @@ async def test_worker_joins_every_queued_id_once_and_stops_on_sigterm(
                 await worker.wait()
         joins = Counter(r.case_id for r in fake.requests if r.operation == "join_chat")
     logs = (out + err).decode(errors="replace")
+    assert drained is not None, f"the queue was not drained in 60 s: {logs[-3000:]}"
+    assert drained.returncode == 0, drained
+    assert drained.lines() == [
+        {"queued": 0, "joined": len(ids), "already_joined": 0, "dead": 0, "total": len(ids)}
+    ]
     assert worker.returncode == 0, logs[-3000:]
     check_clean(logs, key)
     assert joins == Counter(ids), "the emulator did not see each case joined once"
