@@ -226,3 +226,69 @@ async def test_sigterm_finishes_the_chunk_in_hand(
         counts = await _drain(queue, fleet, timeout=60)
     assert counts.done == len(ids) and counts.dead == 0
     assert all(fake.is_joined(i) for i in ids)
+
+
+def _max_per_window(times: list[float], window: float = 1.0) -> int:
+    """The most requests in any window of ``window`` seconds (each starting at a request)."""
+    times = sorted(times)
+    best = end = 0
+    for start, t in enumerate(times):
+        while end < len(times) and times[end] < t + window:
+            end += 1
+        best = max(best, end - start)
+    return best
+
+
+async def test_a_rate_limit_is_shared_by_every_worker(
+    redis_server: RedisServer, queue: JoinQueue, fleet_factory: Any
+) -> None:
+    ids = list(range(1000, 1600))
+    rate = 150
+    async with FakeAcquire(cases=len(ids), faults=Faults(latency=(0.001, 0.005))) as fake:
+        fleet = fleet_factory(
+            fake.api_key,
+            redis_url=redis_server.url,
+            base_url=fake.base_url,
+            concurrency=16,
+            rate_limit=rate,
+        )
+        await queue.enqueue(ids, chunk=20)
+        fleet.start(3)
+        counts = await _drain(queue, fleet, timeout=60)
+        arrivals = [r.received for r in fake.requests]
+    assert counts.done == len(ids) and counts.dead == 0
+    # Three processes, one limit: the slots are spaced exactly on Redis's clock; what the
+    # emulator sees adds the scheduling and network jitter of each send (and a leased slot may
+    # be used up to its 20 ms horizon late), so allow 5% over the rate plus the burst of 1.
+    # Without the shared limiter each process would send 150/s: 450 in a window.
+    assert _max_per_window(arrivals) <= rate * 1.05 + 1
+    span = max(arrivals) - min(arrivals)
+    assert 0.8 * len(ids) / rate <= span <= 1.5 * len(ids) / rate
+
+
+async def test_one_429_pauses_every_worker(
+    redis_server: RedisServer, queue: JoinQueue, fleet_factory: Any
+) -> None:
+    ids = list(range(1000, 2500))
+    faults = Faults(latency=(0.005, 0.01), retry_after=2)
+    async with FakeAcquire(cases=len(ids), faults=faults) as fake:
+        fleet = fleet_factory(
+            fake.api_key, redis_url=redis_server.url, base_url=fake.base_url, concurrency=8
+        )
+        await queue.enqueue(ids, chunk=25)
+        fleet.start(3)
+        # Once all three are joining, one request (whoever sends it) gets a 429.
+        while len({r.case_id for r in fake.requests}) < 300:
+            await asyncio.sleep(0.01)
+        fake.script([429])
+        counts = await _drain(queue, fleet, timeout=60)
+        requests = list(fake.requests)
+    assert counts.done == len(ids) and counts.dead == 0
+    (limited,) = [r for r in requests if r.status == 429]
+    # Grace for what was already on its way when the 429 left the emulator: requests in
+    # flight (10 ms here), the pause's trip to Redis, and the other workers' slot leases
+    # (horizon, 20 ms). After it, no worker sends until Retry-After is over.
+    grace, end = 0.25, limited.received + 1.9
+    during = [r for r in requests if limited.received + grace < r.received < end]
+    assert during == [], f"{len(during)} requests during the cool-down"
+    assert any(r.received >= end for r in requests)  # and they went on after it

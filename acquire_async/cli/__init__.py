@@ -57,7 +57,7 @@ __all__ = ["Tally", "load_resume", "main", "parse_ids", "summary_lines"]
 @_click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @_click.version_option(__version__, prog_name="acquire-async")
 def main() -> None:
-    """Join, message, reject or close Acquire chats from the shell; run the emulator or the demo."""
+    """Join, message, reject or close Acquire chats; queue joins for workers; run the emulator."""
 
 
 main.add_command(join)

