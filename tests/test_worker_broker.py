@@ -15,7 +15,13 @@ from stubs import StubTransport, answer
 
 import acquire_async as aa
 from acquire_async.testing import MockResponse
-from acquire_async.worker import AcquireStreamBroker, JoinQueue, QueueCounts, WorkerSettings
+from acquire_async.worker import (
+    AcquireStreamBroker,
+    JoinQueue,
+    QueueCounts,
+    WorkerSettings,
+    make_broker,
+)
 from acquire_async.worker._broker import GROUP
 from acquire_async.worker._store import Keys, message
 from acquire_async.worker._tasks import Worker
@@ -197,3 +203,50 @@ def test_settings_travel_by_environment_without_the_password_in_repr() -> None:
     assert "redis://***@db:6379/0" in repr(settings)
     with pytest.raises(RuntimeError, match="ACQUIRE_WORKER_SETTINGS"):
         WorkerSettings.from_env({})
+
+
+async def test_a_chunk_delivered_too_often_is_handed_to_on_poison(
+    redis_server: RedisServer,
+) -> None:
+    buried: list[tuple[list[int], int]] = []
+
+    async def on_poison(data: bytes, deliveries: int) -> None:
+        buried.append((_ids(data), deliveries))
+
+    async with Redis.from_url(redis_server.url) as redis:
+        await redis.xgroup_create(KEYS.stream, GROUP, id="0", mkstream=True)
+        poison = await redis.xadd(KEYS.stream, {b"data": message([9], 0, 0.0)})
+        await redis.xadd(KEYS.stream, {b"data": message([10], 0, 0.0)})
+        await redis.xreadgroup(GROUP, "dead-worker", {KEYS.stream: ">"}, count=2)
+        # Its workers died five times already (Redis counts deliveries in the pending list).
+        await redis.xclaim(KEYS.stream, GROUP, "dead-worker", 0, [poison], retrycount=5)
+        broker = _broker(redis_server.url, idle_ms=200, xread_block=100, on_poison=on_poison)
+        await broker.startup()
+        listen = broker.listen()
+        try:
+            # The other one (delivered once) is redone; the poison one is not ...
+            assert _ids((await _next(listen)).data) == [10]
+            # ... it went to on_poison with its count, and left the stream.
+            assert buried == [([9], 6)]
+            assert poison not in {e for e, _ in await redis.xrange(KEYS.stream)}
+        finally:
+            await listen.aclose()
+            await broker.shutdown()
+
+
+async def test_the_workers_on_poison_records_the_ids_dead(redis_server: RedisServer) -> None:
+    settings = WorkerSettings(redis_url=redis_server.url, namespace="t", account_id="acme")
+    broker = make_broker(settings)
+    async with JoinQueue(redis_server.url, namespace="t") as queue:
+        await queue.enqueue([1, 2, 3])
+        await queue.record(
+            [("3", "joined", msgspec.json.encode({"case_id": 3, "status": "joined"}))]
+        )
+        assert broker.on_poison is not None
+        await broker.on_poison(message([1, 2, 3], 0, 0.0), 6)
+        await broker.on_poison(b"not json", 6)  # not one of ours: nothing to record
+        assert await queue.counts() == QueueCounts(joined=1, dead=2)  # 3's success stays
+        dead = [r async for r in queue.dead()]
+        assert {r.case_id for r in dead} == {1, 2}
+        assert all(r.error and r.error.startswith("WorkerLost") for r in dead)
+    await broker.shutdown()

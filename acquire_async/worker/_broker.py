@@ -22,6 +22,12 @@ stall chunks:
    entry back at the end of the stream (XADD of its data, XACK and XDEL of the old one, in
    one transaction) for the next worker to take at once, instead of after ``idle_timeout``.
 
+6. **A chunk reclaimed too often is dead-lettered**, not retried forever: taskiq-redis has no
+   delivery cap, so a chunk whose worker dies every time (or that always outlives
+   ``idle_timeout``) would circle for ever. Past ``max_deliveries`` deliveries (Redis counts
+   them in the pending list) the broker hands the entry to ``on_poison`` (the worker records
+   its ids ``dead``, saying why) and deletes it.
+
 It also reads one chunk at a time (``xread_count=1``): a worker holds only what it works on, so
 chunks spread over processes and a stopping worker leaves nothing read-ahead behind.
 
@@ -54,6 +60,7 @@ log = logging.getLogger("acquire_async.worker")
 
 GROUP = "acquire-workers"
 _MAX_BACKOFF = 2.0
+MAX_DELIVERIES = 5
 
 
 class AcquireStreamBroker(RedisStreamBroker):
@@ -67,7 +74,16 @@ class AcquireStreamBroker(RedisStreamBroker):
         broker = AcquireStreamBroker(url, queue_name="{acquire}:stream", idle_timeout=600_000)
     """
 
-    def __init__(self, url: str, *, queue_name: str, idle_timeout: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        queue_name: str,
+        idle_timeout: int,
+        max_deliveries: int = MAX_DELIVERIES,
+        on_poison: Callable[[bytes, int], Awaitable[None]] | None = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("xread_block", 1000)
         super().__init__(
             url,
@@ -82,6 +98,8 @@ class AcquireStreamBroker(RedisStreamBroker):
         )
         self._where = redact_url(url)
         self._claim_every = max(idle_timeout / 4000, 0.05)
+        self.max_deliveries = max_deliveries
+        self.on_poison = on_poison
 
     async def declare_group(self) -> None:
         """Create the consumer group (and the stream) if they do not exist yet."""
@@ -189,9 +207,16 @@ class AcquireStreamBroker(RedisStreamBroker):
                                 start_id="0-0",
                                 count=self.unacknowledged_batch_size,
                             )
+                            deliveries = await self._deliveries(conn, claimed)
                             for entry_id, fields in claimed:
-                                if fields:  # an entry deleted meanwhile comes back empty
-                                    yield self._message(self.queue_name, entry_id, fields)
+                                if not fields:  # an entry deleted meanwhile comes back empty
+                                    continue
+                                count = deliveries.get(entry_id, 0)
+                                if count > self.max_deliveries and self.on_poison is not None:
+                                    await self.on_poison(fields.get(b"data", b""), count)
+                                    await self._ack_generator(entry_id, self.queue_name)()
+                                    continue
+                                yield self._message(self.queue_name, entry_id, fields)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 if outage is None:
                     outage = time.monotonic()
@@ -202,6 +227,15 @@ class AcquireStreamBroker(RedisStreamBroker):
                     )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    async def _deliveries(self, conn: Redis, claimed: list[Any]) -> dict[Any, int]:
+        """How many times each claimed entry was delivered (one XPENDING for the batch)."""
+        if not claimed:
+            return {}
+        pending = await conn.xpending_range(
+            self.queue_name, GROUP, min=claimed[0][0], max=claimed[-1][0], count=len(claimed)
+        )
+        return {item["message_id"]: int(item["times_delivered"]) for item in pending}
 
     def _message(self, stream: Any, entry_id: Any, fields: Any) -> AckableMessage:
         data = fields.get(b"data", b"") if isinstance(fields, dict) else b""

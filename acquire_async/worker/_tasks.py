@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import msgspec
@@ -116,8 +117,29 @@ def make_broker(settings: WorkerSettings) -> AcquireStreamBroker:
     if not isinstance(settings, WorkerSettings):
         raise TypeError(f"settings must be a WorkerSettings, not {type(settings).__name__}")
     keys = Keys(settings.namespace)
+
+    async def bury(data: bytes, deliveries: int) -> None:
+        # A chunk whose worker died (or stalled past idle_timeout) every time: its ids get a
+        # final outcome instead of circling for ever. A live worker's later success still wins.
+        ids = _chunk_ids(data)
+        reason = (
+            f"WorkerLost: the chunk was delivered {deliveries} times and never finished "
+            "(its worker died or outlived idle_timeout each time)"
+        )
+        async with JoinQueue(settings.redis_url, namespace=settings.namespace) as queue:
+            entries: list[tuple[str, Status, bytes]] = []
+            for case_id in ids:
+                result = Result(case_id=case_id, status="dead", error=reason, at=time.time())
+                entries.append((str(case_id), "dead", msgspec.json.encode(result)))
+            if entries:
+                await queue.record(entries)
+        log.error("dead-lettered %d ids of a chunk delivered %d times", len(ids), deliveries)
+
     broker = AcquireStreamBroker(
-        settings.redis_url, queue_name=keys.stream, idle_timeout=int(settings.idle_timeout * 1000)
+        settings.redis_url,
+        queue_name=keys.stream,
+        idle_timeout=int(settings.idle_timeout * 1000),
+        on_poison=bury,
     )
 
     @broker.on_event(TaskiqEvents.WORKER_STARTUP)
@@ -161,6 +183,15 @@ def make_broker(settings: WorkerSettings) -> AcquireStreamBroker:
         await worker.run_chunk(ids, generation, delay)
 
     return broker
+
+
+def _chunk_ids(data: bytes) -> list[int]:
+    """The ids of a chunk as the stream carries it (``[]`` if it is not one of ours)."""
+    try:
+        args = msgspec.json.decode(data).get("args") or [[]]
+        return [i for i in args[0] if type(i) is int]
+    except (msgspec.DecodeError, AttributeError, TypeError, IndexError):
+        return []
 
 
 def worker_broker() -> AcquireStreamBroker:
