@@ -25,7 +25,9 @@ between machines do not matter, and every slot is used at or after its time on t
 - A leased slot not used within ``horizon`` seconds after its time is dropped, never spent
   later in a burst: that keeps the limit within a few percent over any 1-s window.
 - No slot within the horizon: the script returns when the next one is due; the process
-  sleeps until then and asks again. Nothing is reserved for a caller that may be cancelled.
+  sleeps until then and asks again. Nothing is reserved for a caller that may be cancelled;
+  the price is that at a rate every process reaches, each waiting process asks about once
+  per slot.
 - ``rate_limit=None``: only the shared cool-down. A "not paused" answer is trusted for
   ``horizon`` seconds, so an unlimited throttle costs about one round trip per horizon per
   process.
