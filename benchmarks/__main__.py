@@ -5,6 +5,7 @@ Usage (from the repository root)::
     python -m benchmarks                       # everything, 5 repeats (a few minutes)
     python -m benchmarks --smoke               # tiny sizes, 1 repeat: proves it runs (< 30 s)
     python -m benchmarks --only decode,memory  # a subset
+    python -m benchmarks --only scaleout       # processes, RedisThrottle, the worker fleet
     python -m benchmarks --repeats 9 --output-dir /tmp/bench
 
 Progress goes to stderr; the report to stdout and ``<output-dir>/latest.md`` and
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import decode, latency, memory, throughput
+from . import decode, latency, memory, scaleout, throughput
 from ._common import REPO_ROOT, Config
 from ._report import Section, environment, to_markdown, write
 
@@ -29,6 +30,7 @@ SECTIONS: dict[str, Callable[[Config, Callable[[str], None]], Section]] = {
     "throughput": throughput.run,
     "latency": latency.run,
     "memory": memory.run,
+    "scaleout": scaleout.run,
 }
 DEFAULT_OUTPUT = REPO_ROOT / "benchmarks" / "results"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +16,14 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("decode", "throughput", "latency", "memory")
+SECTIONS = ("decode", "throughput", "latency", "memory", "scaleout")
 # Contenders that need nothing beyond the SDK's own dependencies: they must always have numbers.
 ALWAYS = {
     "decode": "json.loads → dict",
     "throughput": "raw aiohttp",
     "latency": "raw aiohttp",
     "memory": "raw aiohttp",
+    "scaleout": "LocalThrottle, no limit",
 }
 
 
@@ -57,6 +59,11 @@ def test_smoke_run_writes_every_section(tmp_path: Path) -> None:
             # A failed join costs a round trip like a success, and would hide a broken client.
             assert not row["extra"].get("failed joins"), (key, row["contender"])
         assert any(row["contender"] == ALWAYS[key] for row in measured), key
+    if os.environ.get("ACQUIRE_REQUIRE_REDIS") == "1":
+        # CI has redis-server and the redis extra: the Redis rows must run there, not skip.
+        rows = report["sections"]["scaleout"]["rows"]
+        skipped = [row["contender"] for row in rows if not row["samples"]]
+        assert skipped == [], skipped
 
 
 def test_only_rejects_an_unknown_section() -> None:
@@ -70,3 +77,34 @@ def test_only_rejects_an_unknown_section() -> None:
     )
     assert done.returncode == 2
     assert "nope" in done.stderr
+
+
+_WITHOUT_REDIS = (
+    "import sys\n"
+    "from benchmarks import __main__ as bench, scaleout\n"
+    "scaleout._redis_binary = lambda: None  # as on a machine without redis-server\n"
+    "sys.exit(bench.main(['--smoke', '--only', 'scaleout', '--output-dir', sys.argv[1]]))\n"
+)
+
+
+@pytest.mark.slow
+def test_scaleout_without_redis_server_skips_its_redis_rows(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_REDIS, str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    section = json.loads((tmp_path / "latest.json").read_text(encoding="utf-8"))["sections"][
+        "scaleout"
+    ]
+    assert section["errors"] == []
+    for row in section["rows"]:
+        if row["contender"] == ALWAYS["scaleout"]:
+            assert row["samples"], row["variant"]
+        else:
+            assert not row["samples"], (row["contender"], row["variant"])
+            assert "redis-server not found" in row["note"], row["contender"]
