@@ -606,7 +606,8 @@ class RedisThrottle:
     async def aclose(self) -> None:
         """Stop the throttle's tasks; close the Redis client if it was built from a URL.
 
-        Idempotent. Waiting calls end with ``RuntimeError``; so do later ones.
+        Idempotent. Waiting calls end with ``RuntimeError`` (one asleep until a slot or the
+        end of a cool-down, when it wakes); so do later ones.
         """
         if self._closed:
             return
