@@ -15,7 +15,13 @@ stall chunks:
    processed, so a backlog longer than ``maxlen`` would silently lose chunks. The stream holds
    exactly the chunks not yet done.
 4. **A lost Redis connection is waited out**, not fatal: the loop logs once per outage, backs
-   off up to 2 s, recreates the group if Redis came back empty, and goes on.
+   off up to 2 s, recreates the group if Redis came back empty, and goes on. An
+   acknowledgement that meets a dropped connection is tried again (XACK and XDEL are
+   idempotent) for up to ``_ACK_PATIENCE`` seconds, then left for the reclaim.
+   On SIGTERM/SIGINT the loop stops reading at its next turn (within ``xread_block``), even
+   where a client library turns the cancellation of a read into a connection error (seen on
+   Python 3.10 after a Redis restart: the loop then retried for ever and the worker never
+   exited).
 5. **A stopping worker gives back what it read but did not do.** taskiq finishes the tasks in
    hand before it shuts the broker down, so whatever is still pending for this consumer then
    was never run (a read cut short by the shutdown, say): :meth:`shutdown` puts each such
@@ -41,6 +47,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
@@ -60,6 +68,7 @@ log = logging.getLogger("acquire_async.worker")
 
 GROUP = "acquire-workers"
 _MAX_BACKOFF = 2.0
+_ACK_PATIENCE = 10.0
 MAX_DELIVERIES = 5
 
 
@@ -100,6 +109,7 @@ class AcquireStreamBroker(RedisStreamBroker):
         self._claim_every = max(idle_timeout / 4000, 0.05)
         self.max_deliveries = max_deliveries
         self.on_poison = on_poison
+        self.stopping = False  # set by SIGTERM/SIGINT in a worker process: stop reading
 
     async def declare_group(self) -> None:
         """Create the consumer group (and the stream) if they do not exist yet."""
@@ -113,7 +123,26 @@ class AcquireStreamBroker(RedisStreamBroker):
     async def startup(self) -> None:
         """Start taskiq's side and make sure the group exists."""
         await super().startup()
+        if self.is_worker_process and threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._chain_signal(signum)
         await self._retrying(self.declare_group)
+
+    def _stop_requested(self) -> bool:
+        # A method, not the attribute inline: the flag changes under the loop (a signal).
+        return self.stopping
+
+    def _chain_signal(self, signum: int) -> None:
+        # taskiq's own handler (installed before startup) starts its shutdown; ours first
+        # tells the read loop to stop at its next turn.
+        previous = signal.getsignal(signum)
+
+        def handler(sig: int, frame: Any) -> None:
+            self.stopping = True
+            if callable(previous):
+                previous(sig, frame)
+
+        signal.signal(signum, handler)
 
     async def shutdown(self) -> None:
         """Give back the entries this consumer read but did not run, then close the pool."""
@@ -162,11 +191,24 @@ class AcquireStreamBroker(RedisStreamBroker):
 
     def _ack_generator(self, id: str, queue_name: str) -> Callable[[], Awaitable[None]]:
         async def ack() -> None:
-            async with Redis(connection_pool=self.connection_pool) as conn:
-                pipe = conn.pipeline(transaction=True)
-                pipe.xack(queue_name, GROUP, id)
-                pipe.xdel(queue_name, id)
-                await pipe.execute()
+            deadline = time.monotonic() + _ACK_PATIENCE
+            backoff = 0.05
+            while True:
+                try:
+                    async with Redis(connection_pool=self.connection_pool) as conn:
+                        pipe = conn.pipeline(transaction=True)
+                        pipe.xack(queue_name, GROUP, id)
+                        pipe.xdel(queue_name, id)
+                        await pipe.execute()
+                        return
+                except (RedisConnectionError, RedisTimeoutError, OSError):
+                    if time.monotonic() + backoff > deadline:
+                        # Left pending: it is redone after idle_timeout (or given back at
+                        # shutdown), and the redo confirms what was recorded.
+                        log.warning("could not acknowledge chunk %s; it will be redone", id)
+                        return
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, _MAX_BACKOFF)
 
         return ack
 
@@ -175,7 +217,7 @@ class AcquireStreamBroker(RedisStreamBroker):
         last_claim = time.monotonic()
         outage: float | None = None
         backoff = 0.05
-        while True:
+        while not self._stop_requested():
             try:
                 async with Redis(connection_pool=self.connection_pool) as conn:
                     if outage is not None:
@@ -186,7 +228,7 @@ class AcquireStreamBroker(RedisStreamBroker):
                             time.monotonic() - outage,
                         )
                         outage, backoff = None, 0.05
-                    while True:
+                    while not self._stop_requested():
                         fetched = await conn.xreadgroup(
                             GROUP,
                             self.consumer_name,
@@ -218,6 +260,8 @@ class AcquireStreamBroker(RedisStreamBroker):
                                     continue
                                 yield self._message(self.queue_name, entry_id, fields)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                if self._stop_requested():
+                    return
                 if outage is None:
                     outage = time.monotonic()
                     log.warning(
