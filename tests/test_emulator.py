@@ -225,7 +225,9 @@ async def test_join_of_a_waiting_case(http: aiohttp.ClientSession) -> None:
         applied=True,
         latency=0.0,
         operation="join_chat",
+        received=record.received,
     )
+    assert 0 < record.received <= asyncio.get_running_loop().time()
 
 
 async def test_second_join_is_chat_already_joined_with_200(http: aiohttp.ClientSession) -> None:

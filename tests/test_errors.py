@@ -27,6 +27,7 @@ from acquire_async.errors import (
     PermissionDeniedError,
     RateLimitError,
     ResponseDecodeError,
+    ThrottleUnavailableError,
     UnprocessableEntityError,
 )
 
@@ -51,6 +52,7 @@ TREE = [
     (InternalServerError, APIStatusError),
     (ResponseDecodeError, APIError),
     (InvalidCaseIdError, AcquireError),
+    (ThrottleUnavailableError, AcquireError),
 ]
 ALL_ERRORS = [cls for cls, _ in TREE]
 STATUS_ERRORS = [cls for cls in ALL_ERRORS if issubclass(cls, APIStatusError)]
@@ -126,6 +128,7 @@ def _instances() -> list[AcquireError]:
         )
     )
     made.append(InvalidCaseIdError("case_id must be an int, not str", attempts=0))
+    made.append(ThrottleUnavailableError("Redis at 127.0.0.1:6379 has been unreachable for 10.0 s"))
     return made
 
 
