@@ -35,6 +35,7 @@ import contextlib
 import gc
 import json
 import os
+import resource
 import select
 import shutil
 import signal
@@ -147,6 +148,12 @@ def _make_throttle(command: dict[str, Any]) -> Any:
     return CountingRedis(command["redis_url"], rate_limit=command["rate_limit"], key=command["key"])
 
 
+def _system_seconds() -> float:
+    """This process's CPU seconds in the kernel: the share of its CPU time spent in syscalls
+    (``epoll_wait`` once per event-loop iteration, socket reads and writes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+
+
 async def _child_run(command: dict[str, Any], stdin: IO[str]) -> dict[str, Any]:
     """One sample in a child: open, warm up, report ready, wait for ``go``, join, report."""
     from acquire_async import AcquireClient
@@ -190,10 +197,12 @@ async def _child_run(command: dict[str, Any], stdin: IO[str]) -> dict[str, Any]:
             trips_before = getattr(throttle, "round_trips", 0)
             waits_before = throttle.waits
             cpu_before = time.process_time()
+            sys_before = _system_seconds()
             started = time.monotonic()
             ok, failed = await join(range(command["first"], command["first"] + command["count"]))
             ended = time.monotonic()
             cpu = time.process_time() - cpu_before
+            system = _system_seconds() - sys_before
             trips = getattr(throttle, "round_trips", 0) - trips_before
             waits = throttle.waits - waits_before
     finally:
@@ -203,6 +212,7 @@ async def _child_run(command: dict[str, Any], stdin: IO[str]) -> dict[str, Any]:
         "started": started,
         "ended": ended,
         "cpu": cpu,
+        "system": system,
         "ok": ok,
         "failed": failed,
         "round_trips": trips if command["throttle"] == "redis" else None,
@@ -481,6 +491,7 @@ class Sample:
     failed: int
     seconds: float
     client_cpu: float
+    client_system: float  # the kernel's part of client_cpu
     server_cpu: float | None
     redis_cpu: float | None
     round_trips: int | None
@@ -539,6 +550,7 @@ def _sample(
         failed=sum(a["failed"] for a in answers),
         seconds=max(a["ended"] for a in answers) - min(a["started"] for a in answers),
         client_cpu=sum(a["cpu"] for a in answers),
+        client_system=sum(a["system"] for a in answers),
         server_cpu=server_cpu,
         redis_cpu=redis_cpu,
         round_trips=None if None in trips else sum(trips),
@@ -583,6 +595,7 @@ def _measure_processes(
             row.samples.append(sample.rate)
             row.add_extra("client CPU µs/join", 1e6 * sample.client_cpu / sample.joins)
             row.add_extra("client CPU %", 100 * sample.client_cpu / sample.seconds / processes)
+            row.add_extra("of which kernel µs/join", 1e6 * sample.client_system / sample.joins)
             if sample.server_cpu is not None:
                 row.add_extra("server CPU %", 100 * sample.server_cpu / sample.seconds)
             if sample.redis_cpu is not None and kind.throttle == "redis":
@@ -897,8 +910,9 @@ def run(config: Config, log: Callable[[str], None]) -> Section:
             "benchmark server and redis-server (and whatever else runs: see the load average "
             "in the parameters), so 2 processes cannot reach 2x here.",
             "client CPU µs/join: CPU time of the client processes (for the fleet: every "
-            "process of run_workers) over the timed joins; client CPU %: per process, of one "
-            "core; redis CPU µs/join: redis-server's (INFO cpu).",
+            "process of run_workers) over the timed joins; of which kernel: its system time "
+            "(an epoll_wait per event-loop iteration, socket I/O); client CPU %: per process, "
+            "of one core; redis CPU µs/join: redis-server's (INFO cpu).",
             "The fleet is timed from the first enqueue to nothing pending (polled every "
             f"20 ms), ids in chunks of {sizes.fleet_chunk}, concurrency "
             f"{sizes.fleet_concurrency} per process; producer CPU is this process's.",
