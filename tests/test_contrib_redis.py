@@ -156,6 +156,16 @@ async def test_lease_without_a_rate_only_reads_the_pause(
     assert await lease(fake_redis, 0, interval=0) == [0, 0, 250_000]
 
 
+async def test_a_schedule_that_rounds_back_to_now_still_gets_an_expiry(
+    fake_redis: Any, clock: ServerClock
+) -> None:
+    # 1e7/s: 0.1 µs a slot, below a double's step near 1.8e15 µs, so tat rounds back to now.
+    # Redis refuses PX 0 ("invalid expire time"): every expiry is at least 1 ms.
+    clock.advance(0.123457)
+    assert (await lease(fake_redis, 1, interval=0.1, horizon=20_000))[0] == 1
+    assert await fake_redis.pttl(KEYS[0]) == 1
+
+
 # --------------------------------------------------------------------------- the process side
 
 
@@ -659,3 +669,10 @@ async def test_a_fast_process_pays_far_less_than_a_round_trip_per_join(
     per_join = throttle.round_trips / count
     print(f"round trips per join ({rate}): {per_join:.4f}")
     assert per_join < 0.1
+
+
+async def test_a_rate_far_above_a_microsecond_acquires(redis_server: RedisServer) -> None:
+    async with RedisThrottle(redis_server.url, rate_limit=1e7) as throttle:
+        for _ in range(5):
+            await asyncio.sleep(0.02)  # idle: the schedule falls behind now, base == now
+            await asyncio.wait_for(throttle.acquire(), 5)

@@ -109,7 +109,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Times in the scripts are server microseconds (TIME); numbers are stored with %.17g so a
-# fractional interval survives the round trip through a string.
+# fractional interval survives the round trip through a string. Near 1.7e15 µs a double
+# moves in steps of 0.25 µs, so above ~8e6/s `base + k * interval` can round back to `now`:
+# every PX is at least 1 ms, as Redis refuses PX 0.
 LEASE_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -128,7 +130,8 @@ if k < 1 then
   return {0, math.ceil(first), 0}
 end
 local tat = base + k * interval
-redis.call('SET', KEYS[1], string.format('%.17g', tat), 'PX', math.ceil((tat - now) / 1000))
+local px = math.max(1, math.ceil((tat - now) / 1000))
+redis.call('SET', KEYS[1], string.format('%.17g', tat), 'PX', px)
 return {k, math.ceil(first), 0}
 """
 """Lease up to ARGV[3] slots within ARGV[4] µs. KEYS: the schedule, the cool-down. ARGV:
@@ -141,7 +144,8 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local resume = now + tonumber(ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[1]) or 0)
 if resume > current then
-  redis.call('SET', KEYS[1], string.format('%.17g', resume), 'PX', math.ceil((resume - now) / 1000))
+  local px = math.max(1, math.ceil((resume - now) / 1000))
+  redis.call('SET', KEYS[1], string.format('%.17g', resume), 'PX', px)
   current = resume
 end
 return math.ceil(current - now)
