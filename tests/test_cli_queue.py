@@ -583,3 +583,14 @@ async def test_worker_joins_every_queued_id_once_and_stops_on_sigterm(
     results = await run("results", url=url)
     assert sorted(line["case_id"] for line in results.lines()) == ids
     assert {line["status"] for line in results.lines()} == {"joined"}
+
+
+def test_a_password_in_the_query_is_masked_in_messages() -> None:
+    # redis-py takes ?password= too (the only way for a unix:// socket).
+
+    for url in (
+        "redis://127.0.0.1:6379/0?password=hunter2",
+        "unix:///run/redis.sock?db=0&password=hunter%32",
+    ):
+        message = redis_problem(ConnectionError(f"cannot connect to {url} (hunter2)"), url)
+        assert "hunter2" not in message and "hunter%32" not in message

@@ -292,3 +292,39 @@ async def test_one_429_pauses_every_worker(
     during = [r for r in requests if limited.received + grace < r.received < end]
     assert during == [], f"{len(during)} requests during the cool-down"
     assert any(r.received >= end for r in requests)  # and they went on after it
+
+
+async def test_sigterm_with_redis_down_stops_within_the_grace_and_loses_nothing(
+    redis_server: RedisServer, queue: JoinQueue, fleet_factory: Any
+) -> None:
+    ids = list(range(1000, 1400))
+    faults = Faults(seed=2, latency=(0.05, 0.08))
+    async with FakeAcquire(cases=len(ids), faults=faults) as fake:
+        fleet = fleet_factory(
+            fake.api_key,
+            redis_url=redis_server.url,
+            base_url=fake.base_url,
+            concurrency=8,
+            idle_timeout=2.0,
+            shutdown_grace=2.0,
+        )
+        await queue.enqueue(ids, chunk=40)
+        fleet.start(1)
+        while (await queue.counts()).done == 0:
+            await asyncio.sleep(0.02)
+        await queue.aclose()
+        # Redis goes away with chunks in hand: they cannot be recorded or acknowledged.
+        redis_server.stop()
+        await asyncio.sleep(0.3)
+        started = asyncio.get_running_loop().time()
+        codes = await asyncio.to_thread(fleet.stop)
+        took = asyncio.get_running_loop().time() - started
+        # Before: the chunks waited for Redis for ever, and so did the worker's exit.
+        assert codes == [0], fleet.logs()
+        assert took < 20, f"took {took:.1f}s to stop"
+        redis_server.start()
+        async with JoinQueue(redis_server.url) as after:
+            fleet.start(1)  # the abandoned chunks are reclaimed after idle_timeout
+            counts = await _drain(after, fleet, timeout=60)
+    assert counts.done == len(ids) and counts.dead == 0
+    assert all(fake.is_joined(i) for i in ids)

@@ -23,6 +23,7 @@ from acquire_async.worker import (
     make_broker,
 )
 from acquire_async.worker._broker import GROUP
+from acquire_async.worker._settings import redact_url
 from acquire_async.worker._store import Keys, message
 from acquire_async.worker._tasks import Worker
 
@@ -250,3 +251,39 @@ async def test_the_workers_on_poison_records_the_ids_dead(redis_server: RedisSer
         assert {r.case_id for r in dead} == {1, 2}
         assert all(r.error and r.error.startswith("WorkerLost") for r in dead)
     await broker.shutdown()
+
+
+async def test_a_chunk_kept_pending_is_not_acknowledged(redis_server: RedisServer) -> None:
+    # What join_chunk does for a chunk that failed or was stopped at shutdown: taskiq still
+    # calls ack, and the entry must stay pending (to be given back or reclaimed), not vanish.
+    broker = _broker(redis_server.url, idle_ms=600_000)
+    await broker.startup()
+    async with Redis.from_url(redis_server.url) as redis:
+        await redis.xadd(KEYS.stream, {b"data": message([1], 0, 0.0)})
+        await redis.xadd(KEYS.stream, {b"data": b"not json"})  # not ours: acked as usual
+        listen = broker.listen()
+        try:
+            kept, hostile = await _next(listen), await _next(listen)
+            broker.keep_pending.add(msgspec.json.decode(kept.data)["task_id"])
+            await kept.ack()
+            await hostile.ack()
+            assert (await redis.xpending(KEYS.stream, GROUP))["pending"] == 1
+            assert broker.keep_pending == set()  # used once
+        finally:
+            await listen.aclose()
+            await broker.shutdown()
+        # ... and shutdown gives it back for the next worker.
+        fetched = await redis.xreadgroup(GROUP, "next-worker", {KEYS.stream: ">"}, count=10)
+        assert [_ids(fields[b"data"]) for _, fields in fetched[0][1]] == [[1]]
+
+
+def test_a_redis_password_in_the_query_is_redacted_too() -> None:
+    for url in (
+        "redis://127.0.0.1:6379/0?password=hunter2",
+        "unix:///run/redis.sock?db=0&password=hunter2",
+        "redis://user:hunter2@db:6379/0?password=hunter2&db=1",
+    ):
+        settings = WorkerSettings(redis_url=url, account_id="a")
+        assert "hunter2" not in repr(settings)
+        assert "hunter2" not in redact_url(url)
+    assert redact_url("unix:///s.sock?db=0&password=x") == "unix:///s.sock?db=0&password=***"

@@ -146,3 +146,12 @@ def test_namespace_and_redis_are_checked() -> None:
 def test_transient_errors_go_back_and_permanent_ones_do_not() -> None:
     assert is_transient(APIConnectionError("reset"))
     assert not is_transient(NotFoundError("gone", status=404))
+
+
+async def test_requeue_dead_skips_digits_that_are_not_ascii(queue: JoinQueue) -> None:
+    # Both are digits to str.isdigit(): int() of the superscript two raises, and the
+    # full-width "12" would be joined as case 12.
+    await queue.enqueue(["\u00b2", "\uff11\uff12", 5])
+    await queue.record([_entry(5, "dead")])
+    assert await queue.requeue_dead() == 1
+    assert await queue.counts() == QueueCounts(queued=1, dead=2)

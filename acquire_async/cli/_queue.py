@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import click
 from rich.console import Console
@@ -183,15 +183,20 @@ def redis_where(url: str) -> str:
 
 def _secrets(url: str) -> list[str]:
     try:
-        password = urlsplit(url).password
+        parts = urlsplit(url)
+        password = parts.password
+        # redis-py also takes the password in the query (the only way for a unix:// socket).
+        in_query = [v for k, v in parse_qsl(parts.query) if k.strip().lower() == "password"]
     except ValueError:
-        password = None
+        password, in_query = None, []
     if password is None:  # an unparsable authority: mask all of it
         authority = url.partition("://")[2].partition("/")[0]
         password = authority.rpartition("@")[0] or None
-    if not password:
+    found = [p for p in (password, *in_query) if p]
+    if not found:
         return []
-    return sorted({password, unquote(password), url}, key=len, reverse=True)
+    quoted = [part for p in found for part in (p, unquote(p), quote(p, safe=""))]
+    return sorted({*quoted, url}, key=len, reverse=True)
 
 
 def _scrub(text: str, url: str) -> str:

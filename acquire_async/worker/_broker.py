@@ -53,6 +53,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
+import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -110,6 +111,10 @@ class AcquireStreamBroker(RedisStreamBroker):
         self.max_deliveries = max_deliveries
         self.on_poison = on_poison
         self.stopping = False  # set by SIGTERM/SIGINT in a worker process: stop reading
+        self.stop_event: asyncio.Event | None = None  # the same, for tasks to wait on
+        # Task ids whose chunk must stay pending (not acknowledged): abandoned at shutdown or
+        # failed. It is then given back at shutdown or reclaimed, and done again.
+        self.keep_pending: set[str] = set()
 
     async def declare_group(self) -> None:
         """Create the consumer group (and the stream) if they do not exist yet."""
@@ -123,22 +128,27 @@ class AcquireStreamBroker(RedisStreamBroker):
     async def startup(self) -> None:
         """Start taskiq's side and make sure the group exists."""
         await super().startup()
+        self.stop_event = asyncio.Event()
         if self.is_worker_process and threading.current_thread() is threading.main_thread():
+            loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
-                self._chain_signal(signum)
+                self._chain_signal(signum, loop)
         await self._retrying(self.declare_group)
 
     def _stop_requested(self) -> bool:
         # A method, not the attribute inline: the flag changes under the loop (a signal).
         return self.stopping
 
-    def _chain_signal(self, signum: int) -> None:
+    def _chain_signal(self, signum: int, loop: asyncio.AbstractEventLoop) -> None:
         # taskiq's own handler (installed before startup) starts its shutdown; ours first
-        # tells the read loop to stop at its next turn.
+        # tells the read loop to stop at its next turn, and the tasks that they have a grace.
         previous = signal.getsignal(signum)
+        event = self.stop_event
 
         def handler(sig: int, frame: Any) -> None:
             self.stopping = True
+            if event is not None:
+                loop.call_soon_threadsafe(event.set)
             if callable(previous):
                 previous(sig, frame)
 
@@ -189,8 +199,16 @@ class AcquireStreamBroker(RedisStreamBroker):
             await conn.xgroup_delconsumer(self.queue_name, GROUP, self.consumer_name)
         return released
 
-    def _ack_generator(self, id: str, queue_name: str) -> Callable[[], Awaitable[None]]:
+    def _ack_generator(
+        self,
+        id: str,  # taskiq-redis names it so
+        queue_name: str,
+        task_id: str | None = None,
+    ) -> Callable[[], Awaitable[None]]:
         async def ack() -> None:
+            if task_id is not None and task_id in self.keep_pending:
+                self.keep_pending.discard(task_id)
+                return  # left pending on purpose: it is done again
             deadline = time.monotonic() + _ACK_PATIENCE
             backoff = 0.05
             while True:
@@ -283,7 +301,8 @@ class AcquireStreamBroker(RedisStreamBroker):
 
     def _message(self, stream: Any, entry_id: Any, fields: Any) -> AckableMessage:
         data = fields.get(b"data", b"") if isinstance(fields, dict) else b""
-        return AckableMessage(data=data, ack=self._ack_generator(id=entry_id, queue_name=stream))
+        ack = self._ack_generator(entry_id, stream, _task_id(data))
+        return AckableMessage(data=data, ack=ack)
 
     async def _retrying(self, call: Callable[[], Awaitable[None]]) -> None:
         backoff = 0.05
@@ -300,3 +319,19 @@ class AcquireStreamBroker(RedisStreamBroker):
                     )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
+
+
+def _task_id(data: bytes) -> str | None:
+    """The taskiq task id of a stream entry, or ``None`` for one that is not ours."""
+    try:
+        task_id = _ENVELOPE.decode(data).task_id
+    except (msgspec.DecodeError, TypeError):
+        return None
+    return task_id if isinstance(task_id, str) else None
+
+
+class _Envelope(msgspec.Struct):
+    task_id: Any = None
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)

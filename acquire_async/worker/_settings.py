@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from typing import Any
+from urllib.parse import unquote
 
 import msgspec
 
@@ -37,6 +38,9 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
       (it was killed) is reclaimed by another worker. Keep it above a chunk's worst-case run
       time: a chunk still running when it expires is joined twice, which is safe (a join may
       repeat) but wasted work.
+    - ``shutdown_grace``: on SIGTERM, seconds a chunk in hand may take to finish; past it
+      (the API or Redis is down, say) it is stopped and goes back to the queue unfinished,
+      so a worker always exits.
     - ``chunks_per_process``: chunks a process works on at once, still with at most
       ``concurrency`` joins in flight: new joins start while a chunk's last ones wait out a
       retry's back-off (with 2, a test of 5,000 ids under faults took 29 s; with 4, 20 s).
@@ -57,6 +61,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_generations: int = 5
     idle_timeout: float = 600.0
     chunks_per_process: int = 4
+    shutdown_grace: float = 30.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.redis_url, str):
@@ -81,6 +86,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
         check_count("max_generations", self.max_generations)
         check_count("chunks_per_process", self.chunks_per_process)
         _check_positive("idle_timeout", self.idle_timeout)
+        _check_positive("shutdown_grace", self.shutdown_grace)
         if self.rate_limit is not None:
             _check_positive("rate_limit", self.rate_limit)
 
@@ -116,15 +122,27 @@ def _check_positive(name: str, value: object) -> None:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password (and user) replaced by ``***``, for logs and errors.
+    """``url`` with its credentials replaced by ``***``, for logs and errors: the user and
+    password before ``@``, and a ``password=`` in the query (redis-py takes it there too; for
+    a ``unix://`` socket it is the only place).
 
     >>> redact_url("redis://:hunter2@db:6379/0")
     'redis://***@db:6379/0'
+    >>> redact_url("unix:///run/redis.sock?db=0&password=hunter2")
+    'unix:///run/redis.sock?db=0&password=***'
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
+    rest, mark, query = rest.partition("?")
     authority, slash, path = rest.partition("/")
     if "@" in authority:
         authority = "***@" + authority.rpartition("@")[2]
-    return f"{scheme}://{authority}{slash}{path}"
+    if mark:
+        fields = []
+        for field in query.split("&"):
+            name, eq, _ = field.partition("=")
+            secret = unquote(name).strip().lower() in ("password", "username", "user")
+            fields.append(f"{name}=***" if eq and secret else field)
+        query = "&".join(fields)
+    return f"{scheme}://{authority}{slash}{path}{mark}{query}"

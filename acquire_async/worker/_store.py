@@ -431,8 +431,8 @@ class JoinQueue:
         check_count("chunk", chunk)
         ids: list[int] = []
         async for raw_id in self._redis.sscan_iter(self.keys.dead, count=500):
-            text = raw_id.decode()
-            if text.isdigit():
+            text = _text(raw_id)
+            if text.isascii() and text.isdigit():  # "²".isdigit() is true; int("²") fails
                 ids.append(int(text))
         if ids:
             return await self.enqueue(ids, chunk=chunk)

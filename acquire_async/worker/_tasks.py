@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any
 
@@ -47,8 +48,9 @@ class Worker:
 
     async def run_chunk(self, ids: list[int], generation: int, delay: float) -> None:
         """Join one chunk and record every id's result; requeue the transient failures."""
-        if delay > 0:
-            await asyncio.sleep(delay)
+        # The delay comes off the stream: bounded, whatever an entry says.
+        if math.isfinite(delay) and delay > 0:
+            await asyncio.sleep(min(delay, _MAX_REQUEUE_DELAY))
         outcomes = await self.client.join_all(ids, concurrency=self.settings.concurrency)
         entries: list[tuple[str, Status, bytes]] = []
         for outcome in outcomes:
@@ -61,6 +63,35 @@ class Worker:
         if again:
             delay = min(2.0**generation, _MAX_REQUEUE_DELAY)
             await _until_redis(self, self.queue.requeue, again, generation + 1, delay)
+
+    async def run_chunk_until_stopped(
+        self,
+        ids: list[int],
+        generation: int,
+        delay: float,
+        stopping: asyncio.Event | None,
+        grace: float,
+    ) -> bool:
+        """:meth:`run_chunk`; once ``stopping`` is set, give it ``grace`` seconds more, then
+        cancel it and return ``False`` (the chunk is then left on the queue, not lost)."""
+        chunk = asyncio.ensure_future(self.run_chunk(ids, generation, delay))
+        if stopping is None:  # not in a worker process: nothing asks it to stop
+            await chunk
+            return True
+        stop = asyncio.ensure_future(stopping.wait())
+        try:
+            await asyncio.wait({chunk, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not chunk.done():
+                await asyncio.wait({chunk}, timeout=grace)
+            if not chunk.done():
+                return False  # cancelled below: its ids stay queued, its entry pending
+            chunk.result()  # its exception, if it failed
+            return True
+        finally:
+            stop.cancel()
+            if not chunk.done():
+                chunk.cancel()
+                await asyncio.gather(chunk, return_exceptions=True)
 
     def decide(self, outcome: JoinOutcome, generation: int) -> Status:
         """``joined``/``already_joined`` on success; ``queued`` for a transient failure with
@@ -180,7 +211,28 @@ def make_broker(settings: WorkerSettings) -> AcquireStreamBroker:
         context: Context = TaskiqDepends(),  # noqa: B008 (taskiq's injection)
     ) -> None:
         worker: Worker = context.state.acquire_worker
-        await worker.run_chunk(ids, generation, delay)
+        task_id = context.message.task_id
+        try:
+            finished = await worker.run_chunk_until_stopped(
+                ids, generation, delay, broker.stop_event, settings.shutdown_grace
+            )
+        except asyncio.CancelledError:
+            broker.keep_pending.add(task_id)
+            raise
+        except Exception:
+            # taskiq would acknowledge a failed task, and its ids would wait for ever with no
+            # chunk to carry them: leave it pending instead, to be redone (and dead-lettered
+            # by the delivery cap if it fails every time).
+            broker.keep_pending.add(task_id)
+            log.exception("a chunk of %d ids failed; it stays on the queue to be redone", len(ids))
+            return
+        if not finished:
+            broker.keep_pending.add(task_id)
+            log.warning(
+                "stopping: a chunk of %d ids did not finish within %gs; it goes back to the queue",
+                len(ids),
+                settings.shutdown_grace,
+            )
 
     return broker
 
