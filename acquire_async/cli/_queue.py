@@ -71,6 +71,7 @@ _FLAGS = {
     "max_generations": "--max-generations",
     "idle_timeout": "--idle-timeout",
     "chunks_per_process": "--chunks-per-process",
+    "shutdown_grace": "--shutdown-grace",
     "processes": "--processes",
     "chunk": "--chunk",
 }
@@ -665,6 +666,13 @@ def queue(wait: bool, poll: float, redis_url: str | None, namespace: str) -> Non
     help="Chunks a process works on at once.",
 )
 @click.option(
+    "--shutdown-grace",
+    cls=SettingOption,
+    type=click.FloatRange(0, 86_400, min_open=True),
+    callback=_finite,
+    help="On SIGTERM, seconds a chunk in hand may take before it goes back to the queue.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default="INFO",
@@ -680,6 +688,7 @@ def worker(
     max_generations: int | None,
     idle_timeout: float | None,
     chunks_per_process: int | None,
+    shutdown_grace: float | None,
     log_level: str,
     account: str | None,
     base_url: str | None,
@@ -702,6 +711,7 @@ def worker(
         "max_generations": max_generations,
         "idle_timeout": idle_timeout,
         "chunks_per_process": chunks_per_process,
+        "shutdown_grace": shutdown_grace,
     }
     try:
         settings = WorkerSettings(
