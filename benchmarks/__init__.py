@@ -1,6 +1,6 @@
 """Benchmarks of acquire_async against the alternatives: run ``python -m benchmarks``.
 
-Four sections, each a module with a ``run(config) -> Section`` function:
+Five sections, each a module with a ``run(config) -> Section`` function:
 
 - :mod:`benchmarks.decode`: decoding the join payload (and a 50-case list) with our msgspec
   models vs ``json``, ``orjson``, pydantic v2 and untyped msgspec.
@@ -10,6 +10,8 @@ Four sections, each a module with a ``run(config) -> Section`` function:
   the server answers after 20 ms.
 - :mod:`benchmarks.memory`: peak RSS growth while joining 200,000 ids from a generator, lazy
   ``join_many`` vs a naive ``asyncio.gather``, each in a fresh process.
+- :mod:`benchmarks.scaleout`: 1 vs 2 client processes, ``RedisThrottle``'s cost against
+  ``LocalThrottle``, the worker fleet draining a queue, and a shared rate limit's accuracy.
 
 Results go to stdout and ``benchmarks/results/latest.{md,json}`` (see :mod:`benchmarks._report`).
 """
