@@ -230,6 +230,46 @@ async def test_waiters_are_served_in_order_by_one_refill(
     assert throttle.round_trips == 1  # one refill leased a slot for every waiter
 
 
+async def test_a_newcomer_does_not_jump_a_queue_the_lease_does_not_cover(
+    fake_redis: Any, clock: ServerClock
+) -> None:
+    throttle = throttle_on(fake_redis, clock, rate_limit=10)
+    await throttle.acquire()
+    order: list[int] = []
+
+    async def one(i: int) -> None:
+        await throttle.acquire()
+        order.append(i)
+
+    waiters = [asyncio.create_task(one(i)) for i in range(3)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not throttle.try_acquire()  # three queued for slots 100 ms apart: none for it
+    await asyncio.gather(*waiters)
+    assert order == [0, 1, 2]
+    assert clock.clock() - SKEW == pytest.approx(0.3)
+
+
+async def test_a_loop_lagging_past_the_horizon_still_uses_its_answer(fake_redis: Any) -> None:
+    # No limit. Every clock read 30 ms after the last, as in a process whose loop lags more
+    # than the 20-ms horizon: each "not paused" answer had expired by the time its waiter
+    # ran, and the waiter asked Redis again, for ever (a busy loop on Redis).
+    ticks = [0.0]
+
+    def lagging() -> float:
+        ticks[0] += 0.03
+        return ticks[0]
+
+    async def sleep(seconds: float) -> None:
+        ticks[0] += max(seconds, 0.0)
+        await asyncio.sleep(0)
+
+    throttle = RedisThrottle(fake_redis, clock=lagging, sleep=sleep)
+    for _ in range(3):
+        await asyncio.wait_for(throttle.acquire(), 5)
+    assert throttle.round_trips <= 3
+
+
 async def test_a_pause_holds_back_every_process_of_the_account(clock: ServerClock) -> None:
     server = fakeredis.FakeServer()
     first = fakeredis.aioredis.FakeRedis(server=server)

@@ -237,6 +237,7 @@ class RedisThrottle:
     """
 
     __slots__ = (
+        "_answered",
         "_client",
         "_clock",
         "_closed",
@@ -357,6 +358,7 @@ class RedisThrottle:
         self._lease = 1  # slots the next refill asks for, at least
         self._dropped = False  # a slot went unused since the last refill
         self._refill: asyncio.Task[None] | None = None
+        self._answered = math.inf  # when the last refill's answer arrived (inf: in flight)
         self._writes: set[asyncio.Task[None]] = set()
         self._down_since: float | None = None
         self._closed = False
@@ -413,6 +415,11 @@ class RedisThrottle:
             raise RuntimeError("this RedisThrottle is closed")
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append(turn)
+        # After a sleep or a refill, the time it waited for. A slot or a "not paused" answer
+        # is judged at that time, not at a wake-up the loop delayed: with a loop that lags
+        # more than the horizon (a busy process), every answer expired before its waiter ran,
+        # and the waiter asked Redis again, forever.
+        waited_for = math.inf
         try:
             if self._queue[0] is not turn:
                 await turn  # wait to be first in line
@@ -420,14 +427,17 @@ class RedisThrottle:
                 if self._closed:
                     raise RuntimeError("this RedisThrottle was closed while a call waited")
                 now = self._clock()
-                if self._take(now):
+                if self._take(min(now, waited_for)):
                     return
+                waited_for = math.inf
                 due = self._slots[0] if self._slots else 0.0
                 wait = max(self._resume_at, self._next_at, due) - now
                 if wait > 0:
                     await self._sleep(wait)
+                    waited_for = now + wait
                 else:
                     await self._refilled()
+                    waited_for = self._answered
         finally:
             first = self._queue[0] is turn
             self._queue.remove(turn)
@@ -456,6 +466,7 @@ class RedisThrottle:
             task.exception()  # retrieved here even when every waiter has gone
 
     async def _lease_once(self) -> None:
+        self._answered = math.inf
         want = 0
         if self._interval:
             # Grow the lease while the process uses every slot; shrink it when one goes unused.
@@ -470,6 +481,7 @@ class RedisThrottle:
         if reply is _NOBODY:
             return  # every waiter went away during an outage
         now = self._clock()  # the answer's offsets count from (just before) now
+        self._answered = now
         try:
             granted, first, paused = (int(value) for value in reply)
         except (TypeError, ValueError):
