@@ -287,3 +287,29 @@ def test_a_redis_password_in_the_query_is_redacted_too() -> None:
         assert "hunter2" not in repr(settings)
         assert "hunter2" not in redact_url(url)
     assert redact_url("unix:///s.sock?db=0&password=x") == "unix:///s.sock?db=0&password=***"
+
+
+async def test_a_read_answered_as_redis_went_down_is_read_again(
+    redis_server: RedisServer,
+) -> None:
+    # Redis may apply an XREADGROUP (the entry joins this consumer's pending list, and the
+    # append-only file) and go down before its answer leaves: the consumer never sees it, and
+    # without a second look it waits for idle_timeout (ten minutes here) to be reclaimed.
+    broker = _broker(redis_server.url, idle_ms=600_000, xread_block=100)
+    await broker.startup()
+    async with Redis.from_url(redis_server.url) as redis:
+        await redis.xadd(KEYS.stream, {b"data": message([4], 0, 0.0)})
+        await redis.xreadgroup(GROUP, broker.consumer_name, {KEYS.stream: ">"}, count=1)
+    listen = broker.listen()
+    reading = asyncio.ensure_future(_next(listen, timeout=15))
+    try:
+        await asyncio.sleep(0.3)
+        assert not reading.done()  # nothing new on the stream
+        redis_server.stop()
+        await asyncio.sleep(0.3)
+        redis_server.start()
+        assert _ids((await reading).data) == [4]
+    finally:
+        reading.cancel()
+        await listen.aclose()
+        await broker.shutdown()

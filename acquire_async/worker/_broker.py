@@ -18,6 +18,9 @@ stall chunks:
    off up to 2 s, recreates the group if Redis came back empty, and goes on. An
    acknowledgement that meets a dropped connection is tried again (XACK and XDEL are
    idempotent) for up to ``_ACK_PATIENCE`` seconds, then left for the reclaim.
+   When Redis is back, the loop first reads this consumer's own pending list again: Redis
+   may have applied a read (the entry is pending for us, and in its append-only file) and
+   gone down before the answer left, and the entry would otherwise wait for idle_timeout.
    On SIGTERM/SIGINT the loop stops reading at its next turn (within ``xread_block``), even
    where a client library turns the cancellation of a read into a connection error (seen on
    Python 3.10 after a Redis restart: the loop then retried for ever and the worker never
@@ -115,6 +118,7 @@ class AcquireStreamBroker(RedisStreamBroker):
         # Task ids whose chunk must stay pending (not acknowledged): abandoned at shutdown or
         # failed. It is then given back at shutdown or reclaimed, and done again.
         self.keep_pending: set[str] = set()
+        self._in_hand: set[Any] = set()  # entry ids yielded and not acknowledged yet
 
     async def declare_group(self) -> None:
         """Create the consumer group (and the stream) if they do not exist yet."""
@@ -206,6 +210,7 @@ class AcquireStreamBroker(RedisStreamBroker):
         task_id: str | None = None,
     ) -> Callable[[], Awaitable[None]]:
         async def ack() -> None:
+            self._in_hand.discard(id)
             if task_id is not None and task_id in self.keep_pending:
                 self.keep_pending.discard(task_id)
                 return  # left pending on purpose: it is done again
@@ -246,6 +251,16 @@ class AcquireStreamBroker(RedisStreamBroker):
                             time.monotonic() - outage,
                         )
                         outage, backoff = None, 0.05
+                        # A read the server answered as it went down: the entry is in this
+                        # consumer's pending list, but the answer never arrived. Read the
+                        # pending list again ("0", not ">") and take what is not in hand.
+                        own = await conn.xreadgroup(
+                            GROUP, self.consumer_name, {self.queue_name: "0"}, count=1000
+                        )
+                        for stream, entries in own or ():  # type: ignore[str-unpack]
+                            for entry_id, fields in entries:  # type: ignore[str-unpack,union-attr]
+                                if fields and entry_id not in self._in_hand:
+                                    yield self._message(stream, entry_id, fields)
                     while not self._stop_requested():
                         fetched = await conn.xreadgroup(
                             GROUP,
@@ -302,6 +317,7 @@ class AcquireStreamBroker(RedisStreamBroker):
     def _message(self, stream: Any, entry_id: Any, fields: Any) -> AckableMessage:
         data = fields.get(b"data", b"") if isinstance(fields, dict) else b""
         ack = self._ack_generator(entry_id, stream, _task_id(data))
+        self._in_hand.add(entry_id)
         return AckableMessage(data=data, ack=ack)
 
     async def _retrying(self, call: Callable[[], Awaitable[None]]) -> None:
