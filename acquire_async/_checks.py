@@ -7,6 +7,7 @@ Messages never echo what could be a secret (the credentials of a ``base_url``).
 from __future__ import annotations
 
 import inspect
+import math
 import re
 
 from yarl import URL
@@ -201,6 +202,24 @@ def check_count(name: str, value: object) -> int:
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if value < 1:
         raise ValueError(f"{name} must be >= 1 (got {value})")
+    return value
+
+
+def check_rate_limit(value: object) -> float | None:
+    """``value`` if it is ``None`` or a finite number > 0: requests per second.
+
+    >>> check_rate_limit(50)
+    50
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            "rate_limit must be a number of requests per second or None, "
+            f"not {type(value).__name__}"
+        )
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"rate_limit must be a finite number > 0 (got {value!r})")
     return value
 
 

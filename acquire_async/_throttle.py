@@ -21,6 +21,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
+from ._checks import check_rate_limit
+
 __all__ = ["LocalThrottle", "Throttle"]
 
 
@@ -80,14 +82,7 @@ class LocalThrottle:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
-        if rate_limit is not None:
-            if isinstance(rate_limit, bool) or not isinstance(rate_limit, (int, float)):
-                raise TypeError(
-                    "rate_limit must be a number of requests per second or None, "
-                    f"not {type(rate_limit).__name__}"
-                )
-            if not (math.isfinite(rate_limit) and rate_limit > 0):
-                raise ValueError(f"rate_limit must be a finite number > 0 (got {rate_limit!r})")
+        rate_limit = check_rate_limit(rate_limit)
         if isinstance(burst, bool) or not isinstance(burst, int):
             raise TypeError(f"burst must be an int, not {type(burst).__name__}")
         if burst < 1:

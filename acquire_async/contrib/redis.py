@@ -100,6 +100,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
         "RedisThrottle needs the redis extra: pip install 'acquire-async[redis]'"
     ) from exc
 
+from acquire_async._checks import check_rate_limit
 from acquire_async.errors import ThrottleUnavailableError
 
 __all__ = ["RedisThrottle"]
@@ -284,14 +285,7 @@ class RedisThrottle:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
-        if rate_limit is not None:
-            if isinstance(rate_limit, bool) or not isinstance(rate_limit, (int, float)):
-                raise TypeError(
-                    "rate_limit must be a number of requests per second or None, "
-                    f"not {type(rate_limit).__name__}"
-                )
-            if not (math.isfinite(rate_limit) and rate_limit > 0):
-                raise ValueError(f"rate_limit must be a finite number > 0 (got {rate_limit!r})")
+        rate_limit = check_rate_limit(rate_limit)
         self.burst = _count("burst", burst)
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, not {type(key).__name__}")
