@@ -195,6 +195,10 @@ def test_settings_check_their_values() -> None:
         WorkerSettings(redis_url=url, account_id="a", rate_limit="5")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="idle_timeout"):
         WorkerSettings(redis_url=url, account_id="a", idle_timeout=float("inf"))
+    with pytest.raises(TypeError, match="shutdown_grace"):
+        WorkerSettings(redis_url=url, account_id="a", shutdown_grace=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="namespace"):
+        WorkerSettings(redis_url=url, account_id="a", namespace="a b")
 
 
 def test_settings_travel_by_environment_without_the_password_in_repr() -> None:

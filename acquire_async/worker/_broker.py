@@ -54,7 +54,7 @@ import signal
 import threading
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from redis.asyncio import Redis
@@ -66,9 +66,11 @@ from taskiq_redis import RedisStreamBroker
 
 from ._settings import redact_url
 
-__all__ = ["GROUP", "AcquireStreamBroker"]
+__all__ = ["GROUP", "AcquireStreamBroker", "declare_group", "until_redis"]
 
 log = logging.getLogger("acquire_async.worker")
+
+T = TypeVar("T")
 
 GROUP = "acquire-workers"
 _MAX_BACKOFF = 2.0
@@ -123,11 +125,7 @@ class AcquireStreamBroker(RedisStreamBroker):
     async def declare_group(self) -> None:
         """Create the consumer group (and the stream) if they do not exist yet."""
         async with Redis(connection_pool=self.connection_pool) as conn:
-            try:
-                await conn.xgroup_create(self.queue_name, GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            await declare_group(conn, self.queue_name)
 
     async def startup(self) -> None:
         """Start taskiq's side and make sure the group exists."""
@@ -137,7 +135,7 @@ class AcquireStreamBroker(RedisStreamBroker):
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 self._chain_signal(signum, loop)
-        await self._retrying(self.declare_group)
+        await until_redis(self._where, "starting", self.declare_group)
 
     def _stop_requested(self) -> bool:
         # A method, not the attribute inline: the flag changes under the loop (a signal).
@@ -320,21 +318,36 @@ class AcquireStreamBroker(RedisStreamBroker):
         self._in_hand.add(entry_id)
         return AckableMessage(data=data, ack=ack)
 
-    async def _retrying(self, call: Callable[[], Awaitable[None]]) -> None:
-        backoff = 0.05
-        warned = False
-        while True:
-            try:
-                await call()
-                return
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                if not warned:
-                    warned = True
-                    log.warning(
-                        "Redis at %s is unreachable (%s); retrying", self._where, type(exc).__name__
-                    )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
+
+async def declare_group(redis: Redis, stream: str) -> None:
+    """Create the workers' consumer group on ``stream`` (and the stream), reading from its
+    start, unless it exists: for the workers at startup and the producer before it adds."""
+    try:
+        await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+async def until_redis(where: str, doing: str, call: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``await call(*args)``, tried again while Redis is unreachable (one warning, naming
+    ``where``, already redacted); for work that must not be given up for an outage."""
+    backoff = 0.05
+    warned = False
+    while True:
+        try:
+            return await call(*args)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            if not warned:
+                warned = True
+                log.warning(
+                    "Redis at %s is unreachable (%s) while %s; retrying",
+                    where,
+                    type(exc).__name__,
+                    doing,
+                )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF)
 
 
 def _task_id(data: bytes) -> str | None:

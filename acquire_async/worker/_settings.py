@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 from urllib.parse import unquote
 
 import msgspec
 
-from acquire_async._checks import check_count
+from acquire_async._checks import check_count, check_rate_limit
+from acquire_async._config import check_seconds
 
-__all__ = ["SETTINGS_ENV", "WorkerSettings", "redact_url"]
+__all__ = ["SETTINGS_ENV", "WorkerSettings", "check_namespace", "redact_url"]
 
 # Worker processes are started by taskiq's process manager, which imports the broker factory
 # by name: the settings travel to them in this environment variable, as JSON. The API key
@@ -68,13 +68,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise TypeError(f"redis_url must be a str, not {type(self.redis_url).__name__}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("redis_url must start with redis://, rediss:// or unix://")
-        if not isinstance(self.namespace, str):
-            raise TypeError(f"namespace must be a str, not {type(self.namespace).__name__}")
-        if not self.namespace or any(c in self.namespace for c in "{}\r\n "):
-            raise ValueError(
-                "namespace must be non-empty, without braces, spaces or line breaks "
-                f"(got {self.namespace!r})"
-            )
+        check_namespace(self.namespace)
         for name in ("account_id", "base_url"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
@@ -85,10 +79,10 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
         check_count("burst", self.burst)
         check_count("max_generations", self.max_generations)
         check_count("chunks_per_process", self.chunks_per_process)
-        _check_positive("idle_timeout", self.idle_timeout)
-        _check_positive("shutdown_grace", self.shutdown_grace)
-        if self.rate_limit is not None:
-            _check_positive("rate_limit", self.rate_limit)
+        for name in ("idle_timeout", "shutdown_grace"):
+            if check_seconds(name, getattr(self, name)) is None:
+                raise TypeError(f"{name} must be a number of seconds, not None")
+        check_rate_limit(self.rate_limit)
 
     def __repr__(self) -> str:
         # A Redis password is a secret: never in a repr, a log or an error.
@@ -114,11 +108,21 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
         return msgspec.json.decode(raw, type=cls)
 
 
-def _check_positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0 (got {value!r})")
+def check_namespace(namespace: object) -> str:
+    """``namespace`` if it can prefix a queue's keys: a non-empty str without braces (they
+    would break the ``{namespace}`` hash tag), spaces or line breaks.
+
+    >>> check_namespace("acquire")
+    'acquire'
+    """
+    if not isinstance(namespace, str):
+        raise TypeError(f"namespace must be a str, not {type(namespace).__name__}")
+    if not namespace or any(c in namespace for c in "{}\r\n "):
+        raise ValueError(
+            "namespace must be non-empty, without braces, spaces or line breaks "
+            f"(got {namespace!r})"
+        )
+    return namespace
 
 
 def redact_url(url: str) -> str:

@@ -38,14 +38,17 @@ from redis.asyncio import Redis
 
 from acquire_async._bulk import JoinOutcome
 from acquire_async._checks import check_count, validate_case_id
+from acquire_async._retry import RetryPolicy
 from acquire_async.errors import (
     AcquireError,
     APIStatusError,
     InvalidCaseIdError,
     ResponseDecodeError,
+    ThrottleUnavailableError,
 )
 
-from ._broker import GROUP
+from ._broker import declare_group
+from ._settings import check_namespace
 
 __all__ = ["TASK_NAME", "JoinQueue", "Keys", "QueueCounts", "Result", "Status"]
 
@@ -214,7 +217,14 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _encode(result: Result) -> bytes:
+def _case_id(key: str) -> int | str:
+    """The id a status key stands for: an int for an ASCII number, else the text as given
+    (``"²".isdigit()`` is true, and ``int("²")`` raises)."""
+    return int(key) if key.isascii() and key.isdigit() else key
+
+
+def encode(result: Result) -> bytes:
+    """A result as stored in ``{ns}:results``."""
     return msgspec.json.encode(result)
 
 
@@ -243,13 +253,7 @@ class JoinQueue:
             raise TypeError(
                 f"redis must be a URL or a redis.asyncio.Redis, not {type(redis).__name__}"
             )
-        if not isinstance(namespace, str):
-            raise TypeError(f"namespace must be a str, not {type(namespace).__name__}")
-        if not namespace or any(c in namespace for c in "{}\r\n "):
-            raise ValueError(
-                f"namespace must be non-empty, without braces or spaces ({namespace!r})"
-            )
-        self.keys = Keys(namespace)
+        self.keys = Keys(check_namespace(namespace))
         self._transition = self._redis.register_script(_TRANSITION)
 
     async def __aenter__(self) -> JoinQueue:
@@ -262,13 +266,6 @@ class JoinQueue:
         """Close the Redis connection if this queue opened it."""
         if self._owned:
             await self._redis.aclose()
-
-    async def _declare(self) -> None:
-        try:
-            await self._redis.xgroup_create(self.keys.stream, GROUP, id="0", mkstream=True)
-        except Exception as exc:  # BUSYGROUP: it exists already
-            if "BUSYGROUP" not in str(exc):
-                raise
 
     async def enqueue(
         self,
@@ -291,7 +288,7 @@ class JoinQueue:
         check_count("chunk", chunk)
         if on_progress is not None and not callable(on_progress):
             raise TypeError(f"on_progress must be callable, not {type(on_progress).__name__}")
-        await self._declare()
+        await declare_group(self._redis, self.keys.stream)
         taken = 0
         batch: list[Any] = []
         if isinstance(case_ids, AsyncIterable):
@@ -325,7 +322,7 @@ class JoinQueue:
             except (TypeError, ValueError) as exc:
                 outcome = JoinOutcome.invalid(item, str(exc))
                 result = Result.of(outcome, "dead", 0)
-                args += [str(result.case_id), "dead", _encode(result)]
+                args += [str(result.case_id), "dead", encode(result)]
             else:
                 ids.append(case_id)
                 args += [str(case_id), "queued", ""]
@@ -395,10 +392,7 @@ class JoinQueue:
                         result = msgspec.structs.replace(result, status=current)
                     yield result
                 else:
-                    case_id = _text(raw_id)
-                    yield Result(
-                        case_id=int(case_id) if case_id.isdigit() else case_id, status=current
-                    )
+                    yield Result(case_id=_case_id(_text(raw_id)), status=current)
             if cursor == 0:
                 return
 
@@ -431,9 +425,9 @@ class JoinQueue:
         check_count("chunk", chunk)
         ids: list[int] = []
         async for raw_id in self._redis.sscan_iter(self.keys.dead, count=500):
-            text = _text(raw_id)
-            if text.isascii() and text.isdigit():  # "²".isdigit() is true; int("²") fails
-                ids.append(int(text))
+            case_id = _case_id(_text(raw_id))
+            if isinstance(case_id, int):
+                ids.append(case_id)
         if ids:
             return await self.enqueue(ids, chunk=chunk)
         return 0
@@ -468,12 +462,13 @@ class JoinQueue:
 
 def is_transient(error: AcquireError) -> bool:
     """Whether a failed id should go back on the queue (until ``max_generations``)."""
-    from acquire_async._retry import RetryPolicy
-
     if isinstance(error, InvalidCaseIdError):
         return False
     # A garbled answer may follow a join that happened: a redo settles it (already joined).
     # Redis unreachable for the throttle: nothing was sent.
-    if isinstance(error, ResponseDecodeError) or type(error).__name__ == "ThrottleUnavailableError":
+    if isinstance(error, (ResponseDecodeError, ThrottleUnavailableError)):
         return True
-    return RetryPolicy().is_retryable(error)
+    return _DEFAULT_POLICY.is_retryable(error)
+
+
+_DEFAULT_POLICY = RetryPolicy()

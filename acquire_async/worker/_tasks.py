@@ -19,7 +19,6 @@ import asyncio
 import logging
 import math
 import time
-from typing import Any
 
 import msgspec
 from taskiq import Context, TaskiqDepends, TaskiqEvents, TaskiqState
@@ -27,9 +26,9 @@ from taskiq import Context, TaskiqDepends, TaskiqEvents, TaskiqState
 from acquire_async._bulk import JoinOutcome
 from acquire_async._client import AcquireClient
 
-from ._broker import AcquireStreamBroker
+from ._broker import AcquireStreamBroker, until_redis
 from ._settings import WorkerSettings, redact_url
-from ._store import TASK_NAME, JoinQueue, Keys, Result, Status, is_transient
+from ._store import TASK_NAME, JoinQueue, Keys, Result, Status, encode, is_transient
 
 __all__ = ["Worker", "make_broker", "worker_broker"]
 
@@ -56,13 +55,15 @@ class Worker:
         for outcome in outcomes:
             status = self.decide(outcome, generation)
             result = Result.of(outcome, status, generation)
-            entries.append((str(result.case_id), status, _encode(result)))
-        applied = await _until_redis(self, self.queue.record, entries)
+            entries.append((str(result.case_id), status, encode(result)))
+        # The chunk is in hand, not acknowledged: never give it up for a Redis outage.
+        where = redact_url(self.settings.redis_url)
+        applied = await until_redis(where, "recording a chunk", self.queue.record, entries)
         retry = {case_id for case_id, status, _ in entries if status == "queued"}
         again = [int(case_id) for case_id in applied if case_id in retry]
         if again:
             delay = min(2.0**generation, _MAX_REQUEUE_DELAY)
-            await _until_redis(self, self.queue.requeue, again, generation + 1, delay)
+            await until_redis(where, "requeueing", self.queue.requeue, again, generation + 1, delay)
 
     async def run_chunk_until_stopped(
         self,
@@ -104,34 +105,6 @@ class Worker:
         return "dead"
 
 
-def _encode(result: Result) -> bytes:
-    return msgspec.json.encode(result)
-
-
-async def _until_redis(worker: Worker, call: Any, *args: Any) -> Any:
-    # The chunk is in hand and not acknowledged: never give it up for a Redis outage (taskiq
-    # would acknowledge a failed task, and the chunk's ids would be lost). Wait it out; a
-    # SIGTERM meanwhile leaves the chunk unacknowledged, to be reclaimed.
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
-    backoff = 0.05
-    warned = False
-    while True:
-        try:
-            return await call(*args)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            if not warned:
-                warned = True
-                log.warning(
-                    "Redis at %s is unreachable (%s) while recording a chunk; retrying",
-                    redact_url(worker.settings.redis_url),
-                    type(exc).__name__,
-                )
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
-
-
 def make_broker(settings: WorkerSettings) -> AcquireStreamBroker:
     """A taskiq broker for ``settings``, with the ``join_chunk`` task registered and the
     per-process client opened at worker startup and closed at shutdown.
@@ -161,7 +134,7 @@ def make_broker(settings: WorkerSettings) -> AcquireStreamBroker:
             entries: list[tuple[str, Status, bytes]] = []
             for case_id in ids:
                 result = Result(case_id=case_id, status="dead", error=reason, at=time.time())
-                entries.append((str(case_id), "dead", msgspec.json.encode(result)))
+                entries.append((str(case_id), "dead", encode(result)))
             if entries:
                 await queue.record(entries)
         log.error("dead-lettered %d ids of a chunk delivered %d times", len(ids), deliveries)
