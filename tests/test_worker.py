@@ -163,7 +163,13 @@ async def test_a_worker_killed_mid_chunk_loses_nothing(
             idle_timeout=2.0,
         )
         await queue.enqueue(ids, chunk=50)
-        fleet.start(3)
+        # The victim starts alone, so it is surely reading chunks (under a loaded CI, a
+        # worker started beside others may still be importing when the others are done);
+        # the other two join once it has finished a few chunks.
+        fleet.start(1)
+        while (await queue.counts()).done < 150:
+            await asyncio.sleep(0.05)
+        fleet.start(2)
         while (await queue.counts()).done < len(ids) // 4:
             await asyncio.sleep(0.05)
         fleet.kill(0)
