@@ -22,11 +22,17 @@ The tree::
     │   └── ResponseDecodeError   not JSON, wrong shape, too large, too deep; .path .body
     ├── InvalidCaseIdError        (also a ValueError) a join_many item that is not a case id:
     │                             reported in its JoinOutcome, never sent
-    └── ThrottleUnavailableError  a shared throttle (RedisThrottle) could not reach its store in
-                                  time: the attempt was not sent; transient
+    ├── ThrottleUnavailableError  a shared throttle (RedisThrottle) could not reach its store in
+    │                             time: the attempt was not sent; transient
+    └── WebhookError              a webhook delivery that cannot be trusted or read (not a call)
+        │                         .http_status: what a receiver answers (400)
+        ├── InvalidSignatureError     x-acquire-signature missing, malformed or wrong (401)
+        └── InvalidPayloadError       not JSON, not an object, no event, a wrong type (400)
+            ├── PayloadTooLargeError      the body exceeds the receiver's cap (413)
+            └── UnsupportedContentTypeError  not application/json (415)
 
 ``APIError`` is every failure of a call; what sits beside it is not a call (an invalid item of
-``join_many``, a shared throttle that cannot reach its store; the webhook errors to come).
+``join_many``, a shared throttle that cannot reach its store, a webhook delivery).
 Misuse is not an ``AcquireError``: a bad argument raises ``TypeError``/``ValueError`` before
 any I/O, and a call on a closed client raises ``RuntimeError``.
 
@@ -71,7 +77,12 @@ __all__ = [
     "RateLimitError",
     "ResponseDecodeError",
     "ThrottleUnavailableError",
+    "InvalidPayloadError",
+    "InvalidSignatureError",
+    "PayloadTooLargeError",
     "UnprocessableEntityError",
+    "UnsupportedContentTypeError",
+    "WebhookError",
 ]
 
 BODY_EXCERPT_LIMIT = 1024
@@ -305,3 +316,88 @@ class ThrottleUnavailableError(AcquireError):
 
     def __init__(self, message: str, *, attempts: int = 0) -> None:
         super().__init__(message, attempts=attempts)
+
+
+class WebhookError(AcquireError):
+    """A webhook delivery that cannot be trusted or read; raised by
+    :mod:`acquire_async.webhooks` and answered by the bot's receiver.
+
+    ``http_status`` is what a receiver should answer the sender: 400 here, 401 for a bad
+    signature, 413 for a body over the cap, 415 for a wrong content type. The message says
+    what is wrong in a few words; it never holds the secret, the expected signature or the
+    body. ``attempts`` is 0: no call to the API was made.
+
+    Example::
+
+        try:
+            event = construct_event(body, request.headers.get(SIGNATURE_HEADER), secret)
+        except WebhookError as exc:
+            return Response(status_code=exc.http_status)
+    """
+
+    http_status: int = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, attempts=0)
+
+
+class InvalidSignatureError(WebhookError):
+    """The ``x-acquire-signature`` header is missing, malformed or does not match (401).
+
+    Example::
+
+        try:
+            verify_signature(body, None, secret)
+        except InvalidSignatureError:
+            ...  # answer 401
+    """
+
+    http_status = 401
+
+
+class InvalidPayloadError(WebhookError):
+    """The body is not a webhook event: not JSON, not an object, no ``event`` name, or a
+    field of the wrong type (400). ``path`` names the field when one is at fault.
+
+    Example::
+
+        try:
+            parse_event(b"not json")
+        except InvalidPayloadError as exc:
+            print(exc.http_status)  # 400
+    """
+
+    path: str | None
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class PayloadTooLargeError(InvalidPayloadError):
+    """The body is larger than the receiver accepts (413); it was not parsed.
+
+    Example::
+
+        try:
+            parse_event(body, max_body=1024)
+        except PayloadTooLargeError:
+            ...  # answer 413
+    """
+
+    http_status = 413
+
+
+class UnsupportedContentTypeError(InvalidPayloadError):
+    """The delivery's ``Content-Type`` is not JSON (415). Acquire's webhook must be set to
+    the JSON format: no payload or signature rule is published for XML or form bodies.
+
+    Example::
+
+        try:
+            parse_event(body, content_type="application/xml")
+        except UnsupportedContentTypeError:
+            ...  # answer 415
+    """
+
+    http_status = 415

@@ -23,12 +23,17 @@ from acquire_async.errors import (
     ConflictError,
     InternalServerError,
     InvalidCaseIdError,
+    InvalidPayloadError,
+    InvalidSignatureError,
     NotFoundError,
+    PayloadTooLargeError,
     PermissionDeniedError,
     RateLimitError,
     ResponseDecodeError,
     ThrottleUnavailableError,
     UnprocessableEntityError,
+    UnsupportedContentTypeError,
+    WebhookError,
 )
 
 URL = "https://acme.acquire.io/api/v1/crm/messenger/chat/join"
@@ -53,6 +58,11 @@ TREE = [
     (ResponseDecodeError, APIError),
     (InvalidCaseIdError, AcquireError),
     (ThrottleUnavailableError, AcquireError),
+    (WebhookError, AcquireError),
+    (InvalidSignatureError, WebhookError),
+    (InvalidPayloadError, WebhookError),
+    (PayloadTooLargeError, InvalidPayloadError),
+    (UnsupportedContentTypeError, InvalidPayloadError),
 ]
 ALL_ERRORS = [cls for cls, _ in TREE]
 STATUS_ERRORS = [cls for cls in ALL_ERRORS if issubclass(cls, APIStatusError)]
@@ -79,6 +89,7 @@ def test_tree_relations() -> None:
     assert not issubclass(APIStatusError, APIConnectionError)
     assert not issubclass(NotFoundError, BadRequestError)
     assert not issubclass(RateLimitError, InternalServerError)
+    assert not issubclass(WebhookError, APIError)  # a delivery is not a call
     # Misuse is not an AcquireError.
     assert not issubclass(AcquireError, (TypeError, ValueError, RuntimeError))
 
@@ -129,7 +140,26 @@ def _instances() -> list[AcquireError]:
     )
     made.append(InvalidCaseIdError("case_id must be an int, not str", attempts=0))
     made.append(ThrottleUnavailableError("Redis at 127.0.0.1:6379 has been unreachable for 10.0 s"))
+    made.append(WebhookError("a delivery"))
+    made.append(InvalidSignatureError("x-acquire-signature does not match the body"))
+    made.append(InvalidPayloadError("data.caseId: expected an id", path="data.caseId"))
+    made.append(PayloadTooLargeError("the body is over 1048576 bytes"))
+    made.append(UnsupportedContentTypeError("expected application/json, got 'text/xml'"))
     return made
+
+
+def test_a_webhook_error_says_what_a_receiver_answers() -> None:
+    statuses = {
+        WebhookError: 400,
+        InvalidSignatureError: 401,
+        InvalidPayloadError: 400,
+        PayloadTooLargeError: 413,
+        UnsupportedContentTypeError: 415,
+    }
+    for cls, status in statuses.items():
+        assert cls("x").http_status == status
+        assert cls("x").attempts == 0
+    assert InvalidPayloadError("x", path="data.caseId").path == "data.caseId"
 
 
 INSTANCES = _instances()
