@@ -1,0 +1,949 @@
+"""Acquire's outbound webhooks, sans I/O: check a delivery's signature and read its event.
+
+Nothing here touches the network or a web framework: give it the raw request body (bytes),
+the ``x-acquire-signature`` header and your secret, get back a typed, frozen event or a
+:class:`~acquire_async.errors.WebhookError` whose ``http_status`` is what to answer.
+:mod:`acquire_async.bot` builds its receiver on it; any framework can call
+:func:`construct_event` directly::
+
+    event = construct_event(body, headers.get(SIGNATURE_HEADER), secret,
+                            content_type=headers.get("content-type"))
+    if isinstance(event, CaseInviteEvent) and event.case_id is not None:
+        await client.join_chat(event.case_id)
+
+**Published vs assumed.** Published (Acquire's developer docs, see ``docs/webhooks.md``):
+HMAC-SHA256 in lowercase hex in ``x-acquire-signature``, computed by the docs' Node code over
+``JSON.stringify(body)``; the v2 envelope ``{"event": ..., "data": {...}}``; one delivery body,
+``case:status`` (ids as strings, JavaScript ``Date.toString()`` dates, the whole transcript);
+the v1 ``CHAT_ON_START/ACCEPT/MESSAGE/CLOSE`` bodies (mostly flat, some nested JSON sent as
+text). ASSUMED (names seen only as subscriptions, no delivery published): the bodies of
+``user:case-invite``, ``user:case-joined`` and ``case:message:new``. Each class says what it
+assumes. Anything else parses as :class:`UnknownEvent` with its raw data.
+
+**Theory of operation of verification.** Acquire's docs define the signature only as
+``HMAC-SHA256(secret, JSON.stringify(parsedBody))``. When Acquire sends exactly that compact
+text (the likely case), the raw bytes match: :func:`verify_signature` first compares the HMAC
+of the raw bytes with the header, in constant time (:func:`hmac.compare_digest`). Only when
+that fails does it parse the body and compare the HMAC of a compact re-serialisation,
+``json.dumps(tree, separators=(",", ":"), ensure_ascii=False)``: the same bytes as
+``JSON.stringify`` for strings, objects, arrays, integers up to 2^53 and most floats, so a
+pretty-printed or re-indented body still verifies. It differs from ``JSON.stringify`` in three
+known ways (documented, and tested as failing): a float with an integral value (JS writes
+``1``, Python ``1.0``) or a small exponent (``1e-7`` vs ``1e-07``), an integer above 2^53 (JS
+rounds it), and integer-like keys (JS moves ``"10"`` before the other keys). A body with those
+verifies only through the raw path. The parsed tree that was verified is the one the event is
+built from. The signature covers the body only: there is no timestamp, so replays cannot be
+detected by the protocol; de-duplicate on ``(event, case_id, fingerprint)``.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any, Final
+
+import msgspec
+
+from ._secrets import Secret
+from .errors import (
+    InvalidPayloadError,
+    InvalidSignatureError,
+    PayloadTooLargeError,
+    UnsupportedContentTypeError,
+)
+
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "MAX_DEPTH",
+    "SIGNATURE_HEADER",
+    "CaseInviteEvent",
+    "CaseJoinedEvent",
+    "CaseStatusEvent",
+    "ChatAcceptEvent",
+    "ChatCloseEvent",
+    "ChatMessageEvent",
+    "ChatStartEvent",
+    "EventName",
+    "MessageNewEvent",
+    "UnknownEvent",
+    "WebhookContact",
+    "WebhookEvent",
+    "WebhookMessage",
+    "construct_event",
+    "parse_date",
+    "parse_event",
+    "sign",
+    "verify_signature",
+]
+
+SIGNATURE_HEADER: Final = "x-acquire-signature"
+"""The header that carries the signature (lowercase; HTTP header names are case-insensitive).
+
+Example::
+
+    signature = request.headers.get(SIGNATURE_HEADER)
+"""
+
+DEFAULT_MAX_BODY: Final = 1_048_576
+"""The largest body accepted by default, in bytes (1 MiB; the published delivery is 1.4 KB).
+
+Example::
+
+    parse_event(body, max_body=DEFAULT_MAX_BODY)
+"""
+
+MAX_DEPTH: Final = 64
+"""The deepest nesting of objects and arrays a body may have (the published ones reach 5).
+
+Example::
+
+    parse_event(b'{"event": "x", "data": ' + b"[" * 100 + b"]" * 100 + b"}")  # 400
+"""
+
+_JSON: Final = "application/json"
+_HEX: Final = frozenset("0123456789abcdef")
+_DIGEST_HEX_LEN: Final = 64
+_ID_MIN: Final = -(2**63)
+_ID_MAX: Final = 2**63 - 1
+_ID_TEXT: Final = re.compile(r"-?[0-9]{1,19}")
+_DECODER: Final = msgspec.json.Decoder()
+_MEDIA_TYPE: Final = re.compile(r"[a-z0-9!#$&^_.+-]{1,40}/[a-z0-9!#$&^_.+-]{1,40}")
+
+
+class EventName(str, enum.Enum):
+    """The event names this module knows; ``event.event`` is a plain ``str`` equal to one.
+
+    Example::
+
+        if event.event == EventName.CASE_INVITE:
+            ...
+    """
+
+    CASE_STATUS = "case:status"
+    CASE_INVITE = "user:case-invite"  # ASSUMED body
+    CASE_JOINED = "user:case-joined"  # ASSUMED body
+    MESSAGE_NEW = "case:message:new"  # ASSUMED body
+    CHAT_ON_START = "CHAT_ON_START"
+    CHAT_ON_ACCEPT = "CHAT_ON_ACCEPT"
+    CHAT_ON_MESSAGE = "CHAT_ON_MESSAGE"
+    CHAT_ON_CLOSE = "CHAT_ON_CLOSE"
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+# --------------------------------------------------------------------------- events
+
+
+class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """What every delivery parses to; the base of every event class (annotate with it).
+
+    - ``event``: the wire name as received (``"case:status"``, ``"CHAT_ON_START"``, ``"x:new"``);
+    - ``case_id``: the case it is about (string ids coerced to ``int``), ``None`` when absent;
+    - ``status``: the case status the event reports, when it reports one, else ``None``;
+    - ``data``: the raw data object as received (a v1 flat body: the body without ``event``);
+    - ``fingerprint``: hex SHA-256 of the raw body bytes (de-duplicate on
+      ``(event, case_id, fingerprint)``: Acquire sends no delivery id).
+
+    ``repr`` shows the event name, case, status and a short fingerprint, never ``data``: a
+    delivery carries contacts' personal data and whole transcripts, which do not belong in logs.
+
+    Example::
+
+        event = parse_event(b'{"event":"case:status","data":{"caseId":"72","status":"closed"}}')
+        assert isinstance(event, WebhookEvent)
+        print(event.event, event.case_id, event.status)  # case:status 72 closed
+    """
+
+    event: str
+    case_id: int | None = None
+    status: str | None = None
+    data: dict[str, Any]
+    fingerprint: str
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(event={self.event!r}, case_id={self.case_id!r}, "
+            f"status={self.status!r}, fingerprint={self.fingerprint[:12]!r})"
+        )
+
+    __str__ = __repr__
+
+
+class WebhookContact(msgspec.Struct, frozen=True, kw_only=True):
+    """The contact of a ``case:status`` delivery: ``id`` (coerced to ``int``) and ``fields``.
+
+    ``fields`` is the raw object (published keys: ``name``, ``email``, ``phone``, ``city``,
+    ``state``, ``countryId``, ``ip``); :attr:`name` and :attr:`email` read it leniently.
+    ``repr`` leaves ``fields`` out (personal data).
+
+    Example::
+
+        if event.contact is not None:
+            print(event.contact.id, event.contact.name)
+    """
+
+    id: int | None = None
+    fields: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str | None:
+        """``fields["name"]`` when it is a string, else ``None``."""
+        return _field_text(self.fields, "name")
+
+    @property
+    def email(self) -> str | None:
+        """``fields["email"]`` when it is a string, else ``None``."""
+        return _field_text(self.fields, "email")
+
+    def __repr__(self) -> str:
+        return f"WebhookContact(id={self.id!r})"
+
+
+class WebhookMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """One message of a webhook's transcript, as in the published ``case:status`` delivery.
+
+    Ids are coerced to ``int``; ``message`` is the text; ``seen`` is ``True`` for the published
+    ``"yes"`` (or JSON ``true``), ``False`` for ``"no"``/``false`` (``"no"`` is ASSUMED), else
+    ``None``; ``date_created`` is parsed best-effort by :func:`parse_date` and
+    ``date_created_raw`` keeps the text as sent.
+
+    Example::
+
+        for message in event.messages:
+            if message.sender_type == "contact" and message.type == "message":
+                print(message.date_created, message.message)
+    """
+
+    id: int | None = None
+    channel: str | None = None
+    sender_id: int | None = None
+    sender_type: str | None = None
+    type: str | None = None
+    message: str | None = None
+    seen: bool | None = None
+    date_created: datetime | None = None
+    date_created_raw: str | None = None
+
+
+class CaseStatusEvent(WebhookEvent, frozen=True, kw_only=True):
+    """``case:status``: a case's status changed (the one published v2 delivery).
+
+    ``status`` is ``data.status`` (``"closed"`` in the example; the docs' labels name pending,
+    active, queue and closed). ``contact`` and ``messages`` (the whole transcript) are typed
+    views of ``data``; ``fields`` is ``data.fields`` as sent.
+
+    Example::
+
+        event = parse_event(body)
+        if isinstance(event, CaseStatusEvent) and event.status == "pending":
+            await client.join_chat(event.case_id)
+    """
+
+    contact: WebhookContact | None = None
+    messages: tuple[WebhookMessage, ...] = ()
+    fields: dict[str, Any] | None = None
+
+
+class CaseInviteEvent(WebhookEvent, frozen=True, kw_only=True):
+    """``user:case-invite``: a user (the bot's agent) is invited to a case.
+
+    ASSUMED shape (no delivery is published): ``{"event": "user:case-invite", "data":
+    {"caseId": "<id>", "userId": "<invited user id>"}}``; ``case_id`` and ``user_id`` are
+    ``None`` when those keys are absent, ``status`` is always ``None``.
+
+    Example::
+
+        if isinstance(event, CaseInviteEvent) and event.case_id is not None:
+            await client.join_chat(event.case_id)
+    """
+
+    user_id: int | None = None
+
+
+class CaseJoinedEvent(WebhookEvent, frozen=True, kw_only=True):
+    """``user:case-joined``: a user joined a case. ASSUMED shape, as :class:`CaseInviteEvent`.
+
+    Example::
+
+        if isinstance(event, CaseJoinedEvent):
+            print(event.user_id, "joined", event.case_id)
+    """
+
+    user_id: int | None = None
+
+
+class MessageNewEvent(WebhookEvent, frozen=True, kw_only=True):
+    """``case:message:new``: a message was added to a case.
+
+    ASSUMED shape (no delivery is published): ``data.caseId`` and ``data.message``, a message
+    object as in ``case:status``'s ``messages[]``; when ``data.message`` is a string, ``data``
+    itself is read as that message object (a flat body). ``case_id`` falls back to the
+    message's own ``caseId``. ``status`` is always ``None``.
+
+    Example::
+
+        if isinstance(event, MessageNewEvent) and event.message is not None:
+            print(event.case_id, event.message.sender_type, event.message.message)
+    """
+
+    message: WebhookMessage | None = None
+
+
+class _ChatEvent(WebhookEvent, frozen=True, kw_only=True):
+    """The v1 (2018) ``CHAT_ON_*`` events: unsigned by Acquire, mostly flat bodies.
+
+    ``case_id`` is the chat's ``id`` (ASSUMED to be the case id of today's API; the published
+    ``CHAT_ON_START`` example spells the key ``" id"``, with a space, which is read too).
+    ``status`` is ``data.status`` as sent. Dates are ``"YYYY-MM-DD HH:MM:SS"`` with no zone:
+    parsed as naive datetimes, the raw text kept.
+    """
+
+    date_created: datetime | None = None
+    date_created_raw: str | None = None
+    date_updated: datetime | None = None
+    date_updated_raw: str | None = None
+
+
+class ChatStartEvent(_ChatEvent, frozen=True, kw_only=True):
+    """v1 ``CHAT_ON_START``: a chat started. ``details`` is the visitor's object as sent.
+
+    Example::
+
+        if isinstance(event, ChatStartEvent):
+            print(event.case_id, event.status, (event.details or {}).get("name"))
+    """
+
+    details: dict[str, Any] | None = None
+
+
+class ChatAcceptEvent(_ChatEvent, frozen=True, kw_only=True):
+    """v1 ``CHAT_ON_ACCEPT``: an agent accepted a chat. ``user`` is the agent's object as sent.
+
+    Example::
+
+        if isinstance(event, ChatAcceptEvent):
+            print(event.case_id, (event.user or {}).get("name"))
+    """
+
+    user: dict[str, Any] | None = None
+
+
+class ChatMessageEvent(_ChatEvent, frozen=True, kw_only=True):
+    """v1 ``CHAT_ON_MESSAGE``: a message in a chat.
+
+    ``message`` is the ``{"type", "msg", "user"}`` object, decoded when the body sends it as
+    a JSON string (the published page does); :attr:`text` is its ``msg``.
+
+    Example::
+
+        if isinstance(event, ChatMessageEvent):
+            print(event.case_id, event.text)
+    """
+
+    message: dict[str, Any] | None = None
+    date_picked: datetime | None = None
+    date_picked_raw: str | None = None
+
+    @property
+    def text(self) -> str | None:
+        """``message["msg"]`` when it is a string, else ``None``."""
+        return _field_text(self.message, "msg")
+
+
+class ChatCloseEvent(_ChatEvent, frozen=True, kw_only=True):
+    """v1 ``CHAT_ON_CLOSE``: a chat was closed.
+
+    ``users`` (``{"agent": ..., "visitor": ...}``) is decoded when sent as a JSON string.
+    The published example reports ``"status": "active"``: ``status`` is what was sent.
+
+    Example::
+
+        if isinstance(event, ChatCloseEvent):
+            print(event.case_id, "closed by", event.by)
+    """
+
+    users: dict[str, Any] | None = None
+    by: str | None = None
+    date_picked: datetime | None = None
+    date_picked_raw: str | None = None
+
+
+class UnknownEvent(WebhookEvent, frozen=True, kw_only=True):
+    """Any other event name, kept raw in ``data`` (Acquire's docs list more events than names).
+
+    ``case_id`` is read best-effort from ``data.caseId`` (as ``case:status`` names it) and is
+    ``None`` when that is absent or not an id; ``status`` is ``None``.
+
+    Example::
+
+        event = parse_event(b'{"event":"case:new","data":{"caseId":"9"}}')
+        assert isinstance(event, UnknownEvent) and event.case_id == 9
+    """
+
+
+# --------------------------------------------------------------------------- signing
+
+
+def sign(body: bytes, secret: str | bytes | Secret) -> str:
+    """The lowercase hex HMAC-SHA256 of ``body`` keyed with ``secret``: what Acquire sends.
+
+    A ``str`` secret is encoded as UTF-8. For tests, emulators and senders.
+
+    Example::
+
+        headers = {SIGNATURE_HEADER: sign(body, "s3cret"), "Content-Type": "application/json"}
+    """
+    body = _body(body)
+    return hmac.new(_key(secret), body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(
+    body: bytes, signature: str | None, secret: str | bytes | Secret | None
+) -> None:
+    """Check ``signature`` (the ``x-acquire-signature`` header) against ``body``.
+
+    ``secret=None`` turns verification off (an explicit opt-out) and returns at once.
+    Otherwise a missing, empty or malformed header, or one that matches neither the raw
+    bytes nor the compact re-serialisation (see the module's theory of operation), raises
+    :class:`~acquire_async.errors.InvalidSignatureError` (401). Hex is compared
+    case-insensitively and in constant time. The error never holds the expected value.
+
+    Example::
+
+        try:
+            verify_signature(body, request.headers.get(SIGNATURE_HEADER), secret)
+        except InvalidSignatureError:
+            ...  # answer 401
+    """
+    body = _body(body)
+    if secret is None:
+        _signature_type(signature)
+        return
+    _key(secret)  # a TypeError or ValueError for a bad secret before anything else
+    given = _signature(signature)
+    ok, _ = _signed(body, given, secret, None)
+    if not ok:
+        del secret  # keep a plain secret out of the frame a traceback shows
+        raise InvalidSignatureError("the x-acquire-signature header does not match the body")
+
+
+def _signed(body: bytes, given: bytes, secret: str | bytes | Secret, tree: Any) -> tuple[bool, Any]:
+    """Does ``given`` sign ``body`` (raw, then re-serialised)? Also the tree, if parsed.
+
+    The key's bytes live only in this frame, which never raises: no traceback shows them.
+    """
+    key = _key(secret)
+    if hmac.compare_digest(hmac.new(key, body, hashlib.sha256).hexdigest().encode(), given):
+        return True, tree
+    if tree is None:
+        try:
+            tree = _decode(body)
+        except InvalidPayloadError:
+            return False, None
+    compact = _compact(tree)
+    if compact is None or compact == body:
+        return False, tree
+    expected = hmac.new(key, compact, hashlib.sha256).hexdigest().encode()
+    return hmac.compare_digest(expected, given), tree
+
+
+def _compact(tree: Any) -> bytes | None:
+    """``JSON.stringify``-like compact bytes of ``tree`` (see the caveats), or ``None``."""
+    try:
+        return json.dumps(tree, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+            "utf-8"
+        )
+    except (ValueError, TypeError, RecursionError):
+        return None  # inf from 1e999, an int too long for str(): cannot have been signed so
+
+
+def _signature_type(signature: object) -> None:
+    if signature is not None and not isinstance(signature, str):
+        raise TypeError(f"signature must be a str or None, not {type(signature).__name__}")
+
+
+def _signature(signature: str | None) -> bytes:
+    _signature_type(signature)
+    if signature is None:
+        raise InvalidSignatureError("the x-acquire-signature header is missing")
+    text = signature.strip(" \t").lower()
+    if not text:
+        raise InvalidSignatureError("the x-acquire-signature header is empty")
+    if len(text) != _DIGEST_HEX_LEN or not _HEX.issuperset(text):
+        raise InvalidSignatureError(
+            "the x-acquire-signature header is not a SHA-256 hex digest (64 hex digits)"
+        )
+    return text.encode("ascii")
+
+
+def _key(secret: object) -> bytes:
+    if isinstance(secret, Secret):
+        # A Secret is built with a str; a bytes one is accepted too, for the holder's sake.
+        value: object = secret.reveal()
+    else:
+        value = secret
+    if isinstance(value, str):
+        key = value.encode("utf-8")
+    elif isinstance(value, (bytes, bytearray)):
+        key = bytes(value)
+    else:
+        raise TypeError(f"secret must be a str or bytes, not {type(value).__name__}")
+    if not key:
+        raise ValueError("secret is empty")
+    return key
+
+
+def _body(body: object) -> bytes:
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, (bytearray, memoryview)):
+        return bytes(body)
+    if isinstance(body, str):
+        raise TypeError("body must be the raw request bytes, not str (the signature is over bytes)")
+    raise TypeError(f"body must be bytes, not {type(body).__name__}")
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_event(
+    body: bytes, content_type: str | None = None, *, max_body: int = DEFAULT_MAX_BODY
+) -> WebhookEvent:
+    """Read a delivery into its event class, without checking any signature.
+
+    ``content_type`` ``None`` is not checked; otherwise its media type must be
+    ``application/json`` (any case, parameters allowed), else
+    :class:`~acquire_async.errors.UnsupportedContentTypeError` (415). A body over
+    ``max_body`` bytes raises :class:`~acquire_async.errors.PayloadTooLargeError` (413)
+    before anything is parsed. Not JSON, not an object, no ``event`` string, nesting deeper
+    than :data:`MAX_DEPTH`, or a known field of the wrong type raise
+    :class:`~acquire_async.errors.InvalidPayloadError` (400, ``path`` names the field).
+    Every field may be missing; ``null`` reads as absent.
+
+    Example::
+
+        event = parse_event(b'{"event":"user:case-invite","data":{"caseId":"1684"}}')
+        assert isinstance(event, CaseInviteEvent) and event.case_id == 1684
+    """
+    body = _body(body)
+    _check_size(body, max_body)
+    _check_content_type(content_type)
+    return _event(_decode(body), body)
+
+
+def construct_event(
+    body: bytes,
+    signature: str | None,
+    secret: str | bytes | Secret | None,
+    *,
+    content_type: str | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+) -> WebhookEvent:
+    """Verify and parse a delivery in one call (stripe's ``Webhook.construct_event``).
+
+    The checks run in the order a receiver answers them: size (413), content type (415),
+    signature (401), body (400); each failure is a
+    :class:`~acquire_async.errors.WebhookError` whose ``http_status`` is that answer. An
+    unsigned sender learns nothing about the body's validity: a bad signature is a 401 even
+    for a body that is not JSON. ``secret=None`` skips the signature check.
+
+    Example::
+
+        try:
+            event = construct_event(body, headers.get(SIGNATURE_HEADER), secret,
+                                    content_type=headers.get("content-type"))
+        except WebhookError as exc:
+            return Response(status_code=exc.http_status)
+    """
+    body = _body(body)
+    _check_size(body, max_body)
+    _check_content_type(content_type)
+    if secret is None:
+        _signature_type(signature)
+        return _event(_decode(body), body)
+    _key(secret)
+    given = _signature(signature)
+    ok, tree = _signed(body, given, secret, None)
+    if not ok:
+        del secret
+        raise InvalidSignatureError("the x-acquire-signature header does not match the body")
+    return _event(_decode(body) if tree is None else tree, body)
+
+
+def _check_size(body: bytes, max_body: int) -> None:
+    if isinstance(max_body, bool) or not isinstance(max_body, int):
+        raise TypeError(f"max_body must be an int, not {type(max_body).__name__}")
+    if max_body < 1:
+        raise ValueError(f"max_body must be at least 1, not {max_body}")
+    if len(body) > max_body:
+        raise PayloadTooLargeError(f"the body is {len(body)} bytes, over the {max_body}-byte cap")
+
+
+def _check_content_type(content_type: str | None) -> None:
+    if content_type is None:
+        return
+    if not isinstance(content_type, str):
+        raise TypeError(f"content_type must be a str or None, not {type(content_type).__name__}")
+    media = content_type.partition(";")[0].strip().lower()
+    if media != _JSON:
+        # Echoed only when it looks like a media type: a header is the sender's text.
+        shown = repr(media) if _MEDIA_TYPE.fullmatch(media) else "of this delivery"
+        raise UnsupportedContentTypeError(
+            f"the content type {shown} is not application/json (set the webhook's format to JSON)"
+        )
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        tree = _DECODER.decode(body)
+    except RecursionError:
+        raise InvalidPayloadError("the body's JSON is nested too deeply") from None
+    except (msgspec.MsgspecError, ValueError) as exc:
+        # msgspec's messages name a byte offset, never the content.
+        raise InvalidPayloadError(f"the body is not valid JSON: {exc}") from None
+    # A tree cannot be deeper than its number of openers: most bodies skip the walk.
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _too_deep(tree, MAX_DEPTH):
+        raise InvalidPayloadError(f"the body's JSON is nested deeper than {MAX_DEPTH} levels")
+    return tree
+
+
+def _too_deep(tree: Any, limit: int) -> bool:
+    """Is ``tree`` nested deeper than ``limit`` containers? Iterative: no recursion."""
+    stack: list[tuple[Any, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _event(tree: Any, body: bytes) -> WebhookEvent:
+    if not isinstance(tree, dict):
+        raise InvalidPayloadError(
+            f"the body is a JSON {_kind(tree)}, not an object with an event", path="$"
+        )
+    name = tree.get("event")
+    if name is None:
+        raise InvalidPayloadError("the body has no event name", path="$.event")
+    if not isinstance(name, str):
+        raise InvalidPayloadError(f"event must be a string, not {_kind(name)}", path="$.event")
+    if not name:
+        raise InvalidPayloadError("the event name is empty", path="$.event")
+    data = tree.get("data")
+    if isinstance(data, dict):
+        path = "$.data"
+    elif data is None:
+        # v1's flat bodies: the event's fields sit beside "event".
+        data = {key: value for key, value in tree.items() if key != "event"}
+        path = "$"
+    else:
+        raise InvalidPayloadError(f"data must be an object, not {_kind(data)}", path="$.data")
+    fingerprint = hashlib.sha256(body).hexdigest()
+    builder = _BUILDERS.get(name)
+    if builder is None:
+        return UnknownEvent(
+            event=name, case_id=_lenient_id(data.get("caseId")), data=data, fingerprint=fingerprint
+        )
+    return builder(name, data, path, fingerprint)
+
+
+# Field readers: a present field of the wrong type is an InvalidPayloadError naming it.
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _wrong(path: str, expected: str, value: Any) -> InvalidPayloadError:
+    return InvalidPayloadError(f"{path} must be {expected}, not {_kind(value)}", path=path)
+
+
+def _id(value: Any, path: str) -> int | None:
+    """An id: an integer or a string of digits within 64 bits (Acquire sends ``"72"``)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and _ID_TEXT.fullmatch(value):
+        number = int(value)
+    elif isinstance(value, str):
+        raise InvalidPayloadError(
+            f"{path} must be an id (digits), not a non-numeric string", path=path
+        )
+    else:
+        raise _wrong(path, "an id", value)
+    if not _ID_MIN <= number <= _ID_MAX:
+        raise InvalidPayloadError(f"{path} is out of the 64-bit id range", path=path)
+    return number
+
+
+def _lenient_id(value: Any) -> int | None:
+    try:
+        return _id(value, "$")
+    except InvalidPayloadError:
+        return None
+
+
+def _text(value: Any, path: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise _wrong(path, "a string", value)
+
+
+def _object(value: Any, path: str) -> dict[str, Any] | None:
+    if value is None or isinstance(value, dict):
+        return value
+    raise _wrong(path, "an object", value)
+
+
+def _json_object(value: Any, path: str) -> dict[str, Any] | None:
+    """An object, or (v1) a string holding one; any other string (``""``, ``"null"``, text that
+    is not JSON) reads as ``None``, its text kept in ``data``."""
+    if isinstance(value, str):
+        if not value.lstrip().startswith("{"):
+            return None
+        try:
+            nested = _decode(value.encode("utf-8"))
+        except InvalidPayloadError:
+            return None  # not JSON after all: the text stays in ``data``
+        return nested if isinstance(nested, dict) else None
+    return _object(value, path)
+
+
+def _date(value: Any, path: str) -> tuple[datetime | None, str | None]:
+    text = _text(value, path)
+    return (None if text is None else parse_date(text)), text
+
+
+def _field_text(fields: dict[str, Any] | None, key: str) -> str | None:
+    value = None if fields is None else fields.get(key)
+    return value if isinstance(value, str) else None
+
+
+_MONTHS: Final = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+# Date.prototype.toString(): "Wed Mar 03 2021 10:19:49 GMT+0000 (Coordinated Universal Time)"
+_JS_DATE: Final = re.compile(
+    r"(?:[A-Z][a-z]{2} )?([A-Z][a-z]{2}) ([0-9]{1,2}) (-?[0-9]{4,6}) "
+    r"([0-9]{2}):([0-9]{2}):([0-9]{2}) GMT([+-])([0-9]{2})([0-9]{2})(?: \([^()]{0,80}\))?"
+)
+_ISO_LIKE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9:.,]+(?:[Zz]|[+-][0-9:]+)?)?")
+
+
+def parse_date(text: str) -> datetime | None:
+    """Best-effort date reading for webhook texts; ``None`` when the format is not one of:
+
+    - ISO 8601 (``2021-03-25T12:26:08.150Z``): aware when it has a zone;
+    - ``YYYY-MM-DD HH:MM:SS`` (v1, no zone): a naive datetime, the zone being unknown;
+    - JavaScript ``Date.toString()`` (``Wed Mar 03 2021 10:19:49 GMT+0000 (Coordinated
+      Universal Time)``, the published v2 form): aware, with the given offset.
+
+    It never raises for a string. Example::
+
+        parse_date("Wed Mar 03 2021 10:19:49 GMT+0000 (Coordinated Universal Time)")
+        # datetime(2021, 3, 3, 10, 19, 49, tzinfo=timezone.utc)
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, not {type(text).__name__}")
+    text = text.strip()
+    if len(text) > 120:
+        return None
+    match = _JS_DATE.fullmatch(text)
+    if match is not None:
+        month = _MONTHS.get(match[1])
+        if month is None:
+            return None
+        try:
+            offset = timedelta(hours=int(match[8]), minutes=int(match[9]))
+            return datetime(
+                int(match[3]),
+                month,
+                int(match[2]),
+                int(match[4]),
+                int(match[5]),
+                int(match[6]),
+                tzinfo=timezone(-offset if match[7] == "-" else offset),
+            )
+        except ValueError:
+            return None
+    if _ISO_LIKE.fullmatch(text):
+        if text[-1] in "Zz":
+            text = text[:-1] + "+00:00"
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    return None
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def _message(value: Any, path: str) -> WebhookMessage:
+    if not isinstance(value, dict):
+        raise _wrong(path, "an object", value)
+    date, raw = _date(value.get("dateCreated"), f"{path}.dateCreated")
+    seen = value.get("seen")
+    return WebhookMessage(
+        id=_id(value.get("id"), f"{path}.id"),
+        channel=_text(value.get("channel"), f"{path}.channel"),
+        sender_id=_id(value.get("senderId"), f"{path}.senderId"),
+        sender_type=_text(value.get("senderType"), f"{path}.senderType"),
+        type=_text(value.get("type"), f"{path}.type"),
+        message=_text(value.get("message"), f"{path}.message"),
+        seen=True if seen in ("yes", True) else False if seen in ("no", False) else None,
+        date_created=date,
+        date_created_raw=raw,
+    )
+
+
+def _case_status(name: str, data: dict[str, Any], path: str, fingerprint: str) -> WebhookEvent:
+    contact_data = _object(data.get("contact"), f"{path}.contact")
+    contact = None
+    if contact_data is not None:
+        contact = WebhookContact(
+            id=_id(contact_data.get("id"), f"{path}.contact.id"),
+            fields=_object(contact_data.get("fields"), f"{path}.contact.fields"),
+        )
+    messages = data.get("messages")
+    if messages is not None and not isinstance(messages, list):
+        raise _wrong(f"{path}.messages", "an array", messages)
+    return CaseStatusEvent(
+        event=name,
+        case_id=_id(data.get("caseId"), f"{path}.caseId"),
+        status=_text(data.get("status"), f"{path}.status"),
+        data=data,
+        fingerprint=fingerprint,
+        contact=contact,
+        messages=tuple(_message(item, f"{path}.messages[{i}]") for i, item in _items(messages)),
+        fields=_object(data.get("fields"), f"{path}.fields"),
+    )
+
+
+def _items(values: list[Any] | None) -> Iterator[tuple[int, Any]]:
+    return enumerate(values or ())
+
+
+def _case_user(name: str, data: dict[str, Any], path: str, fingerprint: str) -> WebhookEvent:
+    cls = CaseInviteEvent if name == EventName.CASE_INVITE.value else CaseJoinedEvent
+    return cls(
+        event=name,
+        case_id=_id(data.get("caseId"), f"{path}.caseId"),
+        data=data,
+        fingerprint=fingerprint,
+        user_id=_id(data.get("userId"), f"{path}.userId"),
+    )
+
+
+def _message_new(name: str, data: dict[str, Any], path: str, fingerprint: str) -> WebhookEvent:
+    raw = data.get("message")
+    message = None
+    if isinstance(raw, dict):
+        message = _message(raw, f"{path}.message")
+    elif isinstance(raw, str):
+        message = _message(data, path)  # a flat body: data is the message
+    elif raw is not None:
+        raise _wrong(f"{path}.message", "an object or a string", raw)
+    case_id = _id(data.get("caseId"), f"{path}.caseId")
+    if case_id is None and isinstance(raw, dict):
+        case_id = _id(raw.get("caseId"), f"{path}.message.caseId")
+    return MessageNewEvent(
+        event=name, case_id=case_id, data=data, fingerprint=fingerprint, message=message
+    )
+
+
+def _chat_common(name: str, data: dict[str, Any], path: str) -> dict[str, Any]:
+    key = "id" if "id" in data else " id"  # the published CHAT_ON_START spells it " id"
+    created, created_raw = _date(data.get("date_created"), f"{path}.date_created")
+    updated, updated_raw = _date(data.get("date_updated"), f"{path}.date_updated")
+    return {
+        "event": name,
+        "case_id": _id(data.get(key), f"{path}.id" if key == "id" else f"{path}[' id']"),
+        "status": _text(data.get("status"), f"{path}.status"),
+        "date_created": created,
+        "date_created_raw": created_raw,
+        "date_updated": updated,
+        "date_updated_raw": updated_raw,
+    }
+
+
+def _chat_start(name: str, data: dict[str, Any], path: str, fingerprint: str) -> WebhookEvent:
+    return ChatStartEvent(
+        **_chat_common(name, data, path),
+        data=data,
+        fingerprint=fingerprint,
+        details=_object(data.get("details"), f"{path}.details"),
+    )
+
+
+def _chat_accept(name: str, data: dict[str, Any], path: str, fingerprint: str) -> WebhookEvent:
+    return ChatAcceptEvent(
+        **_chat_common(name, data, path),
+        data=data,
+        fingerprint=fingerprint,
+        user=_object(data.get("user"), f"{path}.user"),
+    )
+
+
+def _chat_message(name: str, data: dict[str, Any], path: str, fingerprint: str) -> WebhookEvent:
+    picked, picked_raw = _date(data.get("date_picked"), f"{path}.date_picked")
+    return ChatMessageEvent(
+        **_chat_common(name, data, path),
+        data=data,
+        fingerprint=fingerprint,
+        message=_json_object(data.get("message"), f"{path}.message"),
+        date_picked=picked,
+        date_picked_raw=picked_raw,
+    )
+
+
+def _chat_close(name: str, data: dict[str, Any], path: str, fingerprint: str) -> WebhookEvent:
+    picked, picked_raw = _date(data.get("date_picked"), f"{path}.date_picked")
+    return ChatCloseEvent(
+        **_chat_common(name, data, path),
+        data=data,
+        fingerprint=fingerprint,
+        users=_json_object(data.get("users"), f"{path}.users"),
+        by=_text(data.get("by"), f"{path}.by"),
+        date_picked=picked,
+        date_picked_raw=picked_raw,
+    )
+
+
+_BUILDERS: Final = {
+    EventName.CASE_STATUS.value: _case_status,
+    EventName.CASE_INVITE.value: _case_user,
+    EventName.CASE_JOINED.value: _case_user,
+    EventName.MESSAGE_NEW.value: _message_new,
+    EventName.CHAT_ON_START.value: _chat_start,
+    EventName.CHAT_ON_ACCEPT.value: _chat_accept,
+    EventName.CHAT_ON_MESSAGE.value: _chat_message,
+    EventName.CHAT_ON_CLOSE.value: _chat_close,
+}
