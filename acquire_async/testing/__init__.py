@@ -19,6 +19,15 @@ bodies) on every endpoint, deterministic under a seed::
 :class:`MockTransport` answers the client's requests from a function, without a socket, for
 unit tests: ``AcquireClient(..., transport=MockTransport(handler))``.
 
+:meth:`FakeAcquire.add_webhook` makes it play Acquire's sender too: it POSTs signed
+``case:status`` events when a case's status changes and ``user:case-invite`` on
+:meth:`FakeAcquire.invite`, with :class:`WebhookFaults` (duplicates, reordering, retries)::
+
+    hook = fake.add_webhook("http://127.0.0.1:8081/", secret="s3cret")
+    fake.invite(1000)                        # the bot hears of case 1000
+    await fake.webhooks_idle()
+    assert fake.deliveries[0].delivered      # answered 200
+
 With pytest, ``pytest_plugins = ["acquire_async.testing.pytest_plugin"]`` gives the
 ``fake_acquire`` and ``acquire_client`` fixtures. :func:`serve` runs the emulator in the
 foreground, for manual tests.
@@ -37,12 +46,14 @@ from ._fake import (
 from ._faults import FAULT_NAMES, FaultName, Faults, ScriptItem
 from ._mock import MockRequest, MockResponse, MockTransport
 from ._serve import serve
+from ._webhooks import Delivery, Webhook, WebhookFaults
 
 __all__ = [
     "DEFAULT_AGENT_ID",
     "DEFAULT_AGENT_NAME",
     "DEFAULT_API_KEY",
     "FAULT_NAMES",
+    "Delivery",
     "FakeAcquire",
     "FaultName",
     "Faults",
@@ -51,6 +62,8 @@ __all__ = [
     "MockTransport",
     "RecordedRequest",
     "ScriptItem",
+    "Webhook",
+    "WebhookFaults",
     "make_waiting_case",
     "serve",
 ]

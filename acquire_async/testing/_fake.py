@@ -17,7 +17,9 @@ One request travels like this (``FakeAcquire._handle``)::
        ▼
     the answer
 
-The routes and their handlers are in ``_routes.py``, the store they share in ``_store.py``.
+The routes and their handlers are in ``_routes.py``, the store they share in ``_store.py``;
+the outbound webhooks (the emulator as Acquire's sender) in ``_webhooks.py``, their bodies in
+``_events.py``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from aiohttp import web
 from yarl import URL
 
 from ._cases import make_waiting_case
+from ._events import CASE_INVITE, CASE_STATUS, case_status_data, invite_data
 from ._faults import FaultInjector, Faults, ScriptItem
 from ._routes import (
     API_PREFIX,
@@ -47,6 +50,7 @@ from ._routes import (
     status_error,
 )
 from ._store import CaseStore
+from ._webhooks import Delivery, Webhook, WebhookDispatcher, WebhookFaults
 from ._wire import Answer, abort, dripped, malformed, respond, truncated
 
 __all__ = [
@@ -67,6 +71,8 @@ DEFAULT_AGENT_ID = 25
 
 DEFAULT_AGENT_NAME = "Emulator Agent"
 """The name of the key's agent."""
+
+_DEFAULT_EVENTS = (CASE_STATUS, CASE_INVITE)
 
 # How long close() lets in-flight requests (a long latency, a slow drip) finish before they
 # are cancelled. Tests close the fake after their clients, so only orphans are still running.
@@ -122,6 +128,18 @@ def _below_prefix(path: str) -> str | None:
     if not path.startswith(API_PREFIX + "/"):
         return None
     return path[len(API_PREFIX) :]
+
+
+def _case_id(case_id: object) -> int:
+    if isinstance(case_id, bool) or not isinstance(case_id, int):
+        raise TypeError(f"case_id must be an int, not {type(case_id).__name__}")
+    return case_id
+
+
+def _known(cases: Mapping[int, Any], case_id: int) -> int:
+    if case_id not in cases:
+        raise ValueError(f"case_id {case_id} is not in the store")
+    return case_id
 
 
 class FakeAcquire:
@@ -181,6 +199,34 @@ class FakeAcquire:
     * unknown path: 404 ``ERROR_NOT_FOUND``; a refused method: 405
       ``ERROR_METHOD_NOT_ALLOWED`` with ``Allow`` (both codes invented);
     * each answer has ``X-Request-Id: fake-<seq>`` (the emulator's, for error reports).
+
+    Webhooks (:meth:`add_webhook`), the emulator playing Acquire's sender:
+
+    * a delivery is a ``POST`` of compact JSON (``JSON.stringify``'s bytes) ``{"event",
+      "data"}`` with ``Content-Type: application/json`` and, when the webhook has a secret,
+      ``x-acquire-signature``: lowercase hex HMAC-SHA256 over exactly those bytes, as the
+      docs' Node reference computes it. The method and content type are **assumed** (v2 does
+      not say; v1 and the create API's ``format`` say JSON over POST);
+    * ``case:status`` on every change of a stored case's status made through the emulator (a
+      join that makes it ``active``, a close, :meth:`close_case`, :meth:`mark_joined`), in the
+      published shape: ids as strings, ``Date.toString()`` dates, ``fields: {}``, the contact
+      (its name; the other published fields are empty strings: **invented**), and the
+      transcript in ``messages`` (the case's last message when stored, then every message
+      added through add-message). The join and close event messages Acquire writes into a
+      transcript are not added (the emulator's simplification);
+    * ``case:status`` for a case :meth:`add_case` stores, with its status: **assumed**
+      (whether Acquire sends one for a new case, and with which status, is not published;
+      the events page's "Case new" has no published wire name). Cases given to the
+      constructor are stored before any webhook exists, so they deliver nothing;
+    * a change made by editing :attr:`cases` directly delivers nothing; :meth:`deliver_status`
+      sends the case as it is;
+    * ``user:case-invite`` only from :meth:`invite`, shaped ``{"caseId", "userId"}`` with
+      string ids: **assumed** (no delivery of it was published);
+    * a non-200 answer, a dropped connection or a timeout is retried ``retries`` times (5 by
+      default: v1's documented "5 more times"; v2 documents no policy: **assumed**),
+      ``retry_delay`` apart (**invented**), then given up; the attempt timeout (10 s) and the
+      concurrency (8 in flight per webhook) are **invented**;
+    * duplicates and reordering happen only as :class:`WebhookFaults` say.
     """
 
     def __init__(
@@ -235,6 +281,8 @@ class FakeAcquire:
         self._seq = 0
         self._runner: web.AppRunner | None = None
         self._started = False
+        self._webhooks = WebhookDispatcher()
+        self._store.on_status = self._on_status
 
         if isinstance(cases, bool):
             raise TypeError("cases must be an int or an iterable of case dicts")
@@ -339,6 +387,123 @@ class FakeAcquire:
         """
         self._injector.push(faults)
 
+    # ------------------------------------------------------------------ webhooks
+
+    def add_webhook(
+        self,
+        url: str,
+        *,
+        secret: str | None = None,
+        events: Iterable[str] = _DEFAULT_EVENTS,
+        faults: WebhookFaults | None = None,
+        concurrency: int = 8,
+        timeout: float = 10.0,
+    ) -> Webhook:
+        """Register a webhook: from now on, ``events`` are POSTed to ``url``, signed with
+        ``secret`` (``None``: unsigned), misbehaving as ``faults`` say.
+
+        Several may be registered; each gets every event it names. Deliveries run in the
+        background (at most ``concurrency`` at once per webhook, each attempt within
+        ``timeout`` seconds); :attr:`deliveries` logs them and :meth:`webhooks_idle` waits for
+        them. Events of a change made before :meth:`start` wait for it::
+
+            hook = fake.add_webhook(f"http://127.0.0.1:{port}/hooks", secret="s3cret")
+            fake.add_case(status="pending")   # case:status, status "pending"
+            await fake.webhooks_idle()
+        """
+        return self._webhooks.add(
+            url,
+            secret=secret,
+            events=events,
+            faults=faults,
+            concurrency=concurrency,
+            timeout=timeout,
+        )
+
+    def remove_webhook(self, hook: Webhook) -> None:
+        """Stop delivering new events to ``hook`` (``ValueError`` if it is not registered);
+        its deliveries in flight finish."""
+        self._webhooks.remove(hook)
+
+    @property
+    def webhooks(self) -> list[Webhook]:
+        """The registered webhooks, in order (a copy)."""
+        return list(self._webhooks.hooks)
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Every delivery attempt, in the order answered (``clear()`` it between phases)."""
+        return self._webhooks.deliveries
+
+    def invite(self, case_id: int, *, user_id: int | None = None) -> int:
+        """Deliver ``user:case-invite`` for a stored case: the key's agent (or ``user_id``)
+        was invited to it. Returns how many deliveries were queued.
+
+        The body ``{"event": "user:case-invite", "data": {"caseId": "<id>", "userId":
+        "<agent id>"}}`` is **assumed**: Acquire publishes no delivery of this event. The store
+        does not change. A case not in the store is a ``ValueError`` (:meth:`deliver` sends
+        any body)::
+
+            fake.invite(1000)   # the bot hears of case 1000 and joins it
+        """
+        case_id = _known(self._store.cases, _case_id(case_id))
+        if user_id is None:
+            user_id = self.agent_id
+        elif isinstance(user_id, bool) or not isinstance(user_id, int):
+            raise TypeError(f"user_id must be an int, not {type(user_id).__name__}")
+        data = invite_data(case_id, user_id)
+        return self._webhooks.emit(CASE_INVITE, lambda: data, case_id=case_id)
+
+    def deliver_status(self, case_id: int) -> int:
+        """Deliver ``case:status`` for a stored case as it is now (after editing
+        :attr:`cases` by hand, say); returns how many deliveries were queued::
+
+            fake.cases[1000]["status"] = "pending"
+            fake.deliver_status(1000)
+        """
+        case_id = _case_id(case_id)
+        return self._on_status(self._store.cases[_known(self._store.cases, case_id)])
+
+    def deliver(self, event: str, data: Mapping[str, Any], *, case_id: int | None = None) -> int:
+        """Deliver any event, ``{"event": event, "data": data}``, to the webhooks subscribed to
+        it (an event Acquire may send that the emulator never does, say); ``case_id`` is only
+        for :attr:`deliveries`. Returns how many deliveries were queued::
+
+            fake.add_webhook(url, events=["user:case-joined"])
+            fake.deliver("user:case-joined", {"caseId": "1000", "userId": "25"})
+        """
+        if not isinstance(event, str) or not event:
+            raise TypeError("event must be a non-empty str")
+        if not isinstance(data, Mapping):
+            raise TypeError(f"data must be a mapping, not {type(data).__name__}")
+        if case_id is not None:
+            case_id = _case_id(case_id)
+        snapshot = dict(data)
+        return self._webhooks.emit(event, lambda: snapshot, case_id=case_id)
+
+    async def webhooks_idle(self, timeout: float = 10.0) -> None:
+        """Wait until every delivery so far was answered 200 or given up.
+
+        Raises ``TimeoutError`` after ``timeout`` seconds, and ``RuntimeError`` if deliveries
+        are waiting for :meth:`start`::
+
+            fake.close_case(1000)
+            await fake.webhooks_idle(timeout=5)
+            assert fake.deliveries[-1].delivered
+        """
+        await self._webhooks.wait_idle(timeout)
+
+    def _on_status(self, case: dict[str, Any]) -> int:
+        store = self._store
+        case_id = case.get("id")
+        int_id = case_id if isinstance(case_id, int) and not isinstance(case_id, bool) else None
+
+        def data() -> dict[str, Any]:
+            transcript = store.transcript(int_id) if int_id in store.cases else []
+            return case_status_data(case, transcript)
+
+        return self._webhooks.emit(CASE_STATUS, data, case_id=int_id)
+
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> FakeAcquire:
@@ -360,13 +525,18 @@ class FakeAcquire:
         self._runner = runner
         self.port = int(runner.addresses[0][1])
         self._started = True
+        await self._webhooks.start()
         return self
 
     async def close(self) -> None:
-        """Stop serving and close every connection. Idempotent."""
+        """Stop serving and close every connection; cancel the webhook deliveries still
+        pending. Idempotent."""
         runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        try:
+            await self._webhooks.aclose()
+        finally:
+            if runner is not None:
+                await runner.cleanup()
 
     async def __aenter__(self) -> FakeAcquire:
         return await self.start()
@@ -381,7 +551,10 @@ class FakeAcquire:
 
     def __repr__(self) -> str:
         where = f"{self.host}:{self.port}" if self._started else "not started"
-        return f"<FakeAcquire {where} cases={len(self.cases)} requests={len(self._requests)}>"
+        hooks = f" webhooks={len(self._webhooks.hooks)}" if self._webhooks.hooks else ""
+        return (
+            f"<FakeAcquire {where} cases={len(self.cases)} requests={len(self._requests)}{hooks}>"
+        )
 
     # ------------------------------------------------------------------ serving
 

@@ -3,6 +3,9 @@
 ``CaseStore`` keeps the cases (wire-shape dicts), the messages each case received, the agent
 the API key belongs to, and the id counters. Its operations are synchronous, so each request's
 change is one atomic step on the event loop.
+
+Every change of a case's status made here (a new case, a join, a close…) is reported to
+``on_status``: the emulator delivers ``case:status`` webhooks from it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from ._cases import (
 )
 
 __all__ = ["CaseStore"]
+
+
+_NEW = object()  # the status "before" a new case: never equal to one
 
 
 def _int_id(value: object) -> int | None:
@@ -56,6 +62,10 @@ class CaseStore:
         self.clock = clock
         self._first_case_id = first_case_id
         self._messages: dict[int, list[dict[str, Any]]] = {}
+        # The case's own last message when it was stored: the start of its transcript.
+        self._first: dict[int, dict[str, Any]] = {}
+        self.on_status: Callable[[dict[str, Any]], object] | None = None
+        """Called with the case after each change of its status (and for each new case)."""
         self._next_participant_id = 1
         self._next_message_id = 1
 
@@ -82,6 +92,10 @@ class CaseStore:
             if isinstance(entry, dict) and (entry_id := _int_id(entry.get("id"))) is not None:
                 self._next_participant_id = max(self._next_participant_id, entry_id + 1)
         self._see_message(stored)
+        last = stored.get("lastMessage")
+        if isinstance(last, dict):
+            self._first[case_id] = copy.deepcopy(last)
+        self._notify(stored)
         return stored
 
     def messages(self, case_id: int) -> list[dict[str, Any]]:
@@ -91,6 +105,12 @@ class CaseStore:
             raise KeyError(case_id)
         return list(self._messages.get(case_id, ()))
 
+    def transcript(self, case_id: int) -> list[dict[str, Any]]:
+        """The case's messages as the store knows them, oldest first: its last message when
+        it was stored, then those added through add-message (``KeyError`` if no such case)."""
+        first = self._first.get(case_id)
+        return ([first] if first is not None else []) + self.messages(case_id)
+
     def is_joined(self, case_id: int) -> bool:
         """Whether the key's agent has joined the stored case ``case_id``."""
         return is_joined_by(self.cases[case_id], self.agent_id)
@@ -98,7 +118,9 @@ class CaseStore:
     def close_case(self, case_id: int) -> dict[str, Any]:
         """Close a stored case, as someone else would (``closedBy: null``); return it."""
         case = self.cases[case_id]
+        before = case.get("status")
         close(case, now=self.clock())
+        self._notify(case, before)
         return case
 
     def mark_joined(self, case_id: int) -> dict[str, Any]:
@@ -133,27 +155,36 @@ class CaseStore:
 
     def join(self, case: dict[str, Any]) -> dict[str, Any]:
         """Join the key's agent to ``case`` (open, not joined yet); return the response data."""
-        return apply_join(
+        before = case.get("status")
+        data = apply_join(
             case, agent=self.agent, participant_id=self._participant_id(), now=self.clock()
         )
+        self._notify(case, before)
+        return data
 
     def reject(self, case: dict[str, Any]) -> bool:
         """Reject ``case`` (open) for the key's agent; return whether it changed."""
-        return apply_reject(
+        before = case.get("status")
+        changed = apply_reject(
             case, agent=self.agent, participant_id=self._participant_id(), now=self.clock()
         )
+        self._notify(case, before)
+        return changed
 
     def close(
         self, case: dict[str, Any], *, closing_state: str, leave_only: bool
     ) -> tuple[bool, bool, bool]:
         """Close (or leave) ``case``: ``(forever_closed, left_user, changed)``."""
-        return apply_close(
+        before = case.get("status")
+        outcome = apply_close(
             case,
             agent_id=self.agent_id,
             closing_state=closing_state,
             leave_only=leave_only,
             now=self.clock(),
         )
+        self._notify(case, before)
+        return outcome
 
     def add_message(
         self,
@@ -190,6 +221,11 @@ class CaseStore:
         self._messages.setdefault(case_id, []).append(message)
         case["lastMessage"] = copy.deepcopy(message)
         return message
+
+    def _notify(self, case: dict[str, Any], before: object = _NEW) -> None:
+        """Report ``case`` to ``on_status`` if its status is not ``before`` (a new case: always)."""
+        if self.on_status is not None and case.get("status") != before:
+            self.on_status(case)
 
     # ------------------------------------------------------------------ ids
 
