@@ -1,0 +1,701 @@
+"""``Bot``: Acquire's webhooks in, joins and greetings out (ack first, work afterwards).
+
+One delivery travels like this::
+
+    POST ── not POST ──────────────────────────────────────────▶ 405 (Allow: POST)
+     │ ── closing ─────────────────────────────────────────────▶ 503 + Retry-After
+     │ ── Content-Length > max_body ───────────────────────────▶ 413 (body unread)
+     ▼ read at most max_body + 1 bytes ── more ────────────────▶ 413
+    construct_event: size 413 → content type 415 → signature 401 → parse 400
+     ▼
+    submit(event): seen within dedupe_window ──────────────────▶ 200 (duplicate, not rerun)
+     │             backlog full ───────────────────────────────▶ 503 + Retry-After (not kept)
+     ▼ queued                                                      200 (accepted)
+    a worker (one of ``concurrency``): the auto-join policy, then the handlers
+
+Nothing after the 200 can change the answer, so a slow join or a failing handler never makes
+Acquire retry. Everything the bot does is also one JSON-able dict to ``on_record``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+
+from aiohttp import web
+
+from acquire_async._checks import check_count, check_hook, check_optional_text
+from acquire_async._client import AcquireClient
+from acquire_async.errors import AlreadyJoinedError, APIError, WebhookError
+from acquire_async.webhooks import DEFAULT_MAX_BODY, SIGNATURE_HEADER, construct_event
+
+from ._dedupe import DEFAULT_DEDUPE_SIZE, Deduper, delivery_key
+from ._router import H, Handler, Router
+
+if TYPE_CHECKING:
+    from acquire_async.webhooks import WebhookEvent
+
+__all__ = [
+    "DEFAULT_AUTO_JOIN",
+    "RETRY_AFTER",
+    "Bot",
+    "BotStats",
+    "JoinRule",
+    "SubmitResult",
+]
+
+log = logging.getLogger("acquire_async.bot")
+
+DEFAULT_AUTO_JOIN = ("user:case-invite", "case:status=pending")
+"""The policy of ``Bot(...)`` unless given another: join the case of an invite (shape
+ASSUMED), and of a case whose status turns ``pending``. ``auto_join=()`` turns it off."""
+
+RETRY_AFTER = 5
+"""Seconds in the ``Retry-After`` of a 503 (backlog full, or shutting down). Whether Acquire
+honours it is not documented."""
+
+SubmitResult = Literal["accepted", "duplicate", "busy"]
+
+# Event names come from the sender: records and logs show at most this much of one.
+_NAME_LIMIT = 120
+_MESSAGE_LIMIT = 300
+# After the shutdown grace, how long cancelled work may take to unwind before it is abandoned.
+_CANCEL_GRACE = 5.0
+
+
+@dataclass(frozen=True)
+class JoinRule:
+    """One entry of the auto-join policy: ``"event"`` or ``"event=status"``.
+
+    Example::
+
+        JoinRule.parse("case:status=pending")  # JoinRule(event='case:status', status='pending')
+    """
+
+    event: str
+    status: str | None = None
+
+    @classmethod
+    def parse(cls, text: object) -> JoinRule:
+        """The rule written as ``text``; ``TypeError``/``ValueError`` naming ``auto_join``."""
+        if not isinstance(text, str):
+            raise TypeError(f"auto_join entries must be str, not {type(text).__name__}")
+        event, sep, status = text.partition("=")
+        if not event or any(char.isspace() for char in text) or not text.isprintable():
+            raise ValueError(
+                f"auto_join entries must be 'event' or 'event=status' without spaces (got {text!r})"
+            )
+        if sep and (not status or "=" in status):
+            raise ValueError(f"auto_join entry {text!r} has an empty or second '=' status")
+        return cls(event, status if sep else None)
+
+    def matches(self, event: WebhookEvent) -> bool:
+        """Whether ``event`` triggers this rule (exact, case-sensitive names)."""
+        return event.event == self.event and (self.status is None or event.status == self.status)
+
+    def __str__(self) -> str:
+        return self.event if self.status is None else f"{self.event}={self.status}"
+
+
+def _parse_policy(auto_join: object) -> tuple[JoinRule, ...]:
+    if isinstance(auto_join, (str, bytes)) or not isinstance(auto_join, Iterable):
+        raise TypeError(
+            "auto_join must be a tuple or list of 'event' or 'event=status' strings, "
+            f"not {type(auto_join).__name__}"
+        )
+    rules: list[JoinRule] = []
+    for text in auto_join:
+        rule = JoinRule.parse(text)
+        if rule not in rules:
+            rules.append(rule)
+    return tuple(rules)
+
+
+class _WebhookSecret:
+    """The webhook secret, out of ``repr``, ``str``, ``vars()`` and pickles."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str | bytes) -> None:
+        self._value = value
+
+    def reveal(self) -> str | bytes:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "_WebhookSecret('**********')"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a webhook secret cannot be pickled")
+
+
+def _check_secret(secret: object) -> _WebhookSecret | None:
+    if secret is None:
+        return None
+    if not isinstance(secret, (str, bytes)):
+        raise TypeError(f"secret must be a str, bytes or None, not {type(secret).__name__}")
+    if not secret:
+        raise ValueError("secret must not be empty (pass None to turn verification off)")
+    return _WebhookSecret(secret)
+
+
+def _check_event(event: object) -> None:
+    if not (
+        isinstance(getattr(event, "event", None), str)
+        and isinstance(getattr(event, "fingerprint", None), str)
+    ):
+        raise TypeError(
+            f"event must be a webhook event (from construct_event), not {type(event).__name__}"
+        )
+
+
+@dataclass
+class BotStats:
+    """What a :class:`Bot` has done so far (``bot.stats``). Read them; the bot writes them.
+
+    - ``deliveries``: requests that reached the receiver (any answer);
+      ``accepted``/``duplicates``/``busy``/``rejected``: how they were answered (200 new,
+      200 seen before, 503, 4xx). :meth:`Bot.submit` counts in the same fields.
+    - ``handled``: accepted events whose work has finished (policy and handlers).
+    - ``joined``/``already_joined``/``greeted``: the auto-join policy's successes;
+      ``join_failed``/``greet_failed``: its failures; ``skipped``: matching events without a
+      case id.
+    - ``handler_errors``: handler calls that raised.
+    - ``dropped``: accepted events given up at shutdown (queued or cut short).
+    - ``dedupe_evicted``: remembered deliveries forgotten early because the table was full.
+
+    Example::
+
+        print(bot.stats.as_dict())
+    """
+
+    deliveries: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    busy: int = 0
+    rejected: int = 0
+    handled: int = 0
+    joined: int = 0
+    already_joined: int = 0
+    greeted: int = 0
+    join_failed: int = 0
+    greet_failed: int = 0
+    skipped: int = 0
+    handler_errors: int = 0
+    dropped: int = 0
+    dedupe_evicted: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters as a plain dict (JSON-able)."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+
+def _short(text: str, limit: int = _NAME_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Bot:
+    """Receive Acquire's signed webhooks; join (and greet) the chats they announce.
+
+    Args:
+        client: the :class:`~acquire_async.AcquireClient` joins and handlers use. The bot
+            never closes it: the caller owns it (close it after the bot).
+        secret: the webhook's HMAC key (``str`` or ``bytes``). ``None`` turns signature
+            checking off, explicitly: anyone who can reach the URL can then make the bot join.
+        auto_join: the policy: ``"event"`` or ``"event=status"`` entries; an event that matches
+            one has its ``case_id`` joined. ``()`` turns it off. Default
+            :data:`DEFAULT_AUTO_JOIN`.
+        greeting: sent with ``add_message`` after a join that joined now (never after
+            ``AlreadyJoinedError``, so never twice).
+        concurrency: worker tasks that run the work (16).
+        backlog: accepted events waiting for a worker (1000); beyond it the receiver answers
+            503 with ``Retry-After`` and keeps nothing.
+        dedupe_window: seconds a delivery is remembered; a redelivery within it (same event,
+            case id and body) is answered 200 and not run again. 0 turns de-duplication off.
+        dedupe_size: at most this many deliveries are remembered (100,000: about 20 MiB).
+        max_body: the largest body accepted, in bytes (1 MiB); more is a 413, unread.
+        on_record: called with one JSON-able dict per thing done (``kind``: ``received``,
+            ``duplicate``, ``busy``, ``rejected``, ``joined``, ``already_joined``,
+            ``greeted``, ``skipped``, ``handled``, ``failed``, ``dropped``). It runs inline:
+            keep it fast. Records never hold the secret, the API key or the event's data.
+        router: a :class:`Router` with handlers registered elsewhere (the bot's own
+            :meth:`on` adds to it).
+
+    Order of work for one event: the policy first (join, then greet), then every handler
+    that matches, in registration order, each awaited in turn. A handler runs whatever the
+    join did, and its exception is logged (event kind and case id) and recorded; the next
+    handler still runs.
+
+    Example::
+
+        async with AcquireClient() as client, Bot(client, os.environ["ACQUIRE_WEBHOOK_SECRET"],
+                                                  greeting="Hello! How can I help?") as bot:
+            @bot.on("case:status", status="closed")
+            async def closed(event, client):
+                print("closed:", event.case_id)
+
+            web.run_app(bot.app(path="/acquire"), port=8080)
+    """
+
+    def __init__(
+        self,
+        client: AcquireClient,
+        secret: str | bytes | None,
+        *,
+        auto_join: Iterable[str] = DEFAULT_AUTO_JOIN,
+        greeting: str | None = None,
+        concurrency: int = 16,
+        backlog: int = 1000,
+        dedupe_window: float = 600.0,
+        dedupe_size: int = DEFAULT_DEDUPE_SIZE,
+        max_body: int = DEFAULT_MAX_BODY,
+        on_record: Callable[[dict[str, Any]], object] | None = None,
+        router: Router | None = None,
+    ) -> None:
+        if not isinstance(client, AcquireClient):
+            raise TypeError(f"client must be an AcquireClient, not {type(client).__name__}")
+        self._secret = _check_secret(secret)
+        del secret  # a traceback's locals must not hold it
+        self._policy = _parse_policy(auto_join)
+        self._greeting = check_optional_text("greeting", greeting)
+        self._concurrency = check_count("concurrency", concurrency)
+        self._backlog = check_count("backlog", backlog)
+        self._seen = Deduper(dedupe_window, dedupe_size)
+        self._max_body = check_count("max_body", max_body)
+        check_hook("on_record", on_record)
+        if router is not None and not isinstance(router, Router):
+            raise TypeError(f"router must be a Router, not {type(router).__name__}")
+        self._client = client
+        self._on_record = on_record
+        self._router = router if router is not None else Router()
+        self.stats = BotStats()
+        self._queue: asyncio.Queue[WebhookEvent] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._current: dict[int, WebhookEvent] = {}  # worker number -> the event it runs
+        self._accepting = True
+        self._closed = False
+        self._closer: asyncio.Future[None] | None = None
+        if self._secret is None:
+            log.warning("bot: signature verification is OFF (secret=None)")
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def client(self) -> AcquireClient:
+        """The client the bot joins and greets with (and hands to handlers)."""
+        return self._client
+
+    @property
+    def router(self) -> Router:
+        """The :class:`Router` of the bot's handlers."""
+        return self._router
+
+    @property
+    def auto_join(self) -> tuple[str, ...]:
+        """The policy, as ``"event"``/``"event=status"`` strings."""
+        return tuple(str(rule) for rule in self._policy)
+
+    @property
+    def accepting(self) -> bool:
+        """``False`` once shutdown began: deliveries are then answered 503."""
+        return self._accepting
+
+    @property
+    def queued(self) -> int:
+        """Accepted events waiting for a worker."""
+        return self._queue.qsize() if self._queue is not None else 0
+
+    @property
+    def running(self) -> int:
+        """Events a worker is on right now."""
+        return len(self._current)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "accepting" if self._accepting else "closing"
+        return (
+            f"<Bot {state} auto_join={self.auto_join!r} queued={self.queued} "
+            f"running={self.running}>"
+        )
+
+    # ------------------------------------------------------------------ handlers
+
+    def on(self, event: str | None = None, **filters: Any) -> Callable[[H], H]:
+        """Register ``async def handler(event, client)`` for ``event`` (``None``: every event).
+
+        ``filters`` compare attributes of the event (``status="pending"``). Handlers run
+        after the auto-join policy, in registration order.
+
+        Example::
+
+            @bot.on("case:status", status="closed")
+            async def closed(event, client):
+                ...
+        """
+        return self._router.register(event, **filters)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> Bot:
+        """Start the workers (the first delivery does it too). Returns ``self``.
+
+        Example::
+
+            await bot.start()
+            ...
+            await bot.aclose()
+        """
+        self._ensure_started()
+        return self
+
+    def _ensure_started(self) -> asyncio.Queue[WebhookEvent]:
+        if self._closed:
+            raise RuntimeError("this Bot is closed; create a new one")
+        if self._queue is None:
+            asyncio.get_running_loop()  # RuntimeError outside a loop, before any state changes
+            queue: asyncio.Queue[WebhookEvent] = asyncio.Queue(self._backlog)
+            self._queue = queue
+            self._workers = [self._spawn(number) for number in range(self._concurrency)]
+        return self._queue
+
+    def _spawn(self, number: int) -> asyncio.Task[None]:
+        worker = asyncio.ensure_future(self._work(number))
+        worker.add_done_callback(self._respawn)
+        return worker
+
+    def _respawn(self, worker: asyncio.Task[None]) -> None:
+        # A handler that raised CancelledError on its own ended its worker (the error passes
+        # through, as it must); a new worker takes its place so the pool keeps its size.
+        if self._closed or worker not in self._workers:
+            return
+        number = self._workers.index(worker)
+        log.warning("bot: a worker was cancelled by its work; starting another")
+        self._workers[number] = self._spawn(number)
+
+    async def __aenter__(self) -> Bot:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def stop_accepting(self) -> None:
+        """Answer every further delivery 503 (``submit`` says ``"busy"``); work goes on.
+
+        :meth:`aclose` does this first; call it alone to drain before a restart.
+        """
+        self._accepting = False
+
+    async def aclose(self, timeout: float = 30.0) -> None:
+        """Stop accepting, let the work in hand finish for up to ``timeout`` seconds, then
+        cancel what is left: each event given up is logged, recorded (``dropped``) and counted
+        in ``stats.dropped``. The client is not closed. Safe to call twice.
+
+        Example::
+
+            await bot.aclose(timeout=10.0)
+        """
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
+        if not (math.isfinite(timeout) and timeout >= 0):
+            raise ValueError(f"timeout must be a finite number >= 0 (got {timeout!r})")
+        self._accepting = False
+        if self._closer is None:
+            self._closer = asyncio.ensure_future(self._shutdown(float(timeout)))
+        # shield: a cancelled caller leaves the shutdown running to its end.
+        await asyncio.shield(self._closer)
+
+    async def _shutdown(self, timeout: float) -> None:
+        queue, workers = self._queue, self._workers
+        if queue is None:
+            self._closed = True
+            return
+        if queue.qsize() or self._current:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(queue.join(), timeout)
+        self._closed = True
+        dropped: list[tuple[str, WebhookEvent]] = [("running", e) for e in self._current.values()]
+        while not queue.empty():
+            dropped.append(("queued", queue.get_nowait()))
+            queue.task_done()
+        for worker in workers:
+            worker.cancel()
+        _, stuck = await asyncio.wait(workers, timeout=_CANCEL_GRACE)
+        if stuck:
+            log.error("bot: %d worker(s) ignored cancellation; abandoned", len(stuck))
+        for stage, event in dropped:
+            self.stats.dropped += 1
+            self._record("dropped", event, stage=stage)
+        if dropped:
+            log.warning(
+                "bot: shutdown dropped %d event(s) after %.1f s (%d running, %d queued)",
+                len(dropped),
+                timeout,
+                sum(1 for stage, _ in dropped if stage == "running"),
+                sum(1 for stage, _ in dropped if stage == "queued"),
+            )
+
+    # ------------------------------------------------------------------ receiving
+
+    def app(self, path: str = "/") -> web.Application:
+        """An ``aiohttp.web`` application serving the receiver at ``path``. Its startup starts
+        the bot; its shutdown stops accepting; its cleanup closes the bot (:meth:`aclose`).
+
+        Example::
+
+            web.run_app(bot.app(path="/acquire"), port=8080)
+        """
+        if not isinstance(path, str):
+            raise TypeError(f"path must be a str, not {type(path).__name__}")
+        if not path.startswith("/"):
+            raise ValueError(f"path must start with '/' (got {path!r})")
+        app = web.Application(client_max_size=self._max_body + 1)
+        app.router.add_route("*", path, self.handle)
+
+        async def startup(app: web.Application) -> None:
+            await self.start()
+
+        async def shutdown(app: web.Application) -> None:
+            self.stop_accepting()
+
+        async def cleanup(app: web.Application) -> None:
+            await self.aclose()
+
+        app.on_startup.append(startup)
+        app.on_shutdown.append(shutdown)
+        app.on_cleanup.append(cleanup)
+        return app
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """The receiver: an ``aiohttp.web`` handler to mount in an existing app.
+
+        200 accepted (or a duplicate); 401/400/413/415 from the delivery's
+        :class:`~acquire_async.errors.WebhookError`; 405 for a method other than POST; 503
+        with ``Retry-After`` when the backlog is full or the bot is shutting down. The body
+        is never read past ``max_body + 1`` bytes.
+
+        Example::
+
+            app.router.add_post("/acquire", bot.handle)
+        """
+        self.stats.deliveries += 1
+        if request.method != "POST":
+            return web.Response(status=405, headers={"Allow": "POST"}, text="use POST")
+        if not self._accepting:
+            self.stats.busy += 1
+            self._record("busy", None, reason="closing")
+            return _unavailable("shutting down")
+        length = request.content_length
+        if length is not None and length > self._max_body:
+            return self._rejected(413, "PayloadTooLargeError", "body too large")
+        body = await self._read(request)
+        if body is None:
+            return self._rejected(413, "PayloadTooLargeError", "body too large")
+        try:
+            event = construct_event(
+                body,
+                request.headers.get(SIGNATURE_HEADER),
+                self._secret.reveal() if self._secret is not None else None,
+                content_type=request.headers.get("Content-Type"),
+                max_body=self._max_body,
+            )
+        except WebhookError as exc:
+            return self._rejected(exc.http_status, type(exc).__name__, exc.message)
+        result = self._submit(event)
+        if result == "busy":
+            return _unavailable("busy")
+        return web.Response(status=200, text=result)
+
+    async def _read(self, request: web.Request) -> bytes | None:
+        """The body, or ``None`` as soon as it passes ``max_body`` (chunked bodies too)."""
+        limit = self._max_body
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            chunk = await request.content.read(limit + 1 - size)
+            if not chunk:
+                return b"".join(parts)
+            size += len(chunk)
+            if size > limit:
+                return None
+            parts.append(chunk)
+
+    def _rejected(self, status: int, error: str, message: str) -> web.Response:
+        self.stats.rejected += 1
+        self._record("rejected", None, http_status=status, error=error, message=_short(message))
+        response = web.Response(status=status, text=_short(message, _MESSAGE_LIMIT))
+        if status == 413:
+            response.force_close()  # the rest of the body is not worth a kept-alive connection
+        return response
+
+    def submit(self, event: WebhookEvent) -> SubmitResult:
+        """Hand a verified event to the bot without waiting: ``"accepted"`` (queued; answer
+        200), ``"duplicate"`` (seen within ``dedupe_window``; answer 200) or ``"busy"``
+        (backlog full or shutting down; answer 503, nothing was kept). The first call starts
+        the workers. For receivers on other frameworks (FastAPI, Starlette).
+
+        Example::
+
+            event = construct_event(body, signature, secret, content_type=content_type)
+            if bot.submit(event) == "busy":
+                return Response(status_code=503, headers={"Retry-After": "5"})
+        """
+        _check_event(event)
+        self.stats.deliveries += 1
+        return self._submit(event)
+
+    def _submit(self, event: WebhookEvent) -> SubmitResult:
+        if not self._accepting:
+            self.stats.busy += 1
+            self._record("busy", event, reason="closing")
+            return "busy"
+        queue = self._ensure_started()
+        key = delivery_key(event.event, event.case_id, event.fingerprint)
+        if key in self._seen:
+            self.stats.duplicates += 1
+            self._record("duplicate", event)
+            return "duplicate"
+        if queue.full():
+            self.stats.busy += 1
+            self._record("busy", event, reason="backlog full")
+            return "busy"
+        self._seen.add(key)
+        self.stats.dedupe_evicted = self._seen.evicted
+        queue.put_nowait(event)
+        self.stats.accepted += 1
+        self._record("received", event)
+        return "accepted"
+
+    # ------------------------------------------------------------------ working
+
+    async def _work(self, number: int) -> None:
+        queue = self._queue
+        assert queue is not None
+        while True:
+            event = await queue.get()
+            self._current[number] = event
+            try:
+                await self._process(event)
+                self.stats.handled += 1
+            except Exception:  # _process isolates each step: this is a bug, not a handler
+                log.exception("bot: internal error on %s", _short(event.event))
+            finally:
+                self._current.pop(number, None)
+                queue.task_done()
+
+    async def _process(self, event: WebhookEvent) -> None:
+        if any(rule.matches(event) for rule in self._policy):
+            await self._join(event)
+        handlers = self._router.fetch(event)
+        if not handlers:
+            return
+        errors = 0
+        for handler in handlers:
+            errors += not await self._run_handler(handler, event)
+        self._record("handled", event, handlers=len(handlers), errors=errors)
+
+    async def _join(self, event: WebhookEvent) -> None:
+        case_id = event.case_id
+        if case_id is None:
+            self.stats.skipped += 1
+            self._record("skipped", event, reason="no case id")
+            return
+        try:
+            await self._client.join_chat(case_id)
+        except AlreadyJoinedError as exc:
+            # Already in the chat: a success, but not a join that happened now, so no greeting
+            # (with attempts > 1 it may be our own lost answer: never twice beats always once).
+            self.stats.already_joined += 1
+            self._record("already_joined", event, attempts=exc.attempts)
+            return
+        except Exception as exc:
+            self.stats.join_failed += 1
+            self._failed("join", event, exc)
+            return
+        self.stats.joined += 1
+        self._record("joined", event)
+        if self._greeting is None:
+            return
+        try:
+            await self._client.add_message(case_id, self._greeting)
+        except Exception as exc:
+            self.stats.greet_failed += 1
+            self._failed("greet", event, exc)
+            return
+        self.stats.greeted += 1
+        self._record("greeted", event)
+
+    async def _run_handler(self, handler: Handler, event: WebhookEvent) -> bool:
+        try:
+            await handler(event, self._client)
+        except Exception as exc:
+            self.stats.handler_errors += 1
+            name = getattr(handler, "__qualname__", type(handler).__name__)
+            log.error(
+                "bot: handler %s failed on event %s, case %s: %s",
+                name,
+                _short(event.event),
+                event.case_id,
+                type(exc).__name__,
+                exc_info=exc,
+            )
+            self._record(
+                "failed",
+                event,
+                action="handler",
+                handler=name,
+                error=type(exc).__name__,
+                message=_short(str(exc), _MESSAGE_LIMIT),
+            )
+            return False
+        return True
+
+    def _failed(self, action: str, event: WebhookEvent, exc: Exception) -> None:
+        details: dict[str, Any] = {"error": type(exc).__name__, "message": _short(str(exc))}
+        if isinstance(exc, APIError):
+            # APIError's text never holds the API key (errors.py): safe to log and record.
+            details["request_sent"] = exc.request_sent
+            details["attempts"] = exc.attempts
+            status = getattr(exc, "status", None)
+            if isinstance(status, int):
+                details["http_status"] = status
+        log.warning(
+            "bot: %s failed on event %s, case %s: %s",
+            action,
+            _short(event.event),
+            event.case_id,
+            details["message"],
+        )
+        self._record("failed", event, action=action, **details)
+
+    def _record(self, kind: str, event: WebhookEvent | None, **details: Any) -> None:
+        hook = self._on_record
+        if hook is None:
+            return
+        record: dict[str, Any] = {"ts": round(time.time(), 3), "kind": kind}
+        if event is not None:
+            record["event"] = _short(event.event)
+            record["case_id"] = event.case_id
+            if event.status is not None:
+                record["status"] = _short(event.status)
+        record.update(details)
+        try:
+            hook(record)
+        except Exception as exc:  # the CLI's printer must not break a delivery
+            log.warning("bot: on_record raised %s; record dropped", type(exc).__name__)
+
+
+def _unavailable(reason: str) -> web.Response:
+    return web.Response(status=503, headers={"Retry-After": str(RETRY_AFTER)}, text=reason)
