@@ -45,7 +45,7 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import msgspec
 
@@ -112,7 +112,17 @@ _ID_MIN: Final = -(2**63)
 _ID_MAX: Final = 2**63 - 1
 _ID_TEXT: Final = re.compile(r"-?[0-9]{1,19}")
 _DECODER: Final = msgspec.json.Decoder()
-_MEDIA_TYPE: Final = re.compile(r"[a-z0-9!#$&^_.+-]{1,40}/[a-z0-9!#$&^_.+-]{1,40}")
+_ECHOED_TYPES: Final = frozenset(
+    {
+        "application/xml",
+        "text/xml",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+        "text/plain",
+        "text/html",
+        "application/octet-stream",
+    }
+)
 
 
 class EventName(str, enum.Enum):
@@ -400,7 +410,11 @@ def sign(body: bytes, secret: str | bytes | Secret) -> str:
         headers = {SIGNATURE_HEADER: sign(body, "s3cret"), "Content-Type": "application/json"}
     """
     body = _body(body)
-    return hmac.new(_key(secret), body, hashlib.sha256).hexdigest()
+    key = _hold(secret)
+    del secret
+    if key is None:
+        raise TypeError("secret must be a str or bytes, not NoneType")
+    return hmac.new(key.reveal(), body, hashlib.sha256).hexdigest()
 
 
 def verify_signature(
@@ -422,30 +436,42 @@ def verify_signature(
             ...  # answer 401
     """
     body = _body(body)
-    if secret is None:
-        _signature_type(signature)
+    key = _hold(secret)
+    # From here on no frame holds the plain secret: error trackers record every frame's locals.
+    del secret
+    _signature_type(signature)
+    if key is None:
         return
-    _key(secret)  # a TypeError or ValueError for a bad secret before anything else
-    given = _signature(signature)
-    ok, _ = _signed(body, given, secret, None)
-    if not ok:
-        del secret  # keep a plain secret out of the frame a traceback shows
-        raise InvalidSignatureError("the x-acquire-signature header does not match the body")
+    problem, _ = _verify(body, signature, key)
+    if problem is not None:
+        raise InvalidSignatureError(problem)
 
 
-def _signed(body: bytes, given: bytes, secret: str | bytes | Secret, tree: Any) -> tuple[bool, Any]:
+_MISMATCH: Final = "the x-acquire-signature header does not match the body"
+
+
+def _verify(body: bytes, signature: str | None, key: _Key) -> tuple[str | None, Any]:
+    """``(None, tree or None)`` when ``signature`` signs ``body``, else ``(why, None)``."""
+    try:
+        given = _signature(signature)
+    except InvalidSignatureError as exc:
+        return str(exc), None
+    ok, tree = _signed(body, given, key)
+    return (None, tree) if ok else (_MISMATCH, None)
+
+
+def _signed(body: bytes, given: bytes, holder: _Key) -> tuple[bool, Any]:
     """Does ``given`` sign ``body`` (raw, then re-serialised)? Also the tree, if parsed.
 
-    The key's bytes live only in this frame, which never raises: no traceback shows them.
+    The key's bytes sit in a plain local only here, and this frame never raises.
     """
-    key = _key(secret)
+    key = holder.reveal()
     if hmac.compare_digest(hmac.new(key, body, hashlib.sha256).hexdigest().encode(), given):
-        return True, tree
-    if tree is None:
-        try:
-            tree = _decode(body)
-        except InvalidPayloadError:
-            return False, None
+        return True, None
+    try:
+        tree = _decode(body)
+    except InvalidPayloadError:
+        return False, None
     compact = _compact(tree)
     if compact is None or compact == body:
         return False, tree
@@ -482,21 +508,38 @@ def _signature(signature: str | None) -> bytes:
     return text.encode("ascii")
 
 
-def _key(secret: object) -> bytes:
-    if isinstance(secret, Secret):
-        # A Secret is built with a str; a bytes one is accepted too, for the holder's sake.
-        value: object = secret.reveal()
-    else:
-        value = secret
+class _Key:
+    """The HMAC key's bytes, out of ``repr`` (like :class:`~acquire_async._secrets.Secret`)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bytes) -> None:
+        self._value = value
+
+    def reveal(self) -> bytes:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "_Key(**********)"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a webhook key cannot be pickled")
+
+
+def _hold(secret: object) -> _Key | None:
+    """``secret`` (str, bytes or a Secret) as a :class:`_Key`; ``None`` for ``None``."""
+    if secret is None:
+        return None
+    value = secret.reveal() if isinstance(secret, Secret) else secret
     if isinstance(value, str):
-        key = value.encode("utf-8")
-    elif isinstance(value, (bytes, bytearray)):
-        key = bytes(value)
-    else:
-        raise TypeError(f"secret must be a str or bytes, not {type(value).__name__}")
-    if not key:
-        raise ValueError("secret is empty")
-    return key
+        if not value:
+            raise ValueError("secret is empty")
+        return _Key(value.encode("utf-8"))
+    if isinstance(value, (bytes, bytearray)):
+        if not value:
+            raise ValueError("secret is empty")
+        return _Key(bytes(value))
+    raise TypeError(f"secret must be a str or bytes, not {type(value).__name__}")
 
 
 def _body(body: object) -> bytes:
@@ -562,38 +605,47 @@ def construct_event(
             return Response(status_code=exc.http_status)
     """
     body = _body(body)
+    key = _hold(secret)
+    del secret  # see verify_signature
+    _signature_type(signature)
+    _check_max_body(max_body)
+    _check_content_type_type(content_type)
     _check_size(body, max_body)
     _check_content_type(content_type)
-    if secret is None:
-        _signature_type(signature)
+    if key is None:
         return _event(_decode(body), body)
-    _key(secret)
-    given = _signature(signature)
-    ok, tree = _signed(body, given, secret, None)
-    if not ok:
-        del secret
-        raise InvalidSignatureError("the x-acquire-signature header does not match the body")
+    problem, tree = _verify(body, signature, key)
+    if problem is not None:
+        raise InvalidSignatureError(problem)
     return _event(_decode(body) if tree is None else tree, body)
 
 
-def _check_size(body: bytes, max_body: int) -> None:
+def _check_max_body(max_body: int) -> None:
     if isinstance(max_body, bool) or not isinstance(max_body, int):
         raise TypeError(f"max_body must be an int, not {type(max_body).__name__}")
     if max_body < 1:
         raise ValueError(f"max_body must be at least 1, not {max_body}")
+
+
+def _check_content_type_type(content_type: str | None) -> None:
+    if content_type is not None and not isinstance(content_type, str):
+        raise TypeError(f"content_type must be a str or None, not {type(content_type).__name__}")
+
+
+def _check_size(body: bytes, max_body: int) -> None:
+    _check_max_body(max_body)
     if len(body) > max_body:
         raise PayloadTooLargeError(f"the body is {len(body)} bytes, over the {max_body}-byte cap")
 
 
 def _check_content_type(content_type: str | None) -> None:
+    _check_content_type_type(content_type)
     if content_type is None:
         return
-    if not isinstance(content_type, str):
-        raise TypeError(f"content_type must be a str or None, not {type(content_type).__name__}")
     media = content_type.partition(";")[0].strip().lower()
     if media != _JSON:
-        # Echoed only when it looks like a media type: a header is the sender's text.
-        shown = repr(media) if _MEDIA_TYPE.fullmatch(media) else "of this delivery"
+        # Only a well-known type is echoed: the header is the sender's text, not ours to log.
+        shown = repr(media) if media in _ECHOED_TYPES else "of this delivery"
         raise UnsupportedContentTypeError(
             f"the content type {shown} is not application/json (set the webhook's format to JSON)"
         )
