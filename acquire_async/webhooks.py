@@ -39,11 +39,11 @@ detected by the protocol; de-duplicate on ``(event, case_id, fingerprint)``.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import hmac
 import json
 import re
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any, Final, NoReturn
 
@@ -707,12 +707,14 @@ def _event(tree: Any, body: bytes) -> WebhookEvent:
     builder = _BUILDERS.get(name)
     if builder is None:
         return UnknownEvent(
-            event=name, case_id=_lenient_id(data.get("caseId")), data=data, fingerprint=fingerprint
+            event=name, case_id=_lenient_id(data, "caseId"), data=data, fingerprint=fingerprint
         )
     return builder(name, data, path, fingerprint)
 
 
 # Field readers: a present field of the wrong type is an InvalidPayloadError naming it.
+# Field readers: ``obj[key]`` read at ``where`` (a JSON path); a present field of the wrong
+# type is an InvalidPayloadError naming it. The path is only formatted for an error.
 
 
 def _kind(value: Any) -> str:
@@ -729,51 +731,62 @@ def _kind(value: Any) -> str:
     return "object"
 
 
-def _wrong(path: str, expected: str, value: Any) -> InvalidPayloadError:
+def _path(where: str, key: str) -> str:
+    return f"{where}.{key}" if key.isidentifier() else f"{where}[{key!r}]"
+
+
+def _wrong(where: str, key: str, expected: str, value: Any) -> InvalidPayloadError:
+    path = _path(where, key)
     return InvalidPayloadError(f"{path} must be {expected}, not {_kind(value)}", path=path)
 
 
-def _id(value: Any, path: str) -> int | None:
+def _id(obj: dict[str, Any], key: str, where: str) -> int | None:
     """An id: an integer or a string of digits within 64 bits (Acquire sends ``"72"``)."""
+    value = obj.get(key)
     if value is None:
         return None
+    if type(value) is str and len(value) < 19 and value.isascii() and value.isdigit():
+        return int(value)  # the common case, always within 64 bits
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
     elif isinstance(value, str) and _ID_TEXT.fullmatch(value):
         number = int(value)
     elif isinstance(value, str):
-        raise InvalidPayloadError(
-            f"{path} must be an id (digits), not a non-numeric string", path=path
-        )
+        path = _path(where, key)
+        raise InvalidPayloadError(f"{path} must be an id (digits), not other text", path=path)
     else:
-        raise _wrong(path, "an id", value)
+        raise _wrong(where, key, "an id", value)
     if not _ID_MIN <= number <= _ID_MAX:
+        path = _path(where, key)
         raise InvalidPayloadError(f"{path} is out of the 64-bit id range", path=path)
     return number
 
 
-def _lenient_id(value: Any) -> int | None:
+def _lenient_id(obj: dict[str, Any], key: str) -> int | None:
     try:
-        return _id(value, "$")
+        return _id(obj, key, "$")
     except InvalidPayloadError:
         return None
 
 
-def _text(value: Any, path: str) -> str | None:
+def _text(obj: dict[str, Any], key: str, where: str) -> str | None:
+    value = obj.get(key)
     if value is None or isinstance(value, str):
         return value
-    raise _wrong(path, "a string", value)
+    raise _wrong(where, key, "a string", value)
 
 
-def _object(value: Any, path: str) -> dict[str, Any] | None:
+def _object(obj: dict[str, Any], key: str, where: str) -> dict[str, Any] | None:
+    value = obj.get(key)
     if value is None or isinstance(value, dict):
         return value
-    raise _wrong(path, "an object", value)
+    raise _wrong(where, key, "an object", value)
 
 
-def _json_object(value: Any, path: str) -> dict[str, Any] | None:
+def _json_object(obj: dict[str, Any], key: str, where: str) -> dict[str, Any] | None:
     """An object, or (v1) a string holding one; any other string (``""``, ``"null"``, text that
     is not JSON) reads as ``None``, its text kept in ``data``."""
+    value = obj.get(key)
     if isinstance(value, str):
         if not value.lstrip().startswith("{"):
             return None
@@ -782,12 +795,14 @@ def _json_object(value: Any, path: str) -> dict[str, Any] | None:
         except InvalidPayloadError:
             return None  # not JSON after all: the text stays in ``data``
         return nested if isinstance(nested, dict) else None
-    return _object(value, path)
+    return _object(obj, key, where)
 
 
-def _date(value: Any, path: str) -> tuple[datetime | None, str | None]:
-    text = _text(value, path)
-    return (None if text is None else parse_date(text)), text
+def _date(obj: dict[str, Any], key: str, where: str) -> tuple[datetime | None, str | None]:
+    text = _text(obj, key, where)
+    if text is None:
+        return None, None
+    return (_cached_date(text) if len(text) <= _DATE_MAX else None), text
 
 
 def _field_text(fields: dict[str, Any] | None, key: str) -> str | None:
@@ -855,90 +870,103 @@ def parse_date(text: str) -> datetime | None:
     return None
 
 
+# A transcript repeats the same few timestamps: parsing each text once saves most of the
+# cost. Bounded, and datetimes are immutable, so sharing them is safe.
+@functools.lru_cache(maxsize=4096)
+def _cached_date(text: str) -> datetime | None:
+    return parse_date(text)
+
+
+_DATE_MAX: Final = 120
+
+
 # --------------------------------------------------------------------------- builders
 
 
-def _message(value: Any, path: str) -> WebhookMessage:
+def _message(value: Any, where: str) -> WebhookMessage:
     if not isinstance(value, dict):
-        raise _wrong(path, "an object", value)
-    date, raw = _date(value.get("dateCreated"), f"{path}.dateCreated")
+        raise InvalidPayloadError(f"{where} must be an object, not {_kind(value)}", path=where)
+    date, raw = _date(value, "dateCreated", where)
     seen = value.get("seen")
     return WebhookMessage(
-        id=_id(value.get("id"), f"{path}.id"),
-        channel=_text(value.get("channel"), f"{path}.channel"),
-        sender_id=_id(value.get("senderId"), f"{path}.senderId"),
-        sender_type=_text(value.get("senderType"), f"{path}.senderType"),
-        type=_text(value.get("type"), f"{path}.type"),
-        message=_text(value.get("message"), f"{path}.message"),
-        seen=True if seen in ("yes", True) else False if seen in ("no", False) else None,
+        id=_id(value, "id", where),
+        channel=_text(value, "channel", where),
+        sender_id=_id(value, "senderId", where),
+        sender_type=_text(value, "senderType", where),
+        type=_text(value, "type", where),
+        message=_text(value, "message", where),
+        seen=True
+        if seen is True or seen == "yes"
+        else False
+        if seen is False or seen == "no"
+        else None,
         date_created=date,
         date_created_raw=raw,
     )
 
 
-def _case_status(name: str, data: dict[str, Any], path: str, fingerprint: str) -> WebhookEvent:
-    contact_data = _object(data.get("contact"), f"{path}.contact")
+def _case_status(name: str, data: dict[str, Any], where: str, fingerprint: str) -> WebhookEvent:
+    contact_data = _object(data, "contact", where)
     contact = None
     if contact_data is not None:
+        inner = f"{where}.contact"
         contact = WebhookContact(
-            id=_id(contact_data.get("id"), f"{path}.contact.id"),
-            fields=_object(contact_data.get("fields"), f"{path}.contact.fields"),
+            id=_id(contact_data, "id", inner), fields=_object(contact_data, "fields", inner)
         )
     messages = data.get("messages")
     if messages is not None and not isinstance(messages, list):
-        raise _wrong(f"{path}.messages", "an array", messages)
+        raise _wrong(where, "messages", "an array", messages)
     return CaseStatusEvent(
         event=name,
-        case_id=_id(data.get("caseId"), f"{path}.caseId"),
-        status=_text(data.get("status"), f"{path}.status"),
+        case_id=_id(data, "caseId", where),
+        status=_text(data, "status", where),
         data=data,
         fingerprint=fingerprint,
         contact=contact,
-        messages=tuple(_message(item, f"{path}.messages[{i}]") for i, item in _items(messages)),
-        fields=_object(data.get("fields"), f"{path}.fields"),
+        messages=tuple(
+            _message(item, f"{where}.messages[{index}]")
+            for index, item in enumerate(messages or ())
+        ),
+        fields=_object(data, "fields", where),
     )
 
 
-def _items(values: list[Any] | None) -> Iterator[tuple[int, Any]]:
-    return enumerate(values or ())
-
-
-def _case_user(name: str, data: dict[str, Any], path: str, fingerprint: str) -> WebhookEvent:
+def _case_user(name: str, data: dict[str, Any], where: str, fingerprint: str) -> WebhookEvent:
     cls = CaseInviteEvent if name == EventName.CASE_INVITE.value else CaseJoinedEvent
     return cls(
         event=name,
-        case_id=_id(data.get("caseId"), f"{path}.caseId"),
+        case_id=_id(data, "caseId", where),
         data=data,
         fingerprint=fingerprint,
-        user_id=_id(data.get("userId"), f"{path}.userId"),
+        user_id=_id(data, "userId", where),
     )
 
 
-def _message_new(name: str, data: dict[str, Any], path: str, fingerprint: str) -> WebhookEvent:
+def _message_new(name: str, data: dict[str, Any], where: str, fingerprint: str) -> WebhookEvent:
     raw = data.get("message")
     message = None
     if isinstance(raw, dict):
-        message = _message(raw, f"{path}.message")
+        message = _message(raw, f"{where}.message")
     elif isinstance(raw, str):
-        message = _message(data, path)  # a flat body: data is the message
+        message = _message(data, where)  # a flat body: data is the message
     elif raw is not None:
-        raise _wrong(f"{path}.message", "an object or a string", raw)
-    case_id = _id(data.get("caseId"), f"{path}.caseId")
+        raise _wrong(where, "message", "an object or a string", raw)
+    case_id = _id(data, "caseId", where)
     if case_id is None and isinstance(raw, dict):
-        case_id = _id(raw.get("caseId"), f"{path}.message.caseId")
+        case_id = _id(raw, "caseId", f"{where}.message")
     return MessageNewEvent(
         event=name, case_id=case_id, data=data, fingerprint=fingerprint, message=message
     )
 
 
-def _chat_common(name: str, data: dict[str, Any], path: str) -> dict[str, Any]:
-    key = "id" if "id" in data else " id"  # the published CHAT_ON_START spells it " id"
-    created, created_raw = _date(data.get("date_created"), f"{path}.date_created")
-    updated, updated_raw = _date(data.get("date_updated"), f"{path}.date_updated")
+def _chat_common(name: str, data: dict[str, Any], where: str) -> dict[str, Any]:
+    created, created_raw = _date(data, "date_created", where)
+    updated, updated_raw = _date(data, "date_updated", where)
     return {
         "event": name,
-        "case_id": _id(data.get(key), f"{path}.id" if key == "id" else f"{path}[' id']"),
-        "status": _text(data.get("status"), f"{path}.status"),
+        # The published CHAT_ON_START spells the key " id".
+        "case_id": _id(data, "id" if "id" in data else " id", where),
+        "status": _text(data, "status", where),
         "date_created": created,
         "date_created_raw": created_raw,
         "date_updated": updated,
@@ -946,44 +974,44 @@ def _chat_common(name: str, data: dict[str, Any], path: str) -> dict[str, Any]:
     }
 
 
-def _chat_start(name: str, data: dict[str, Any], path: str, fingerprint: str) -> WebhookEvent:
+def _chat_start(name: str, data: dict[str, Any], where: str, fingerprint: str) -> WebhookEvent:
     return ChatStartEvent(
-        **_chat_common(name, data, path),
+        **_chat_common(name, data, where),
         data=data,
         fingerprint=fingerprint,
-        details=_object(data.get("details"), f"{path}.details"),
+        details=_object(data, "details", where),
     )
 
 
-def _chat_accept(name: str, data: dict[str, Any], path: str, fingerprint: str) -> WebhookEvent:
+def _chat_accept(name: str, data: dict[str, Any], where: str, fingerprint: str) -> WebhookEvent:
     return ChatAcceptEvent(
-        **_chat_common(name, data, path),
+        **_chat_common(name, data, where),
         data=data,
         fingerprint=fingerprint,
-        user=_object(data.get("user"), f"{path}.user"),
+        user=_object(data, "user", where),
     )
 
 
-def _chat_message(name: str, data: dict[str, Any], path: str, fingerprint: str) -> WebhookEvent:
-    picked, picked_raw = _date(data.get("date_picked"), f"{path}.date_picked")
+def _chat_message(name: str, data: dict[str, Any], where: str, fingerprint: str) -> WebhookEvent:
+    picked, picked_raw = _date(data, "date_picked", where)
     return ChatMessageEvent(
-        **_chat_common(name, data, path),
+        **_chat_common(name, data, where),
         data=data,
         fingerprint=fingerprint,
-        message=_json_object(data.get("message"), f"{path}.message"),
+        message=_json_object(data, "message", where),
         date_picked=picked,
         date_picked_raw=picked_raw,
     )
 
 
-def _chat_close(name: str, data: dict[str, Any], path: str, fingerprint: str) -> WebhookEvent:
-    picked, picked_raw = _date(data.get("date_picked"), f"{path}.date_picked")
+def _chat_close(name: str, data: dict[str, Any], where: str, fingerprint: str) -> WebhookEvent:
+    picked, picked_raw = _date(data, "date_picked", where)
     return ChatCloseEvent(
-        **_chat_common(name, data, path),
+        **_chat_common(name, data, where),
         data=data,
         fingerprint=fingerprint,
-        users=_json_object(data.get("users"), f"{path}.users"),
-        by=_text(data.get("by"), f"{path}.by"),
+        users=_json_object(data, "users", where),
+        by=_text(data, "by", where),
         date_picked=picked,
         date_picked_raw=picked_raw,
     )

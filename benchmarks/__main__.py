@@ -6,6 +6,7 @@ Usage (from the repository root)::
     python -m benchmarks --smoke               # tiny sizes, 1 repeat: proves it runs (< 30 s)
     python -m benchmarks --only decode,memory  # a subset
     python -m benchmarks --only scaleout       # processes, RedisThrottle, the worker fleet
+    python -m benchmarks --only webhooks       # verify + parse of a signed webhook delivery
     python -m benchmarks --repeats 9 --output-dir /tmp/bench
 
 Progress goes to stderr; the report to stdout and ``<output-dir>/latest.md`` and
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import decode, latency, memory, scaleout, throughput
+from . import decode, latency, memory, scaleout, throughput, webhooks
 from ._common import REPO_ROOT, Config
 from ._report import Section, environment, to_markdown, write
 
@@ -31,6 +32,7 @@ SECTIONS: dict[str, Callable[[Config, Callable[[str], None]], Section]] = {
     "latency": latency.run,
     "memory": memory.run,
     "scaleout": scaleout.run,
+    "webhooks": webhooks.run,
 }
 DEFAULT_OUTPUT = REPO_ROOT / "benchmarks" / "results"
 

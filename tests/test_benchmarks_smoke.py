@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("decode", "throughput", "latency", "memory", "scaleout")
+SECTIONS = ("decode", "throughput", "latency", "memory", "scaleout", "webhooks")
 # Contenders that need nothing beyond the SDK's own dependencies: they must always have numbers.
 ALWAYS = {
     "decode": "json.loads → dict",
@@ -24,6 +24,7 @@ ALWAYS = {
     "latency": "raw aiohttp",
     "memory": "raw aiohttp",
     "scaleout": "LocalThrottle, no limit",
+    "webhooks": "construct_event (verify + parse)",
 }
 
 
