@@ -20,6 +20,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -35,7 +36,7 @@ from acquire_async.testing import (
     WebhookFaults,
 )
 from acquire_async.testing._events import encode_event, js_date
-from acquire_async.testing._webhooks import sign_body
+from acquire_async.webhooks import CaseInviteEvent, CaseStatusEvent, construct_event, sign
 
 NOW = datetime(2021, 3, 24, 10, 44, 48, 538000, tzinfo=timezone.utc)
 JS_DATE = re.compile(
@@ -45,31 +46,15 @@ JS_DATE = re.compile(
 SECRET = "s3cret-webhook-key"
 FAST = WebhookFaults(retries=2, retry_delay=0.01)
 
-# The published delivery (webhook-api/webhooks/README.md@408cd38, 2021-03-05), whole: the
-# shape the emulator's case:status must have. Also in ../shared/spec/webhook-examples/.
+# The published delivery (webhook-api/webhooks/README.md@408cd38, 2021-03-05): the shape the
+# emulator's case:status must have.
 PUBLISHED_CASE_STATUS: dict[str, Any] = json.loads(
-    """
-{"event": "case:status", "data": {"caseId": "72", "status": "closed", "fields": {},
- "contact": {"id": "5", "fields": {"name": "Jhon", "email": "jhone@test.com",
-  "phone": "62626226", "city": "", "state": "", "countryId": "517", "ip": "103.156.142.2"}},
- "messages": [
-  {"id": "323", "channel": "chat", "senderId": "5", "senderType": "contact", "type": "event",
-   "message": "This thread has been reactivated.", "seen": "yes",
-   "dateCreated": "Wed Mar 03 2021 10:19:49 GMT+0000 (Coordinated Universal Time)"},
-  {"id": "324", "channel": "chat", "senderId": "5", "senderType": "contact", "type": "message",
-   "message": "dasdas", "seen": "yes",
-   "dateCreated": "Wed Mar 03 2021 10:19:49 GMT+0000 (Coordinated Universal Time)"},
-  {"id": "325", "channel": "chat", "senderId": "5", "senderType": "contact", "type": "event",
-   "message": "You're being transferred to one of our agents, they'll be with you shortly.",
-   "seen": "yes",
-   "dateCreated": "Wed Mar 03 2021 10:19:50 GMT+0000 (Coordinated Universal Time)"},
-  {"id": "326", "channel": "chat", "senderId": "1", "senderType": "user", "type": "event",
-   "message": "Surendra Suthar just joined this thread.", "seen": "yes",
-   "dateCreated": "Wed Mar 03 2021 10:19:53 GMT+0000 (Coordinated Universal Time)"},
-  {"id": "327", "channel": "chat", "senderId": "1", "senderType": "user", "type": "event",
-   "message": "The thread has been closed by Surendra Suthar.", "seen": "yes",
-   "dateCreated": "Wed Mar 03 2021 10:20:23 GMT+0000 (Coordinated Universal Time)"}]}}
-"""
+    (
+        Path(__file__).parent
+        / "fixtures"
+        / "webhook-examples"
+        / "case.status__2021-03-05_408cd38.json"
+    ).read_text()
 )
 
 
@@ -223,11 +208,34 @@ async def test_a_delivery_is_signed_over_its_exact_bytes(
     assert delivery.delivered and not delivery.given_up
 
 
+async def test_the_sdk_verifies_and_parses_every_delivery(
+    fake: FakeAcquire, receiver: Receiver
+) -> None:
+    fake.add_webhook(receiver.url, secret=SECRET)
+    fake.mark_joined(1000)
+    fake.invite(1001)
+    await fake.webhooks_idle(timeout=5)
+    events = [
+        construct_event(
+            r.body,
+            r.headers.get("x-acquire-signature"),
+            SECRET,
+            content_type=r.headers.get("Content-Type"),
+        )
+        for r in receiver.received
+    ]
+    by_kind = {type(event): event for event in events}
+    status = by_kind[CaseStatusEvent]
+    invite = by_kind[CaseInviteEvent]
+    assert (status.event, status.case_id, status.status) == ("case:status", 1000, "active")
+    assert (invite.event, invite.case_id) == ("user:case-invite", 1001)
+
+
 def test_the_signature_matches_the_node_reference_vector() -> None:
     # Derived from the docs' Node code over the published example (not published itself).
     body = encode_event(PUBLISHED_CASE_STATUS["event"], PUBLISHED_CASE_STATUS["data"])
     assert len(body) == 1375
-    assert sign_body(body, b"string") == (
+    assert sign(body, "string") == (
         "d521565853aa8d1c470832ea351f9ba0a5e4d5043d1a8f51528a22959e1bb473"
     )
 
@@ -370,8 +378,8 @@ async def test_several_webhooks_and_removing_one(fake: FakeAcquire, receiver: Re
         "/acquire/hooks/2",
     ]
     for got in receiver.received:
-        key = b"two" if got.path.endswith("/2") else b"one"
-        assert got.headers["x-acquire-signature"] == sign_body(got.body, key)
+        key = "two" if got.path.endswith("/2") else "one"
+        assert got.headers["x-acquire-signature"] == sign(got.body, key)
 
     fake.remove_webhook(second)
     with pytest.raises(ValueError, match="not registered"):
@@ -561,7 +569,7 @@ async def test_close_with_deliveries_pending_is_clean(
 
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
         warnings.simplefilter("always")
-        await fake.close()
+        await asyncio.wait_for(fake.close(), 5)  # pending deliveries are cancelled, not awaited
         await fake.close()  # idempotent
         await fake.webhooks_idle(timeout=1)  # nothing pending any more
         await asyncio.sleep(0)
@@ -626,6 +634,7 @@ def test_webhook_faults_are_checked(kwargs: dict[str, Any], error: type, name: s
         (("ftp://127.0.0.1/",), {}, ValueError, "url"),
         (("/relative",), {}, ValueError, "url"),
         (("http://127.0.0.1/",), {"secret": 5}, TypeError, "secret"),
+        (("http://127.0.0.1/",), {"secret": b"key"}, TypeError, "secret"),
         (("http://127.0.0.1/",), {"secret": ""}, ValueError, "secret"),
         (("http://127.0.0.1/",), {"events": "case:status"}, TypeError, "events"),
         (("http://127.0.0.1/",), {"events": []}, ValueError, "events"),

@@ -19,8 +19,6 @@ Every attempt is recorded as a :class:`Delivery`, after it is answered.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import itertools
 import math
 import random
@@ -31,22 +29,19 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from acquire_async._secrets import Secret
+from acquire_async.webhooks import SIGNATURE_HEADER, sign
+
 from ._events import encode_event
 from ._faults import _probability
 
-__all__ = ["Delivery", "Webhook", "WebhookDispatcher", "WebhookFaults", "sign_body"]
+__all__ = ["Delivery", "Webhook", "WebhookDispatcher", "WebhookFaults"]
 
-SIGNATURE_HEADER = "x-acquire-signature"
 # Invented: Acquire documents no User-Agent; this one says who is calling.
 _USER_AGENT = "acquire-async-emulator"
 # The answer's body is never needed; read at most this much so a hostile receiver can't make
 # the emulator buffer without bound.
 _MAX_ANSWER = 65_536
-
-
-def sign_body(body: bytes, secret: bytes) -> str:
-    """Lowercase hex HMAC-SHA256 of ``body``: the docs' Node reference, over these bytes."""
-    return hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
 def _non_negative(name: str, value: object) -> float:
@@ -156,7 +151,8 @@ class Delivery:
 class Webhook:
     """A webhook registered with ``FakeAcquire.add_webhook``: URL, events, faults, secret.
 
-    The secret is held as bytes and never shown: ``repr`` says only ``signed`` or ``unsigned``.
+    The secret is held in a ``Secret`` and never shown: ``repr`` says only ``signed`` or
+    ``unsigned``.
 
     Example::
 
@@ -168,7 +164,7 @@ class Webhook:
         self,
         url: str,
         *,
-        secret: str | bytes | None,
+        secret: str | None,
         events: tuple[str, ...],
         faults: WebhookFaults,
         concurrency: int,
@@ -184,7 +180,7 @@ class Webhook:
         """At most this many of its deliveries are in flight at once."""
         self.timeout = timeout
         """Seconds an attempt may take before it counts as failed."""
-        self._secret = secret.encode("utf-8") if isinstance(secret, str) else secret
+        self._secret = Secret(secret) if secret is not None else None
         self._rng = random.Random(faults.seed)
         self._slots: asyncio.Semaphore | None = None
 
@@ -195,7 +191,8 @@ class Webhook:
 
     def signature(self, body: bytes) -> str | None:
         """The ``x-acquire-signature`` of ``body`` for this webhook, or ``None`` if unsigned."""
-        return sign_body(body, self._secret) if self._secret is not None else None
+        # The SDK's own sign(): the receiver's verify_signature is its inverse by construction.
+        return sign(body, self._secret) if self._secret is not None else None
 
     def __repr__(self) -> str:
         signed = "signed" if self.signed else "unsigned"
@@ -266,7 +263,7 @@ class WebhookDispatcher:
         self,
         url: str,
         *,
-        secret: str | bytes | None,
+        secret: str | None,
         events: Iterable[str],
         faults: WebhookFaults | None,
         concurrency: int,
@@ -274,7 +271,7 @@ class WebhookDispatcher:
     ) -> Webhook:
         """Register a webhook; see ``FakeAcquire.add_webhook``."""
         url = check_url(url)
-        if secret is not None and not isinstance(secret, (str, bytes)):
+        if secret is not None and not isinstance(secret, str):
             raise TypeError(f"secret must be a str or None, not {type(secret).__name__}")
         if secret is not None and not secret:
             raise ValueError("secret must not be empty (None sends deliveries unsigned)")
