@@ -7,6 +7,7 @@ in the emulator (or the other way round).
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import gc
 import hashlib
@@ -28,6 +29,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from acquire_async import AcquireClient
+from acquire_async.bot import Bot
 from acquire_async.testing import (
     DEFAULT_API_KEY,
     Delivery,
@@ -668,3 +671,53 @@ def test_invite_and_deliver_arguments_are_checked() -> None:
         fake.deliver("", {})
     with pytest.raises(TypeError, match="data"):
         fake.deliver("x", [])  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- with the SDK's bot
+
+
+async def test_a_bot_joins_and_greets_what_the_emulator_announces() -> None:
+    # The example of docs/testing.md#webhooks, as written there.
+    async with FakeAcquire(cases=3) as fake:
+        async with AcquireClient(api_key=fake.api_key, base_url=fake.base_url) as client:
+            bot = Bot(client, "s3cret", greeting="Hello! How can I help?")
+            runner = web.AppRunner(bot.app(path="/acquire"))
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            port = runner.addresses[0][1]
+            fake.add_webhook(
+                f"http://127.0.0.1:{port}/acquire",
+                secret="s3cret",
+                faults=WebhookFaults(duplicate=1.0, seed=1),  # every delivery sent twice
+            )
+            fake.invite(1000)
+            fake.add_case(status="pending")  # case:status "pending" (assumed for a new case)
+            await fake.webhooks_idle(timeout=5)  # the bot answered: its work may still run
+            await runner.cleanup()  # stops the bot, after its work is done
+        assert fake.is_joined(1000) and fake.is_joined(1003)
+        assert len(fake.messages(1000)) == 1  # greeted once, though invited twice
+        assert len(fake.messages(1003)) == 1
+
+
+def test_the_documented_example_is_this_file() -> None:
+    docs = (Path(__file__).parents[1] / "docs" / "testing.md").read_text()
+    section = docs.split("## Webhooks", 1)[1]
+    example = re.search(r"```python\n(.+?)```", section, re.DOTALL)
+    assert example is not None
+    documented = ast.parse(example.group(1))
+    here = ast.parse(Path(__file__).read_text())
+    functions = {node.name: node for node in here.body if isinstance(node, ast.AsyncFunctionDef)}
+    imported = {
+        (node.module, alias.name)
+        for node in here.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    for node in documented.body:
+        if isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                assert (node.module, alias.name) in imported, alias.name
+        else:
+            assert isinstance(node, ast.AsyncFunctionDef)
+            # ast.dump leaves out line numbers and comments: the code must match.
+            assert ast.dump(node) == ast.dump(functions[node.name]), f"{node.name} differs"
