@@ -39,6 +39,7 @@ from acquire_async.testing import (
     WebhookFaults,
 )
 from acquire_async.testing._events import encode_event, js_date
+from acquire_async.testing._serve import announce_webhook, describe
 from acquire_async.webhooks import CaseInviteEvent, CaseStatusEvent, construct_event, sign
 
 NOW = datetime(2021, 3, 24, 10, 44, 48, 538000, tzinfo=timezone.utc)
@@ -721,3 +722,23 @@ def test_the_documented_example_is_this_file() -> None:
             assert isinstance(node, ast.AsyncFunctionDef)
             # ast.dump leaves out line numbers and comments: the code must match.
             assert ast.dump(node) == ast.dump(functions[node.name]), f"{node.name} differs"
+
+
+async def test_announce_webhook_for_a_separate_bot(receiver: Receiver) -> None:
+    # What serve(webhook=...) does, before the emulator starts.
+    fake = FakeAcquire(cases=3)
+    fake.close_case(1002)
+    announce_webhook(fake, receiver.url, secret=SECRET, invite=True)
+    async with fake:
+        lines = describe(fake, default_key=True)
+        await fake.webhooks_idle(timeout=5)
+    assert sorted((r.json()["event"], r.json()["data"]["caseId"]) for r in receiver.received) == [
+        ("case:status", "1000"),
+        ("case:status", "1001"),
+        ("case:status", "1002"),
+        ("user:case-invite", "1000"),
+        ("user:case-invite", "1001"),
+    ]
+    assert f"  webhook: {receiver.url} (case:status, user:case-invite; signed)" in lines
+    assert SECRET not in "\n".join(lines)
+    assert fake.webhooks[0].faults.retry_delay == 1.0  # a bot may start a moment later
