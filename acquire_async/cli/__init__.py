@@ -8,7 +8,10 @@ stays lean. Commands:
 - ``message CASE_ID TEXT``: post one message (never sent twice); one JSON line.
 - ``reject CASE_ID…``, ``close CASE_ID…``: one call per case, in turn; one JSON line each.
 - ``serve``: the emulator (``acquire_async.testing.FakeAcquire``) for manual testing.
-- ``demo``: the emulator with 1,000 waiting cases and light faults, joined over real HTTP.
+- ``demo``: the emulator with 1,000 waiting cases and light faults, joined over real HTTP;
+  ``demo bot``: the webhook loop on the emulator (invites delivered, the bot joins and greets).
+- ``bot``: receive Acquire's signed webhooks; join (and greet) the chats they announce; one
+  JSON line per thing done (``_bot``).
 - ``enqueue``, ``worker``, ``results``, ``queue``, ``dead`` (the ``redis`` extra too): put ids
   on a Redis queue, run worker processes that join them, read each id's result, watch the
   counts (``--wait``), list or requeue the dead letters (``_queue``).
@@ -21,7 +24,8 @@ The API key is read from ``ACQUIRE_API_KEY`` or ``--api-key-file`` and never pri
 Modules: ``_input`` (ids, the stoppable source, ``--resume``), ``_output`` (JSON lines, the
 table, the summary, safe terminal text), ``_run`` (a bulk run or one call per id, their
 signals, the progress), ``_account`` (the account options, the key, the client), ``_join``,
-``_operations``, ``_emulator`` and ``_queue`` (the commands), ``_common`` (exit statuses, errors).
+``_operations``, ``_emulator``, ``_bot`` and ``_queue`` (the commands), ``_common`` (exit
+statuses, errors).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import click as _click
 
 from acquire_async._version import __version__
 
+from ._bot import bot, demo_bot
 from ._common import Group
 from ._emulator import demo, serve
 from ._input import load_resume, parse_ids
@@ -66,6 +71,8 @@ main.add_command(reject)
 main.add_command(close)
 main.add_command(serve)
 main.add_command(demo)
+demo.add_command(demo_bot)
+main.add_command(bot)
 main.add_command(enqueue)
 main.add_command(worker)
 main.add_command(results)

@@ -1,4 +1,5 @@
-"""``acquire-async serve`` (the emulator in the foreground) and ``acquire-async demo``."""
+"""``acquire-async serve`` (the emulator in the foreground) and ``acquire-async demo``
+(``demo bot``, the webhook loop, is in ``_bot``)."""
 
 from __future__ import annotations
 
@@ -121,12 +122,19 @@ def serve(
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--cases", default=1000, show_default=True, type=click.IntRange(1, 1_000_000))
 @click.option("--concurrency", default=64, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--seed", default=2021, show_default=True, type=int)
-def demo(cases: int, concurrency: int, seed: int) -> None:
-    """Join waiting cases on a local emulator with light faults, over real HTTP."""
+@click.pass_context
+def demo(ctx: click.Context, cases: int, concurrency: int, seed: int) -> None:
+    """Join waiting cases on a local emulator with light faults, over real HTTP.
+
+    ``demo bot`` shows the webhook loop instead: a bot joins and greets the cases it is
+    invited to.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from acquire_async.testing import FakeAcquire, Faults
 
     faults = Faults(

@@ -1,0 +1,211 @@
+"""``acquire-async bot`` and ``acquire-async demo bot``, end to end.
+
+The bot runs as a subprocess (``python -m acquire_async bot``) against a ``FakeAcquire`` on
+the test's loop; the emulator delivers signed webhooks to it over loopback, as Acquire would.
+The test reads the emulator's store afterwards (joined? greeted how often?) and the bot's
+JSON lines. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+from typing import Any
+
+import pytest
+
+from acquire_async.testing import DEFAULT_API_KEY, FakeAcquire, WebhookFaults
+
+CLI = [sys.executable, "-m", "acquire_async"]
+SECRET = "whsec-cli-test-0123456789"
+TIMEOUT = 30.0
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals"),
+]
+
+
+def bot_env(secret: str | None = SECRET) -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("ACQUIRE_API_KEY", "ACQUIRE_ACCOUNT_ID", "ACQUIRE_WEBHOOK_SECRET"):
+        env.pop(name, None)
+    env["PYTHONIOENCODING"] = "utf-8"
+    env["ACQUIRE_API_KEY"] = DEFAULT_API_KEY
+    if secret is not None:
+        env["BOT_SECRET"] = secret
+    return env
+
+
+async def start_bot(*args: str, env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
+    """Start the bot on a free port; return it and the URL its banner names."""
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        "bot",
+        "--port",
+        "0",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stderr is not None
+    seen = []
+    for _ in range(5):  # a warning (signatures off) may come first
+        line = (await asyncio.wait_for(proc.stderr.readline(), TIMEOUT)).decode()
+        seen.append(line)
+        match = re.search(r"listening on (http://\S+);", line)
+        if match is not None:
+            return proc, match.group(1)
+    proc.kill()
+    await proc.wait()
+    pytest.fail(f"no banner: {seen!r}")
+
+
+async def stop_bot(proc: asyncio.subprocess.Process) -> tuple[int, list[dict[str, Any]], str]:
+    proc.send_signal(signal.SIGTERM)
+    out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    assert proc.returncode is not None
+    records = [json.loads(line) for line in out.decode().splitlines()]
+    return proc.returncode, records, err.decode()
+
+
+async def test_the_bot_joins_and_greets_each_invited_case_once() -> None:
+    ids = list(range(1000, 1040))
+    async with FakeAcquire(cases=len(ids)) as fake:
+        proc, url = await start_bot(
+            "--secret-env",
+            "BOT_SECRET",
+            "--greet",
+            "Hello from the bot",
+            "--base-url",
+            fake.base_url,
+            env=bot_env(),
+        )
+        try:
+            fake.add_webhook(
+                url,
+                secret=SECRET,
+                events=("user:case-invite",),
+                faults=WebhookFaults(duplicate=0.3, reorder=0.2, seed=3),
+            )
+            for case_id in ids:
+                fake.invite(case_id)
+            await fake.webhooks_idle(timeout=TIMEOUT)
+            for _ in range(200):  # the bot works after it answers: wait for the greetings
+                if all(len(fake.messages(i)) == 1 for i in ids):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            code, records, err = await stop_bot(proc)
+        assert code == 0, err
+        assert all(fake.is_joined(i) for i in ids)
+        assert [len(fake.messages(i)) for i in ids] == [1] * len(ids)
+        assert fake.messages(ids[0])[0]["message"] == "Hello from the bot"
+        joined = [r for r in records if r["kind"] == "joined"]
+        assert sorted(r["case_id"] for r in joined) == ids
+        assert sum(r["kind"] == "duplicate" for r in records) > 0
+        assert "stopped" in err
+        for text in (json.dumps(records), err):
+            assert SECRET not in text
+            assert DEFAULT_API_KEY not in text
+
+
+async def test_a_delivery_signed_with_another_secret_is_refused() -> None:
+    async with FakeAcquire(cases=3) as fake:
+        proc, url = await start_bot(
+            "--secret-env", "BOT_SECRET", "--base-url", fake.base_url, env=bot_env()
+        )
+        try:
+            fake.add_webhook(
+                url,
+                secret="not-the-secret",
+                events=("user:case-invite",),
+                faults=WebhookFaults(retries=0),
+            )
+            fake.invite(1000)
+            await fake.webhooks_idle(timeout=TIMEOUT)
+        finally:
+            code, records, _ = await stop_bot(proc)
+        assert code == 0
+        assert [d.status for d in fake.deliveries] == [401]
+        assert not fake.is_joined(1000)
+        assert [r["kind"] for r in records] == ["rejected"]
+
+
+async def test_join_on_a_status_and_no_verify() -> None:
+    async with FakeAcquire(cases=0) as fake:
+        proc, url = await start_bot(
+            "--no-verify",
+            "--join-on",
+            "case:status=pending",
+            "--base-url",
+            fake.base_url,
+            env=bot_env(secret=None),
+        )
+        try:
+            fake.add_webhook(url, events=("case:status",))
+            pending = fake.add_case(status="pending")["id"]
+            queued = fake.add_case(status="queue")["id"]
+            await fake.webhooks_idle(timeout=TIMEOUT)
+            for _ in range(200):
+                if fake.is_joined(pending):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            code, _, err = await stop_bot(proc)
+        assert code == 0, err
+        assert fake.is_joined(pending)
+        assert not fake.is_joined(queued)
+
+
+async def _usage_error(*args: str, env: dict[str, str]) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        "bot",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    assert proc.returncode == 2
+    assert out == b""
+    text = err.decode()
+    assert text.startswith("acquire-async: error: ") and text.count("\n") == 1, text
+    return text
+
+
+async def test_usage_errors_are_one_line_before_anything_listens() -> None:
+    no_secret = await _usage_error("--secret-env", "BOT_SECRET", env=bot_env(secret=None))
+    assert "BOT_SECRET" in no_secret and "--no-verify" in no_secret
+    secret = ("--secret-env", "BOT_SECRET")
+    bad_rule = await _usage_error(*secret, "--join-on", "case:status=", env=bot_env())
+    assert "case:status=" in bad_rule and "--join-on" in bad_rule
+    both = await _usage_error(*secret, "--no-join", "--join-on", "user:case-invite", env=bot_env())
+    assert "--no-join" in both
+    path = await _usage_error(*secret, "--path", "acquire", env=bot_env())
+    assert "--path" in path
+
+
+async def test_demo_bot_joins_and_greets_every_case_once() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        "demo",
+        "bot",
+        "--cases",
+        "60",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=bot_env(),
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    text = err.decode()
+    assert proc.returncode == 0, text
+    assert out == b""
+    assert "60 cases: 60 joined, 60 greeted once, 0 greeted twice" in text
+    assert "duplicates without running them again" in text
