@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import sys
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -192,6 +193,27 @@ async def test_usage_errors_are_one_line_before_anything_listens() -> None:
     assert "--path" in path
 
 
+async def test_demo_bot_settles_before_closing() -> None:
+    # With few cases the bot's last joins end after the emulator's deliveries went idle: the
+    # case:status those joins cause must still reach an open bot, not a closing one.
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        "demo",
+        "bot",
+        "--cases",
+        "3",
+        "--records",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=bot_env(),
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    kinds = Counter(json.loads(line)["kind"] for line in out.decode().splitlines())
+    assert kinds["received"] == 3 * 3  # new case, invite, active after the join
+    assert kinds["busy"] == kinds["dropped"] == 0, kinds
+
+
 async def test_demo_bot_joins_and_greets_every_case_once() -> None:
     proc = await asyncio.create_subprocess_exec(
         *CLI,
@@ -199,6 +221,7 @@ async def test_demo_bot_joins_and_greets_every_case_once() -> None:
         "bot",
         "--cases",
         "60",
+        "--records",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=bot_env(),
@@ -206,6 +229,10 @@ async def test_demo_bot_joins_and_greets_every_case_once() -> None:
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     text = err.decode()
     assert proc.returncode == 0, text
-    assert out == b""
+    kinds = Counter(json.loads(line)["kind"] for line in out.decode().splitlines())
+    # The demo waits until the deliveries its own joins cause are in: nothing is refused
+    # as the bot closes, nothing dropped.
+    assert kinds["joined"] == kinds["greeted"] == 60
+    assert kinds["busy"] == kinds["dropped"] == kinds["failed"] == 0, kinds
     assert "60 cases: 60 joined, 60 greeted once, 0 greeted twice" in text
     assert "duplicates without running them again" in text

@@ -271,7 +271,14 @@ def demo_bot(cases: int, seed: int, records: bool) -> None:
                     fake.invite(ids[-1])
                     if number % 50 == 49:
                         await asyncio.sleep(0.01)  # cases arrive over time, not all at once
-                await fake.webhooks_idle(timeout=120)
+                # A join changes the case's status, which is delivered too: settle when a
+                # whole round of waiting brought the bot nothing new.
+                seen = -1
+                while seen != bot.stats.deliveries:
+                    seen = bot.stats.deliveries
+                    await fake.webhooks_idle(timeout=120)
+                    while bot.queued or bot.running:  # noqa: ASYNC110 (no event to await)
+                        await asyncio.sleep(0.01)
                 await bot.aclose(timeout=60)
                 report["seconds"] = time.monotonic() - started
             finally:
