@@ -1,0 +1,76 @@
+"""examples/bot.py runs: started as a process against FakeAcquire, it joins and greets an
+invited case once, runs its handler, and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from acquire_async.testing import FakeAcquire
+from acquire_async.webhooks import SIGNATURE_HEADER, sign
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "bot.py"
+SECRET = "example-bot-test-secret"
+
+
+async def next_record(stdout: asyncio.StreamReader, kind: str) -> dict[str, Any]:
+    """The next JSON line of that kind the bot prints (earlier ones are skipped)."""
+    while True:
+        line = await asyncio.wait_for(stdout.readline(), 20.0)
+        assert line, "the example exited early"
+        record: dict[str, Any] = json.loads(line)
+        if record["kind"] == kind:
+            return record
+
+
+async def post(http: aiohttp.ClientSession, url: str, payload: dict[str, Any]) -> int:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, SECRET)}
+    async with http.post(url, data=body, headers=headers) as response:
+        return response.status
+
+
+@pytest.mark.slow
+async def test_the_example_bot_joins_and_greets_once() -> None:
+    async with FakeAcquire(cases=2) as fake:
+        env = {
+            **os.environ,
+            "ACQUIRE_API_KEY": fake.api_key,
+            "ACQUIRE_BASE_URL": fake.base_url,
+            "ACQUIRE_WEBHOOK_SECRET": SECRET,
+            "ACQUIRE_BOT_PORT": "0",
+            "ACQUIRE_BOT_GREETING": "Hi from the example",
+        }
+        env.pop("ACQUIRE_ACCOUNT_ID", None)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(EXAMPLE), env=env, stdout=asyncio.subprocess.PIPE
+        )
+        assert process.stdout is not None
+        try:
+            port = (await next_record(process.stdout, "listening"))["port"]
+            url = f"http://127.0.0.1:{port}/acquire"
+            invite = {"event": "user:case-invite", "data": {"caseId": "1000", "userId": "25"}}
+            async with aiohttp.ClientSession() as http:
+                assert await post(http, url, invite) == 200
+                greeted = await next_record(process.stdout, "greeted")
+                assert greeted["case_id"] == 1000
+                assert await post(http, url, invite) == 200  # redelivered: not run again
+                closed = {"event": "case:status", "data": {"caseId": "1000", "status": "closed"}}
+                assert await post(http, url, closed) == 200
+                assert (await next_record(process.stdout, "closed"))["case_id"] == 1000
+            assert fake.is_joined(1000)
+            assert [m["message"] for m in fake.messages(1000)] == ["Hi from the example"]
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), 20.0) == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
