@@ -333,6 +333,25 @@ async def test_a_chunked_body_is_not_read_past_the_cap() -> None:
         assert bot.stats.rejected == 1 and bot.stats.accepted == 0
 
 
+async def test_a_declared_length_over_the_cap_is_refused_before_reading() -> None:
+    # The headers promise 10 MB and no byte follows: waiting for the body would hang.
+    async with running(max_body=1024) as (_, _c, bot, url, _records):
+        port = int(url.split(":")[2].split("/")[0])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(
+                b"POST /hook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 10000000\r\n\r\n"
+            )
+            await writer.drain()
+            status_line = await asyncio.wait_for(reader.readline(), 5.0)
+        finally:
+            writer.close()
+            await writer.wait_closed()
+        assert status_line.startswith(b"HTTP/1.1 413")
+        assert bot.stats.rejected == 1
+
+
 async def test_mounted_in_an_existing_app() -> None:
     async with FakeAcquire(cases=1, first_case_id=FIRST) as fake:
         async with AcquireClient(api_key=fake.api_key, base_url=fake.base_url) as client:
