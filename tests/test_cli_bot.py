@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 from collections import Counter
 from typing import Any
@@ -236,3 +237,55 @@ async def test_demo_bot_joins_and_greets_every_case_once() -> None:
     assert kinds["busy"] == kinds["dropped"] == kinds["failed"] == 0, kinds
     assert "60 cases: 60 joined, 60 greeted once, 0 greeted twice" in text
     assert "duplicates without running them again" in text
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_serve_delivers_invites_to_a_bot_in_another_process() -> None:
+    # Two programs, as a user runs them in two shells: the emulator with --webhook, the bot.
+    api_port = _free_port()
+    bot, url = await start_bot(
+        "--secret-env",
+        "BOT_SECRET",
+        "--greet",
+        "hi",
+        "--base-url",
+        f"http://127.0.0.1:{api_port}/api/v1",
+        env=bot_env(),
+    )
+    serve = await asyncio.create_subprocess_exec(
+        *CLI,
+        "serve",
+        "--port",
+        str(api_port),
+        "--cases",
+        "5",
+        "--webhook",
+        url,
+        "--webhook-secret-env",
+        "BOT_SECRET",
+        "--invite",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=bot_env(),
+    )
+    try:
+        greeted: set[int] = set()
+        assert bot.stdout is not None
+        while len(greeted) < 5:
+            line = await asyncio.wait_for(bot.stdout.readline(), TIMEOUT)
+            assert line, "the bot ended early"
+            record = json.loads(line)
+            if record["kind"] == "greeted":
+                greeted.add(record["case_id"])
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve_out, _ = await asyncio.wait_for(serve.communicate(), TIMEOUT)
+        code, _, err = await stop_bot(bot)
+    assert greeted == set(range(1000, 1005))
+    assert code == 0, err
+    assert SECRET not in serve_out.decode()

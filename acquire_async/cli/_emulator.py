@@ -94,11 +94,32 @@ async def _serve(fake: FakeAcquire, default_key: bool) -> None:
 @click.option("--faults", "faults_spec", help='Faults as JSON: \'{"error_rates": {"503": 0.05}}\'.')
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--already-joined", default=0.0, show_default=True, type=click.FloatRange(0, 1))
+@click.option(
+    "--webhook",
+    "webhook_url",
+    metavar="URL",
+    help="Also deliver webhooks (case:status, user:case-invite) to this URL.",
+)
+@click.option(
+    "--webhook-secret-env",
+    metavar="NAME",
+    help="Sign the deliveries with the secret in this environment variable (else unsigned).",
+)
+@click.option("--invite", is_flag=True, help="With --webhook: invite the agent to every open case.")
 def serve(
-    host: str, port: int, cases: int, faults_spec: str | None, seed: int, already_joined: float
+    host: str,
+    port: int,
+    cases: int,
+    faults_spec: str | None,
+    seed: int,
+    already_joined: float,
+    webhook_url: str | None,
+    webhook_secret_env: str | None,
+    invite: bool,
 ) -> None:
     """Run the Acquire emulator until Ctrl-C (key: env ACQUIRE_API_KEY or the test key)."""
     from acquire_async.testing import DEFAULT_API_KEY, FakeAcquire
+    from acquire_async.testing._serve import announce_webhook
 
     faults = faults_option(faults_spec, seed)
     api_key = os.environ.get("ACQUIRE_API_KEY") or DEFAULT_API_KEY
@@ -113,6 +134,18 @@ def serve(
         )
     except (TypeError, ValueError) as exc:
         fail(f"--faults: {exc}")
+    if webhook_url is not None:
+        secret = None
+        if webhook_secret_env is not None:
+            secret = os.environ.get(webhook_secret_env)
+            if not secret:
+                fail(f"--webhook-secret-env: {webhook_secret_env} is not set or empty")
+        try:  # before start: the deliveries wait for it; the secret is never printed
+            announce_webhook(fake, webhook_url, secret=secret, invite=invite)
+        except (TypeError, ValueError) as exc:
+            fail(f"--webhook: {exc}")
+    elif webhook_secret_env is not None or invite:
+        fail("--webhook-secret-env and --invite need --webhook")
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_serve(fake, api_key == DEFAULT_API_KEY))
