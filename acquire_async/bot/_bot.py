@@ -237,13 +237,18 @@ class Bot:
 
     Example::
 
-        async with AcquireClient() as client, Bot(client, os.environ["ACQUIRE_WEBHOOK_SECRET"],
-                                                  greeting="Hello! How can I help?") as bot:
+        async with AcquireClient() as client:
+            bot = Bot(client, os.environ["ACQUIRE_WEBHOOK_SECRET"], greeting="Hello!")
+
             @bot.on("case:status", status="closed")
             async def closed(event, client):
                 print("closed:", event.case_id)
 
-            web.run_app(bot.app(path="/acquire"), port=8080)
+            runner = web.AppRunner(bot.app(path="/acquire"))
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", 8080).start()
+            ...  # until asked to stop
+            await runner.cleanup()  # drains the bot; the client closes after it
     """
 
     def __init__(
@@ -455,7 +460,9 @@ class Bot:
 
         Example::
 
-            web.run_app(bot.app(path="/acquire"), port=8080)
+            runner = web.AppRunner(bot.app(path="/acquire"))
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", 8080).start()
         """
         if not isinstance(path, str):
             raise TypeError(f"path must be a str, not {type(path).__name__}")
@@ -544,7 +551,8 @@ class Bot:
         """Hand a verified event to the bot without waiting: ``"accepted"`` (queued; answer
         200), ``"duplicate"`` (seen within ``dedupe_window``; answer 200) or ``"busy"``
         (backlog full or shutting down; answer 503, nothing was kept). The first call starts
-        the workers. For receivers on other frameworks (FastAPI, Starlette).
+        the workers. For receivers on other frameworks (FastAPI, Starlette); call it on the
+        event loop's thread (from an ``async def`` endpoint), as every method of the bot.
 
         Example::
 
@@ -590,7 +598,7 @@ class Bot:
                 await self._process(event)
                 self.stats.handled += 1
             except Exception:  # _process isolates each step: this is a bug, not a handler
-                log.exception("bot: internal error on %s", _short(event.event))
+                log.exception("bot: internal error on %r", _short(event.event))
             finally:
                 self._current.pop(number, None)
                 queue.task_done()
@@ -644,7 +652,7 @@ class Bot:
             self.stats.handler_errors += 1
             name = getattr(handler, "__qualname__", type(handler).__name__)
             log.error(
-                "bot: handler %s failed on event %s, case %s: %s",
+                "bot: handler %s failed on event %r, case %s: %s",
                 name,
                 _short(event.event),
                 event.case_id,
@@ -672,7 +680,7 @@ class Bot:
             if isinstance(status, int):
                 details["http_status"] = status
         log.warning(
-            "bot: %s failed on event %s, case %s: %s",
+            "bot: %s failed on event %r, case %s: %s",
             action,
             _short(event.event),
             event.case_id,
