@@ -7,6 +7,7 @@ Usage (from the repository root)::
     python -m benchmarks --only decode,memory  # a subset
     python -m benchmarks --only scaleout       # processes, RedisThrottle, the worker fleet
     python -m benchmarks --only webhooks       # verify + parse of a signed webhook delivery
+    python -m benchmarks --only bot            # the bot's receiver: time to answer, deliveries/s
     python -m benchmarks --repeats 9 --output-dir /tmp/bench
 
 Progress goes to stderr; the report to stdout and ``<output-dir>/latest.md`` and
@@ -22,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import decode, latency, memory, scaleout, throughput, webhooks
+from . import bot, decode, latency, memory, scaleout, throughput, webhooks
 from ._common import REPO_ROOT, Config
 from ._report import Section, environment, to_markdown, write
 
@@ -33,6 +34,7 @@ SECTIONS: dict[str, Callable[[Config, Callable[[str], None]], Section]] = {
     "memory": memory.run,
     "scaleout": scaleout.run,
     "webhooks": webhooks.run,
+    "bot": bot.run,
 }
 DEFAULT_OUTPUT = REPO_ROOT / "benchmarks" / "results"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("decode", "throughput", "latency", "memory", "scaleout", "webhooks")
+SECTIONS = ("decode", "throughput", "latency", "memory", "scaleout", "webhooks", "bot")
 # Contenders that need nothing beyond the SDK's own dependencies: they must always have numbers.
 ALWAYS = {
     "decode": "json.loads → dict",
@@ -25,6 +25,7 @@ ALWAYS = {
     "memory": "raw aiohttp",
     "scaleout": "LocalThrottle, no limit",
     "webhooks": "construct_event (verify + parse)",
+    "bot": "bare aiohttp.web",
 }
 
 

@@ -64,6 +64,8 @@ async def running(
     records = Records()
     options.setdefault("on_record", records.append)
     options.setdefault("greeting", "Hello! How can I help?")
+    # Both kinds of trigger (the default is invites only), so the tests cover status rules.
+    options.setdefault("auto_join", ("user:case-invite", "case:status=pending"))
     async with FakeAcquire(cases=cases, first_case_id=FIRST) as fake:
         async with AcquireClient(api_key=fake.api_key, base_url=fake.base_url) as client:
             bot = Bot(client, options.pop("secret", SECRET), **options)
@@ -659,4 +661,4 @@ async def test_policy_is_normalised() -> None:
             bot = Bot(client, SECRET, auto_join=["a", "b=c", "a"])
             assert bot.auto_join == ("a", "b=c")
             default = Bot(client, SECRET)
-            assert default.auto_join == ("user:case-invite", "case:status=pending")
+            assert default.auto_join == ("user:case-invite",)

@@ -681,7 +681,12 @@ async def test_a_bot_joins_and_greets_what_the_emulator_announces() -> None:
     # The example of docs/testing.md#webhooks, as written there.
     async with FakeAcquire(cases=3) as fake:
         async with AcquireClient(api_key=fake.api_key, base_url=fake.base_url) as client:
-            bot = Bot(client, "s3cret", greeting="Hello! How can I help?")
+            bot = Bot(
+                client,
+                "s3cret",
+                auto_join=("user:case-invite", "case:status=pending"),
+                greeting="Hello! How can I help?",
+            )
             runner = web.AppRunner(bot.app(path="/acquire"))
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", 0).start()

@@ -53,7 +53,10 @@ __all__ = [
 
 log = logging.getLogger("acquire_async.bot")
 
-DEFAULT_AUTO_JOIN = ("user:case-invite", "case:status=pending")
+DEFAULT_AUTO_JOIN = ("user:case-invite",)
+"""Join what the bot's agent is invited to. Joining every pending case as well
+(``"case:status=pending"``) makes the bot take every waiting chat of the account: a choice
+to make on purpose, not a default."""
 """The policy of ``Bot(...)`` unless given another: join the case of an invite (shape
 ASSUMED), and of a case whose status turns ``pending``. ``auto_join=()`` turns it off."""
 
