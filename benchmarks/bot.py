@@ -118,7 +118,13 @@ async def _serve(variant: str, api_port: int) -> None:
         else:
             # A backlog that holds a whole run: this variant times the answers while the work
             # runs, not the 503s of a full backlog (tests/test_bot.py covers those).
-            bot = Bot(client, SECRET, greeting="Hello! How can I help?", backlog=BIG_BACKLOG)
+            bot = Bot(
+                client,
+                SECRET,
+                auto_join=("case:status=pending",),
+                greeting="Hello! How can I help?",
+                backlog=BIG_BACKLOG,
+            )
         app = bot.app(path=PATH)
         working = bot
 
