@@ -37,7 +37,7 @@ CLOSE_PATH = "/crm/messenger/chat/close"
 ADD_MESSAGE_PATH = "/crm/messenger/chat/add-message"
 
 
-def request_headers(api_key: Secret, user_agent: str) -> dict[str, str]:
+def request_headers(api_key: Secret[str], user_agent: str) -> dict[str, str]:
     """The headers every request carries; the key's header value hides itself in a repr."""
     return {
         "Authorization": RedactedStr("Bearer " + api_key.reveal()),

@@ -1,4 +1,4 @@
-"""Holders that keep the API key out of ``repr``, tracebacks and logs.
+"""Holders that keep the API key and webhook secrets out of ``repr``, tracebacks and logs.
 
 Error trackers (Sentry and friends) capture the ``repr`` of every local in every frame of a
 traceback. So the key never sits in a plain ``str`` local or in a plain header dict: it lives in
@@ -8,11 +8,13 @@ whose ``repr`` hides it while aiohttp still writes the real text.
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any, Generic, NoReturn, TypeVar
 
 __all__ = ["RedactedStr", "Redactor", "Secret", "validate_api_key"]
 
 _REDACTED = "'**********'"
+
+T = TypeVar("T", str, bytes)
 
 
 class RedactedStr(str):
@@ -27,18 +29,19 @@ class RedactedStr(str):
         raise TypeError("a redacted secret cannot be pickled")
 
 
-class Secret:
-    """The API key, revealed only by :meth:`reveal`.
+class Secret(Generic[T]):
+    """A secret (the API key: ``Secret[str]``; a webhook's HMAC key: ``Secret[bytes]``),
+    revealed only by :meth:`reveal`.
 
     ``repr``, ``str`` and ``vars()`` of the holder never show the value; it cannot be pickled.
     """
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
-        self._value = value
+    def __init__(self, value: T) -> None:
+        self._value: T = value
 
-    def reveal(self) -> str:
+    def reveal(self) -> T:
         """The secret itself. Call it only where the value is sent."""
         return self._value
 
@@ -57,7 +60,7 @@ class Secret:
         return hash(self._value)
 
 
-def validate_api_key(secret: Secret) -> Secret:
+def validate_api_key(secret: Secret[str]) -> Secret[str]:
     """Check the key inside ``secret``; return it. Messages never contain the key.
 
     It takes the key already wrapped, and reads it only inside expressions, so that no frame
@@ -95,7 +98,7 @@ class Redactor:
 
     __slots__ = ("_bytes", "_prefixes", "_texts")
 
-    def __init__(self, secret: Secret) -> None:
+    def __init__(self, secret: Secret[str]) -> None:
         from urllib.parse import quote
 
         texts: set[str] = set()

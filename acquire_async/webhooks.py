@@ -45,7 +45,7 @@ import hmac
 import json
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
 import msgspec
 
@@ -400,7 +400,7 @@ class UnknownEvent(WebhookEvent, frozen=True, kw_only=True):
 # --------------------------------------------------------------------------- signing
 
 
-def sign(body: bytes, secret: str | bytes | Secret) -> str:
+def sign(body: bytes, secret: str | bytes | Secret[bytes]) -> str:
     """The lowercase hex HMAC-SHA256 of ``body`` keyed with ``secret``: what Acquire sends.
 
     A ``str`` secret is encoded as UTF-8. For tests, emulators and senders.
@@ -418,7 +418,7 @@ def sign(body: bytes, secret: str | bytes | Secret) -> str:
 
 
 def verify_signature(
-    body: bytes, signature: str | None, secret: str | bytes | Secret | None
+    body: bytes, signature: str | None, secret: str | bytes | Secret[bytes] | None
 ) -> None:
     """Check ``signature`` (the ``x-acquire-signature`` header) against ``body``.
 
@@ -450,7 +450,7 @@ def verify_signature(
 _MISMATCH: Final = "the x-acquire-signature header does not match the body"
 
 
-def _verify(body: bytes, signature: str | None, key: _Key) -> tuple[str | None, Any]:
+def _verify(body: bytes, signature: str | None, key: Secret[bytes]) -> tuple[str | None, Any]:
     """``(None, tree or None)`` when ``signature`` signs ``body``, else ``(why, None)``."""
     try:
         given = _signature(signature)
@@ -460,7 +460,7 @@ def _verify(body: bytes, signature: str | None, key: _Key) -> tuple[str | None, 
     return (None, tree) if ok else (_MISMATCH, None)
 
 
-def _signed(body: bytes, given: bytes, holder: _Key) -> tuple[bool, Any]:
+def _signed(body: bytes, given: bytes, holder: Secret[bytes]) -> tuple[bool, Any]:
     """Does ``given`` sign ``body`` (raw, then re-serialised)? Also the tree, if parsed.
 
     The key's bytes sit in a plain local only here, and this frame never raises.
@@ -508,37 +508,19 @@ def _signature(signature: str | None) -> bytes:
     return text.encode("ascii")
 
 
-class _Key:
-    """The HMAC key's bytes, out of ``repr`` (like :class:`~acquire_async._secrets.Secret`)."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: bytes) -> None:
-        self._value = value
-
-    def reveal(self) -> bytes:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "_Key(**********)"
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("a webhook key cannot be pickled")
-
-
-def _hold(secret: object) -> _Key | None:
-    """``secret`` (str, bytes or a Secret) as a :class:`_Key`; ``None`` for ``None``."""
+def _hold(secret: object) -> Secret[bytes] | None:
+    """``secret`` (str, bytes or a held one) as a ``Secret[bytes]``; ``None`` for ``None``."""
     if secret is None:
         return None
     value = secret.reveal() if isinstance(secret, Secret) else secret
     if isinstance(value, str):
         if not value:
             raise ValueError("secret is empty")
-        return _Key(value.encode("utf-8"))
+        return Secret(value.encode("utf-8"))
     if isinstance(value, (bytes, bytearray)):
         if not value:
             raise ValueError("secret is empty")
-        return _Key(bytes(value))
+        return Secret(bytes(value))
     raise TypeError(f"secret must be a str or bytes, not {type(value).__name__}")
 
 
@@ -583,7 +565,7 @@ def parse_event(
 def construct_event(
     body: bytes,
     signature: str | None,
-    secret: str | bytes | Secret | None,
+    secret: str | bytes | Secret[bytes] | None,
     *,
     content_type: str | None = None,
     max_body: int = DEFAULT_MAX_BODY,

@@ -27,12 +27,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 
 from acquire_async._checks import check_count, check_hook, check_optional_text
 from acquire_async._client import AcquireClient
+from acquire_async._secrets import Secret
 from acquire_async.errors import AlreadyJoinedError, APIError, WebhookError
 from acquire_async.webhooks import DEFAULT_MAX_BODY, SIGNATURE_HEADER, construct_event
 
@@ -121,34 +122,14 @@ def _parse_policy(auto_join: object) -> tuple[JoinRule, ...]:
     return tuple(rules)
 
 
-class _WebhookSecret:
-    """The webhook secret, out of ``repr``, ``str``, ``vars()`` and pickles."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str | bytes) -> None:
-        self._value = value
-
-    def reveal(self) -> str | bytes:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "_WebhookSecret('**********')"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("a webhook secret cannot be pickled")
-
-
-def _check_secret(secret: object) -> _WebhookSecret | None:
+def _check_secret(secret: object) -> Secret[bytes] | None:
     if secret is None:
         return None
     if not isinstance(secret, (str, bytes)):
         raise TypeError(f"secret must be a str, bytes or None, not {type(secret).__name__}")
     if not secret:
         raise ValueError("secret must not be empty (pass None to turn verification off)")
-    return _WebhookSecret(secret)
+    return Secret(secret.encode() if isinstance(secret, str) else secret)
 
 
 def _check_event(event: object) -> None:
@@ -517,7 +498,7 @@ class Bot:
             event = construct_event(
                 body,
                 request.headers.get(SIGNATURE_HEADER),
-                self._secret.reveal() if self._secret is not None else None,
+                self._secret,
                 content_type=request.headers.get("Content-Type"),
                 max_body=self._max_body,
             )

@@ -180,7 +180,7 @@ class Webhook:
         """At most this many of its deliveries are in flight at once."""
         self.timeout = timeout
         """Seconds an attempt may take before it counts as failed."""
-        self._secret = Secret(secret) if secret is not None else None
+        self._secret = Secret(secret.encode()) if secret is not None else None
         self._rng = random.Random(faults.seed)
         self._slots: asyncio.Semaphore | None = None
 
