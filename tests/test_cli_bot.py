@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from acquire_async.testing import DEFAULT_API_KEY, FakeAcquire, WebhookFaults
+from acquire_async.testing import DEFAULT_API_KEY, FakeAcquire, Faults, WebhookFaults
 
 CLI = [sys.executable, "-m", "acquire_async"]
 SECRET = "whsec-cli-test-0123456789"
@@ -62,6 +62,7 @@ async def start_bot(*args: str, env: dict[str, str]) -> tuple[asyncio.subprocess
         seen.append(line)
         match = re.search(r"listening on (http://\S+);", line)
         if match is not None:
+            _EARLY[proc.pid] = "".join(seen)
             return proc, match.group(1)
     proc.kill()
     await proc.wait()
@@ -69,11 +70,15 @@ async def start_bot(*args: str, env: dict[str, str]) -> tuple[asyncio.subprocess
 
 
 async def stop_bot(proc: asyncio.subprocess.Process) -> tuple[int, list[dict[str, Any]], str]:
+    """SIGTERM; the exit status, the JSON lines and the whole of stderr (banner included)."""
     proc.send_signal(signal.SIGTERM)
     out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
     assert proc.returncode is not None
     records = [json.loads(line) for line in out.decode().splitlines()]
-    return proc.returncode, records, err.decode()
+    return proc.returncode, records, _EARLY.pop(proc.pid, "") + err.decode()
+
+
+_EARLY: dict[int, str] = {}  # what a bot printed on stderr up to its banner, by pid
 
 
 async def test_the_bot_joins_and_greets_each_invited_case_once() -> None:
@@ -289,3 +294,93 @@ async def test_serve_delivers_invites_to_a_bot_in_another_process() -> None:
     assert greeted == set(range(1000, 1005))
     assert code == 0, err
     assert SECRET not in serve_out.decode()
+
+
+async def _hanging_bot(*args: str) -> tuple[FakeAcquire, asyncio.subprocess.Process]:
+    """A bot whose every join hangs (the API answers after 60 s), with one event in hand."""
+    fake = FakeAcquire(cases=1, faults=Faults(latency=(60.0, 60.0)))
+    await fake.start()
+    proc, url = await start_bot(
+        "--secret-env", "BOT_SECRET", "--base-url", fake.base_url, *args, env=bot_env()
+    )
+    fake.add_webhook(url, secret=SECRET, events=("user:case-invite",))
+    fake.invite(1000)
+    await fake.webhooks_idle(timeout=TIMEOUT)
+    for _ in range(200):  # the join is on its way
+        if fake.requests:
+            break
+        await asyncio.sleep(0.02)
+    return fake, proc
+
+
+async def test_work_not_finished_within_the_grace_is_dropped_and_exits_1() -> None:
+    fake, proc = await _hanging_bot("--shutdown-grace", "0.5")
+    try:
+        code, records, err = await stop_bot(proc)
+    finally:
+        await fake.close()
+    assert code == 1, err
+    assert [r["kind"] for r in records if r["kind"] == "dropped"] == ["dropped"]
+    assert "1 accepted event(s) were not finished" in err
+
+
+async def test_a_second_signal_stops_at_once() -> None:
+    fake, proc = await _hanging_bot("--shutdown-grace", "600")
+    try:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 10)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await fake.close()
+    assert proc.returncode == 130
+    assert "forced stop; 1 accepted event(s) not finished" in err.decode()
+
+
+async def test_a_closed_stdout_stops_the_bot() -> None:
+    async with FakeAcquire(cases=2) as fake:
+        read, write = os.pipe()
+        proc = await asyncio.create_subprocess_exec(
+            *CLI,
+            "bot",
+            "--port",
+            "0",
+            "--secret-env",
+            "BOT_SECRET",
+            "--base-url",
+            fake.base_url,
+            stdout=write,
+            stderr=asyncio.subprocess.PIPE,
+            env=bot_env(),
+        )
+        os.close(write)
+        os.close(read)  # like `acquire-async bot | head -0`
+        assert proc.stderr is not None
+        line = (await asyncio.wait_for(proc.stderr.readline(), TIMEOUT)).decode()
+        url = re.search(r"listening on (http://\S+);", line)
+        assert url is not None, line
+        fake.add_webhook(url.group(1), secret=SECRET, events=("user:case-invite",))
+        fake.invite(1000)
+        try:
+            await asyncio.wait_for(proc.wait(), TIMEOUT)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        err = await proc.stderr.read()
+    assert proc.returncode == 141
+    assert b"Traceback" not in err and b"BrokenPipe" not in err
+
+
+async def test_a_secret_with_surrounding_whitespace_is_warned_about() -> None:
+    env = bot_env(secret=SECRET + "\n")
+    proc, _ = await start_bot(
+        "--secret-env", "BOT_SECRET", "--base-url", "http://127.0.0.1:9", env=env
+    )
+    code, _, err = await stop_bot(proc)
+    assert code == 0
+    assert "BOT_SECRET has leading or trailing whitespace" in err
+    assert SECRET not in err

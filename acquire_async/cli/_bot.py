@@ -23,88 +23,96 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from aiohttp import web
+from yarl import URL
 
 from acquire_async._client import AcquireClient
+from acquire_async._secrets import Secret
 
 from ._account import account_options, make_client
-from ._common import Command, fail
+from ._common import EXIT_FAILED, EXIT_INTERRUPTED, Command, fail
 from ._operations import text_option
+
+if TYPE_CHECKING:
+    from acquire_async.bot import Bot
 
 DEFAULT_SECRET_ENV = "ACQUIRE_WEBHOOK_SECRET"
 
 
-def read_secret(secret_env: str, no_verify: bool) -> str | None:
-    """The webhook secret from the environment variable ``secret_env``; ``None`` only with
-    ``--no-verify``. A one-line error (exit 2) otherwise, before anything listens."""
+def read_secret(secret_env: str, no_verify: bool) -> Secret[str] | None:
+    """The webhook secret from the environment variable ``secret_env``, held out of sight;
+    ``None`` only with ``--no-verify``. A one-line error (exit 2) otherwise, before anything
+    listens."""
     if no_verify:
         return None
-    secret = os.environ.get(secret_env, "")
-    if not secret:
+    secret = Secret(os.environ.get(secret_env, ""))
+    if not secret.reveal():
         fail(
             f"no webhook secret: set {secret_env} (the HMAC key of the Acquire webhook), "
             "or pass --no-verify to accept unsigned deliveries"
         )
+    if secret.reveal() != secret.reveal().strip():
+        # Used as is, as Acquire would: but a stray newline from a file is the usual cause
+        # of every delivery failing with 401, so say so.
+        click.echo(
+            f"acquire-async bot: warning: {secret_env} has leading or trailing whitespace; "
+            "it is used as is",
+            err=True,
+        )
     return secret
 
 
-def json_lines(out: Any = None) -> Callable[[dict[str, Any]], None]:
-    """A record sink that prints each record as one JSON line, flushed (a pipe sees it now)."""
+def json_lines(
+    out: Any = None, on_closed: Callable[[], None] | None = None
+) -> Callable[[dict[str, Any]], None]:
+    """A record sink that prints each record as one JSON line, flushed (a pipe sees it now).
+    When the reader is gone (``bot | head -1``) it calls ``on_closed`` once and prints no more.
+    """
+    closed = False
 
     def emit(record: dict[str, Any]) -> None:
+        nonlocal closed
+        if closed:
+            return
         stream = out or sys.stdout
-        stream.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
-        stream.flush()
+        try:
+            stream.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+            stream.flush()
+        except BrokenPipeError:
+            closed = True
+            if on_closed is not None:
+                on_closed()
 
     return emit
 
 
 async def serve_bot(
-    client: AcquireClient,
+    bot: Bot,
     *,
-    secret: str | None,
     host: str,
     port: int,
     path: str,
-    auto_join: tuple[str, ...],
-    greeting: str | None,
-    concurrency: int,
-    backlog: int,
     shutdown_grace: float,
-    on_record: Callable[[dict[str, Any]], None],
     ready: Callable[[str], None],
     stop: asyncio.Event,
-) -> dict[str, int]:
-    """Run a bot's receiver on ``host:port`` until ``stop`` is set; return its counters.
-
-    ``ready`` gets the URL once the socket listens.
-    """
-    from acquire_async.bot import Bot
-
-    bot = Bot(
-        client,
-        secret,
-        auto_join=auto_join,
-        greeting=greeting,
-        concurrency=concurrency,
-        backlog=backlog,
-        on_record=on_record,
-    )
+) -> None:
+    """Serve ``bot`` on ``host:port`` until ``stop`` is set, then close it: deliveries get 503
+    while the work in hand finishes, for up to ``shutdown_grace`` seconds. ``ready`` gets the
+    URL once the socket listens."""
     runner = web.AppRunner(bot.app(path=path), handle_signals=False)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
         bound = runner.addresses[0][1] if runner.addresses else port
-        ready(f"http://{host}:{bound}{path}")
+        ready(str(URL.build(scheme="http", host=host, port=bound, path=path)))
         await stop.wait()
-        await bot.aclose(timeout=shutdown_grace)
+        await bot.aclose(timeout=shutdown_grace)  # before the app's cleanup closes it sooner
     finally:
         await runner.cleanup()
-    return dict(bot.stats.as_dict())
 
 
 @click.command(cls=Command)
@@ -149,7 +157,7 @@ def bot(
     api_key_file: Path | None,
 ) -> None:
     """Receive Acquire's webhooks; join (and greet) the chats they announce. JSON lines out."""
-    from acquire_async.bot import DEFAULT_AUTO_JOIN, JoinRule
+    from acquire_async.bot import DEFAULT_AUTO_JOIN, Bot, JoinRule
 
     if no_join and join_on:
         fail("--no-join and --join-on do not go together")
@@ -160,54 +168,87 @@ def bot(
         try:
             JoinRule.parse(rule)
         except ValueError as exc:
-            fail(
-                str(exc).replace("auto_join entries", "--join-on").replace("auto_join", "--join-on")
-            )
+            words = str(exc).replace("auto_join entries", "--join-on")
+            fail(words.replace("auto_join", "--join-on"))
     greeting = text_option("--greet", greet)
     secret = read_secret(secret_env, no_verify)
     client = make_client(account, base_url, api_key_file)
+    pipe_closed = False
 
     async def run() -> dict[str, int]:
+        nonlocal pipe_closed
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, stop.set)
 
-        def ready(url: str) -> None:
-            joins = ", ".join(auto_join) or "nothing"
-            checks = "signatures checked" if secret is not None else "signatures NOT checked"
-            click.echo(
-                f"acquire-async bot: listening on {url}; joining on {joins}; {checks}", err=True
-            )
+        def closed() -> None:
+            nonlocal pipe_closed
+            pipe_closed = True
+            stop.set()  # nobody reads what the bot does any more: stop it
 
         async with client:
-            return await serve_bot(
+            bot = Bot(
                 client,
-                secret=secret,
-                host=host,
-                port=port,
-                path=path,
+                secret.reveal() if secret is not None else None,
                 auto_join=auto_join,
                 greeting=greeting,
                 concurrency=concurrency,
                 backlog=backlog,
+                on_record=json_lines(on_closed=closed),
+            )
+
+            def on_signal() -> None:
+                if not stop.is_set():
+                    stop.set()
+                    return
+                # A second Ctrl-C: do not wait out --shutdown-grace.
+                click.echo(
+                    f"acquire-async bot: forced stop; {bot.queued + bot.running} accepted "
+                    "event(s) not finished",
+                    err=True,
+                )
+                sys.stdout.flush()
+                os._exit(EXIT_INTERRUPTED)
+
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, on_signal)
+
+            def ready(url: str) -> None:
+                joins = ", ".join(auto_join) or "nothing"
+                checks = "signatures checked" if secret is not None else "signatures NOT checked"
+                click.echo(
+                    f"acquire-async bot: listening on {url}; joining on {joins}; {checks}",
+                    err=True,
+                )
+
+            await serve_bot(
+                bot,
+                host=host,
+                port=port,
+                path=path,
                 shutdown_grace=shutdown_grace,
-                on_record=json_lines(),
                 ready=ready,
                 stop=stop,
             )
+            return bot.stats.as_dict()
 
     try:
         stats = asyncio.run(run())
-    except (TypeError, ValueError) as exc:
-        fail(str(exc))
     except OSError as exc:
         if isinstance(exc, BrokenPipeError):
             raise
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    if pipe_closed:
+        raise BrokenPipeError  # the group's handler: quiet, exit status 141
     shown = ", ".join(f"{name} {count}" for name, count in stats.items() if count)
     click.echo(f"acquire-async bot: stopped; {shown or 'nothing received'}", err=True)
+    if stats["dropped"]:
+        click.echo(
+            f"acquire-async bot: {stats['dropped']} accepted event(s) were not finished "
+            "within --shutdown-grace",
+            err=True,
+        )
+        sys.exit(EXIT_FAILED)
 
 
 GREETING = "Hi! I'm the demo bot. How can I help?"
