@@ -32,8 +32,19 @@ known ways (documented, and tested as failing): a float with an integral value (
 ``1``, Python ``1.0``) or a small exponent (``1e-7`` vs ``1e-07``), an integer above 2^53 (JS
 rounds it), and integer-like keys (JS moves ``"10"`` before the other keys). A body with those
 verifies only through the raw path. The parsed tree that was verified is the one the event is
-built from. The signature covers the body only: there is no timestamp, so replays cannot be
-detected by the protocol; de-duplicate on ``(event, case_id, fingerprint)``.
+built from.
+
+The fallback runs before anything is known about the sender, so its cost is bounded first:
+it is only tried for a body of at most :data:`MAX_FALLBACK_BODY` bytes (256 KiB) that opens at
+most :data:`MAX_CONTAINERS` objects and arrays (counted on the raw bytes); any other body must
+match raw, else it is a 401 whatever its shape. A body that verifies, or is parsed without a
+secret, is refused (400) over :data:`MAX_CONTAINERS` or deeper than :data:`MAX_DEPTH`.
+
+The signature covers the body only: there is no timestamp, so replays cannot be detected by
+the protocol; de-duplicate on ``(event, case_id, fingerprint)``. ``fingerprint`` is the SHA-256
+of the bytes the signature covers: the raw body, or the compact form when the fallback matched.
+A replay re-formatted to pass the fallback (other blanks, ``\\u0035`` escapes, a duplicate key)
+thus has the fingerprint of the delivery it copies. Without a secret it is the raw body's.
 """
 
 from __future__ import annotations
@@ -59,7 +70,9 @@ from .errors import (
 
 __all__ = [
     "DEFAULT_MAX_BODY",
+    "MAX_CONTAINERS",
     "MAX_DEPTH",
+    "MAX_FALLBACK_BODY",
     "SIGNATURE_HEADER",
     "CaseInviteEvent",
     "CaseJoinedEvent",
@@ -105,12 +118,46 @@ Example::
     parse_event(b'{"event": "x", "data": ' + b"[" * 100 + b"]" * 100 + b"}")  # 400
 """
 
+MAX_CONTAINERS: Final = 20_000
+"""The most objects and arrays a body may open, counted as its ``[`` and ``{`` bytes.
+
+Decoding, checking the depth of and re-serialising a body cost time and memory per container
+(a 1 MiB body of ``[],[],...`` is 350,000 lists: seconds of CPU and 25 MiB per parsed event),
+and the count is one C-speed pass over the raw bytes, taken before anything is parsed. It
+counts brackets inside strings too, so it bounds the containers from above. Why 20,000: the
+published delivery opens 11; a transcript of the published shape (200-260 bytes a message)
+fills the 1 MiB default ``max_body`` with about 4,500 messages, one object each; the rest is
+room for brackets in message texts. A body over the cap is an
+:class:`~acquire_async.errors.InvalidPayloadError` (400) once it is known to be signed (or
+when no secret is set); when a secret is set and the raw bytes do not match the signature, the
+fallback is not tried and the answer is :class:`~acquire_async.errors.InvalidSignatureError`
+(401), whatever the body's shape.
+
+Example::
+
+    parse_event(b'{"event": "x", "data": {"a": [' + b"[]," * 20_000 + b"[]]}}")  # 400
+"""
+
+MAX_FALLBACK_BODY: Final = 262_144
+"""The largest body the fallback verification parses and re-serialises (256 KiB).
+
+A body whose raw bytes do not match the signature is only parsed when it is this size or
+smaller; a bigger one must match raw (Acquire's likely compact ``JSON.stringify`` text does)
+or it is an :class:`~acquire_async.errors.InvalidSignatureError` (401). Why: the fallback runs
+before the sender is known, so anyone can make it run; at this size and under
+:data:`MAX_CONTAINERS` its worst case is tens of milliseconds of CPU, against about a second
+for a 1 MiB body. The published delivery is 2 KB pretty-printed; a pretty transcript of about
+several hundred messages fits.
+
+Example::
+
+    verify_signature(pretty_body, signature, secret)  # fallback only if <= MAX_FALLBACK_BODY
+"""
+
 _JSON: Final = "application/json"
 _HEX: Final = frozenset("0123456789abcdef")
 _DIGEST_HEX_LEN: Final = 64
-_ID_MIN: Final = -(2**63)
 _ID_MAX: Final = 2**63 - 1
-_ID_TEXT: Final = re.compile(r"-?[0-9]{1,19}")
 _DECODER: Final = msgspec.json.Decoder()
 _ECHOED_TYPES: Final = frozenset(
     {
@@ -157,11 +204,15 @@ class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
     - ``case_id``: the case it is about (string ids coerced to ``int``), ``None`` when absent;
     - ``status``: the case status the event reports, when it reports one, else ``None``;
     - ``data``: the raw data object as received (a v1 flat body: the body without ``event``);
-    - ``fingerprint``: hex SHA-256 of the raw body bytes (de-duplicate on
-      ``(event, case_id, fingerprint)``: Acquire sends no delivery id).
+    - ``fingerprint``: hex SHA-256 of the bytes the signature covers: the raw body, or its
+      compact form when it verified through the fallback (the raw body when nothing was
+      verified). De-duplicate on ``(event, case_id, fingerprint)``: Acquire sends no delivery
+      id, and a re-formatted replay of a delivery gets the same fingerprint as the original;
+    - ``size``: the length of the raw body in bytes (to bound a backlog by bytes).
 
-    ``repr`` shows the event name, case, status and a short fingerprint, never ``data``: a
-    delivery carries contacts' personal data and whole transcripts, which do not belong in logs.
+    ``repr`` (and rich's ``__rich_repr__``) shows the event name, case, status and a short
+    fingerprint, never ``data``: a delivery carries contacts' personal data and whole
+    transcripts, which do not belong in logs.
 
     Example::
 
@@ -175,6 +226,7 @@ class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
     status: str | None = None
     data: dict[str, Any]
     fingerprint: str
+    size: int
 
     def __repr__(self) -> str:
         return (
@@ -184,12 +236,22 @@ class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
 
     __str__ = __repr__
 
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        # msgspec's own lists every field, data included, past __repr__ (rich.pretty uses it).
+        return [
+            ("event", self.event),
+            ("case_id", self.case_id),
+            ("status", self.status),
+            ("fingerprint", self.fingerprint[:12]),
+        ]
+
 
 class WebhookContact(msgspec.Struct, frozen=True, kw_only=True):
     """The contact of a ``case:status`` delivery: ``id`` (coerced to ``int``) and ``fields``.
 
     ``fields`` is the raw object (published keys: ``name``, ``email``, ``phone``, ``city``,
     ``state``, ``countryId``, ``ip``); :attr:`name` and :attr:`email` read it leniently.
+    An ``id`` that is not an id, or ``fields`` that is not an object, reads as ``None``.
     ``repr`` leaves ``fields`` out (personal data).
 
     Example::
@@ -214,6 +276,9 @@ class WebhookContact(msgspec.Struct, frozen=True, kw_only=True):
     def __repr__(self) -> str:
         return f"WebhookContact(id={self.id!r})"
 
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return [("id", self.id)]
+
 
 class WebhookMessage(msgspec.Struct, frozen=True, kw_only=True):
     """One message of a webhook's transcript, as in the published ``case:status`` delivery.
@@ -221,7 +286,8 @@ class WebhookMessage(msgspec.Struct, frozen=True, kw_only=True):
     Ids are coerced to ``int``; ``message`` is the text; ``seen`` is ``True`` for the published
     ``"yes"`` (or JSON ``true``), ``False`` for ``"no"``/``false`` (``"no"`` is ASSUMED), else
     ``None``; ``date_created`` is parsed best-effort by :func:`parse_date` and
-    ``date_created_raw`` keeps the text as sent.
+    ``date_created_raw`` keeps the text as sent. A field of the wrong type reads as ``None``
+    (the raw value stays in the event's ``data``). ``repr`` leaves the text out.
 
     Example::
 
@@ -240,13 +306,39 @@ class WebhookMessage(msgspec.Struct, frozen=True, kw_only=True):
     date_created: datetime | None = None
     date_created_raw: str | None = None
 
+    def __repr__(self) -> str:
+        return (
+            f"WebhookMessage(id={self.id!r}, channel={self.channel!r}, "
+            f"sender_id={self.sender_id!r}, sender_type={self.sender_type!r}, "
+            f"type={self.type!r}, seen={self.seen!r}, date_created={self.date_created!r})"
+        )
+
+    __str__ = __repr__
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        # Not the text: a transcript's messages are personal data.
+        return [
+            ("id", self.id),
+            ("channel", self.channel),
+            ("sender_id", self.sender_id),
+            ("sender_type", self.sender_type),
+            ("type", self.type),
+            ("seen", self.seen),
+            ("date_created", self.date_created),
+        ]
+
 
 class CaseStatusEvent(WebhookEvent, frozen=True, kw_only=True):
     """``case:status``: a case's status changed (the one published v2 delivery).
 
     ``status`` is ``data.status`` (``"closed"`` in the example; the docs' labels name pending,
     active, queue and closed). ``contact`` and ``messages`` (the whole transcript) are typed
-    views of ``data``; ``fields`` is ``data.fields`` as sent.
+    views of ``data``; ``fields`` is ``data.fields`` as sent. ``caseId`` and ``status`` are
+    checked (an InvalidPayloadError names a wrong one); the rest is read leniently, so one odd
+    value does not cost the delivery: a contact, ``contact.id``, ``contact.fields`` or
+    ``fields`` of the wrong type reads as ``None``, ``messages`` that is not an array reads as
+    ``()``, and an entry of ``messages`` that is not an object is skipped. ``data`` keeps
+    everything as sent.
 
     Example::
 
@@ -265,7 +357,9 @@ class CaseInviteEvent(WebhookEvent, frozen=True, kw_only=True):
 
     ASSUMED shape (no delivery is published): ``{"event": "user:case-invite", "data":
     {"caseId": "<id>", "userId": "<invited user id>"}}``; ``case_id`` and ``user_id`` are
-    ``None`` when those keys are absent, ``status`` is always ``None``.
+    ``None`` when those keys are absent, ``status`` is always ``None``. ``caseId`` is checked
+    (an InvalidPayloadError when it is not an id); ``userId``, being assumed, is read
+    leniently: ``None`` when it is not an id (e.g. ``"bot-3"``), the raw value in ``data``.
 
     Example::
 
@@ -294,7 +388,9 @@ class MessageNewEvent(WebhookEvent, frozen=True, kw_only=True):
     ASSUMED shape (no delivery is published): ``data.caseId`` and ``data.message``, a message
     object as in ``case:status``'s ``messages[]``; when ``data.message`` is a string, ``data``
     itself is read as that message object (a flat body). ``case_id`` falls back to the
-    message's own ``caseId``. ``status`` is always ``None``.
+    message's own ``caseId``. ``status`` is always ``None``. ``data.caseId`` is checked;
+    ``data.message`` and the message's fields are read leniently (``None`` when of another
+    type, the raw value in ``data``).
 
     Example::
 
@@ -409,9 +505,9 @@ def sign(body: bytes, secret: str | bytes | Secret[bytes]) -> str:
 
         headers = {SIGNATURE_HEADER: sign(body, "s3cret"), "Content-Type": "application/json"}
     """
-    body = _body(body)
     key = _hold(secret)
-    del secret
+    del secret  # before anything else can raise: see verify_signature
+    body = _body(body)
     if key is None:
         raise TypeError("secret must be a str or bytes, not NoneType")
     return hmac.new(key.reveal(), body, hashlib.sha256).hexdigest()
@@ -425,8 +521,10 @@ def verify_signature(
     ``secret=None`` turns verification off (an explicit opt-out) and returns at once.
     Otherwise a missing, empty or malformed header, or one that matches neither the raw
     bytes nor the compact re-serialisation (see the module's theory of operation), raises
-    :class:`~acquire_async.errors.InvalidSignatureError` (401). Hex is compared
-    case-insensitively and in constant time. The error never holds the expected value.
+    :class:`~acquire_async.errors.InvalidSignatureError` (401). The re-serialisation is only
+    tried for a body of at most :data:`MAX_FALLBACK_BODY` bytes that opens at most
+    :data:`MAX_CONTAINERS` objects and arrays. Hex is compared case-insensitively and in
+    constant time. The error never holds the expected value.
 
     Example::
 
@@ -435,14 +533,15 @@ def verify_signature(
         except InvalidSignatureError:
             ...  # answer 401
     """
-    body = _body(body)
     key = _hold(secret)
     # From here on no frame holds the plain secret: error trackers record every frame's locals.
+    # So the secret is dropped before any other argument is checked (a str body raises).
     del secret
+    body = _body(body)
     _signature_type(signature)
     if key is None:
         return
-    problem, _ = _verify(body, signature, key)
+    problem, _, _ = _verify(body, signature, key)
     if problem is not None:
         raise InvalidSignatureError(problem)
 
@@ -450,33 +549,40 @@ def verify_signature(
 _MISMATCH: Final = "the x-acquire-signature header does not match the body"
 
 
-def _verify(body: bytes, signature: str | None, key: Secret[bytes]) -> tuple[str | None, Any]:
-    """``(None, tree or None)`` when ``signature`` signs ``body``, else ``(why, None)``."""
+def _verify(
+    body: bytes, signature: str | None, key: Secret[bytes]
+) -> tuple[str | None, bytes, Any]:
+    """``(None, signed bytes, tree or None)`` when ``signature`` signs ``body``, else
+    ``(why, b"", None)``."""
     try:
         given = _signature(signature)
     except InvalidSignatureError as exc:
-        return str(exc), None
-    ok, tree = _signed(body, given, key)
-    return (None, tree) if ok else (_MISMATCH, None)
+        return str(exc), b"", None
+    signed, tree = _signed(body, given, key)
+    return (_MISMATCH, b"", None) if signed is None else (None, signed, tree)
 
 
-def _signed(body: bytes, given: bytes, holder: Secret[bytes]) -> tuple[bool, Any]:
-    """Does ``given`` sign ``body`` (raw, then re-serialised)? Also the tree, if parsed.
+def _signed(body: bytes, given: bytes, holder: Secret[bytes]) -> tuple[bytes | None, Any]:
+    """The bytes ``given`` signs: ``body`` (raw) or its compact form (the fallback), with the
+    tree when it was parsed; ``(None, None)`` when neither matches.
 
     The key's bytes sit in a plain local only here, and this frame never raises.
     """
     key = holder.reveal()
     if hmac.compare_digest(hmac.new(key, body, hashlib.sha256).hexdigest().encode(), given):
-        return True, None
+        return body, None
+    # Nothing is known about the sender yet: the fallback's cost is bounded before it starts.
+    if len(body) > MAX_FALLBACK_BODY:
+        return None, None
     try:
-        tree = _decode(body)
+        tree = _decode(body)  # refuses a body over MAX_CONTAINERS before parsing it
     except InvalidPayloadError:
-        return False, None
+        return None, None
     compact = _compact(tree)
     if compact is None or compact == body:
-        return False, tree
+        return None, None
     expected = hmac.new(key, compact, hashlib.sha256).hexdigest().encode()
-    return hmac.compare_digest(expected, given), tree
+    return (compact, tree) if hmac.compare_digest(expected, given) else (None, None)
 
 
 def _compact(tree: Any) -> bytes | None:
@@ -546,10 +652,14 @@ def parse_event(
     ``application/json`` (any case, parameters allowed), else
     :class:`~acquire_async.errors.UnsupportedContentTypeError` (415). A body over
     ``max_body`` bytes raises :class:`~acquire_async.errors.PayloadTooLargeError` (413)
-    before anything is parsed. Not JSON, not an object, no ``event`` string, nesting deeper
-    than :data:`MAX_DEPTH`, or a known field of the wrong type raise
-    :class:`~acquire_async.errors.InvalidPayloadError` (400, ``path`` names the field).
-    Every field may be missing; ``null`` reads as absent.
+    before anything is parsed. Not JSON, more than :data:`MAX_CONTAINERS` objects and arrays
+    (counted before parsing), nesting deeper than :data:`MAX_DEPTH`, not an object, no
+    ``event`` string, ``data`` that is not an object, or a ``caseId``/``status`` (v1: ``id``,
+    ``status`` and the published fields) of the wrong type raise
+    :class:`~acquire_async.errors.InvalidPayloadError` (400, ``path`` names the field). The
+    transcript, the contact, ``fields`` and the ASSUMED fields are read leniently: a value of
+    the wrong type reads as ``None`` and stays in ``data``. Every field may be missing;
+    ``null`` reads as absent. ``fingerprint`` is the SHA-256 of ``body``.
 
     Example::
 
@@ -559,7 +669,7 @@ def parse_event(
     body = _body(body)
     _check_size(body, max_body)
     _check_content_type(content_type)
-    return _event(_decode(body), body)
+    return _event(_decode(body), body, len(body))
 
 
 def construct_event(
@@ -576,7 +686,10 @@ def construct_event(
     signature (401), body (400); each failure is a
     :class:`~acquire_async.errors.WebhookError` whose ``http_status`` is that answer. An
     unsigned sender learns nothing about the body's validity: a bad signature is a 401 even
-    for a body that is not JSON. ``secret=None`` skips the signature check.
+    for a body that is not JSON or is over :data:`MAX_CONTAINERS`. ``secret=None`` skips
+    the signature check. ``fingerprint`` is the SHA-256 of the bytes the signature covers
+    (the compact form when the fallback matched), so a re-formatted replay of a delivery
+    gets the fingerprint of the original.
 
     Example::
 
@@ -586,20 +699,20 @@ def construct_event(
         except WebhookError as exc:
             return Response(status_code=exc.http_status)
     """
-    body = _body(body)
     key = _hold(secret)
     del secret  # see verify_signature
+    body = _body(body)
     _signature_type(signature)
     _check_max_body(max_body)
     _check_content_type_type(content_type)
     _check_size(body, max_body)
     _check_content_type(content_type)
     if key is None:
-        return _event(_decode(body), body)
-    problem, tree = _verify(body, signature, key)
+        return _event(_decode(body), body, len(body))
+    problem, signed, tree = _verify(body, signature, key)
     if problem is not None:
         raise InvalidSignatureError(problem)
-    return _event(_decode(body) if tree is None else tree, body)
+    return _event(_decode(body) if tree is None else tree, signed, len(body))
 
 
 def _check_max_body(max_body: int) -> None:
@@ -634,6 +747,12 @@ def _check_content_type(content_type: str | None) -> None:
 
 
 def _decode(body: bytes) -> Any:
+    # An upper bound on the containers (brackets in strings count too), in C, before parsing.
+    openers = body.count(b"[") + body.count(b"{")
+    if openers > MAX_CONTAINERS:
+        raise InvalidPayloadError(
+            f"the body opens more than {MAX_CONTAINERS} objects and arrays ({openers} brackets)"
+        )
     try:
         tree = _DECODER.decode(body)
     except RecursionError:
@@ -642,29 +761,34 @@ def _decode(body: bytes) -> Any:
         # msgspec's messages name a byte offset, never the content.
         raise InvalidPayloadError(f"the body is not valid JSON: {exc}") from None
     # A tree cannot be deeper than its number of openers: most bodies skip the walk.
-    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _too_deep(tree, MAX_DEPTH):
+    if openers > MAX_DEPTH and _too_deep(tree, MAX_DEPTH):
         raise InvalidPayloadError(f"the body's JSON is nested deeper than {MAX_DEPTH} levels")
     return tree
 
 
 def _too_deep(tree: Any, limit: int) -> bool:
-    """Is ``tree`` nested deeper than ``limit`` containers? Iterative: no recursion."""
-    stack: list[tuple[Any, int]] = [(tree, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
+    """Is ``tree`` nested deeper than ``limit`` containers? Level by level: no recursion, and
+    the per-node work stays in comprehensions (a few times faster than a stack of tuples)."""
+    level = [tree] if type(tree) is dict or type(tree) is list else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+        below: list[Any] = []
+        for node in level:
+            children = node.values() if type(node) is dict else node
+            below.extend([child for child in children if type(child) in _CONTAINERS])
+        level = below
     return False
 
 
-def _event(tree: Any, body: bytes) -> WebhookEvent:
+_CONTAINERS: Final = (dict, list)
+
+
+def _event(tree: Any, signed: bytes, size: int) -> WebhookEvent:
+    """The event of ``tree``; ``signed`` are the bytes its signature covers (the fingerprint's),
+    ``size`` the raw body's length."""
     if not isinstance(tree, dict):
         raise InvalidPayloadError(
             f"the body is a JSON {_kind(tree)}, not an object with an event", path="$"
@@ -685,18 +809,24 @@ def _event(tree: Any, body: bytes) -> WebhookEvent:
         path = "$"
     else:
         raise InvalidPayloadError(f"data must be an object, not {_kind(data)}", path="$.data")
-    fingerprint = hashlib.sha256(body).hexdigest()
+    fingerprint = hashlib.sha256(signed).hexdigest()
     builder = _BUILDERS.get(name)
     if builder is None:
         return UnknownEvent(
-            event=name, case_id=_lenient_id(data, "caseId"), data=data, fingerprint=fingerprint
+            event=name,
+            case_id=_as_id(data.get("caseId")),
+            data=data,
+            fingerprint=fingerprint,
+            size=size,
         )
-    return builder(name, data, path, fingerprint)
+    return builder(name, data, path, fingerprint, size)
 
 
-# Field readers: a present field of the wrong type is an InvalidPayloadError naming it.
-# Field readers: ``obj[key]`` read at ``where`` (a JSON path); a present field of the wrong
-# type is an InvalidPayloadError naming it. The path is only formatted for an error.
+# Strict field readers: ``obj[key]`` read at ``where`` (a JSON path); a present field of the
+# wrong type is an InvalidPayloadError naming it. The path is only formatted for an error.
+# They read what the event is about (caseId, status; v1's published fields). Lenient readers
+# (``_as_*``) read the rest: the transcript, the contact and the ASSUMED fields, where one odd
+# value must not cost the whole delivery; they give None and the raw value stays in ``data``.
 
 
 def _kind(value: Any) -> str:
@@ -723,32 +853,35 @@ def _wrong(where: str, key: str, expected: str, value: Any) -> InvalidPayloadErr
 
 
 def _id(obj: dict[str, Any], key: str, where: str) -> int | None:
-    """An id: an integer or a string of digits within 64 bits (Acquire sends ``"72"``)."""
+    """An id: a positive 64-bit integer, or a string of digits for one (Acquire sends ``"72"``)."""
     value = obj.get(key)
     if value is None:
         return None
-    if type(value) is str and len(value) < 19 and value.isascii() and value.isdigit():
-        return int(value)  # the common case, always within 64 bits
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and _ID_TEXT.fullmatch(value):
+    number = _as_id(value)
+    if number is not None:
+        return number
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        path = _path(where, key)
+        raise InvalidPayloadError(
+            f"{path} must be an id (digits, 1 to 2^63-1), not other text or number", path=path
+        )
+    raise _wrong(where, key, "an id", value)
+
+
+def _as_id(value: Any) -> int | None:
+    """``value`` as an id (1 to 2^63-1, an integer or up to 19 ASCII digits), else ``None``.
+
+    0 and negatives are refused: no Acquire record has them, and ``join_chat`` would raise.
+    """
+    if type(value) is str:
+        if len(value) > 19 or not value.isascii() or not value.isdigit():
+            return None
         number = int(value)
-    elif isinstance(value, str):
-        path = _path(where, key)
-        raise InvalidPayloadError(f"{path} must be an id (digits), not other text", path=path)
+    elif type(value) is int:
+        number = value
     else:
-        raise _wrong(where, key, "an id", value)
-    if not _ID_MIN <= number <= _ID_MAX:
-        path = _path(where, key)
-        raise InvalidPayloadError(f"{path} is out of the 64-bit id range", path=path)
-    return number
-
-
-def _lenient_id(obj: dict[str, Any], key: str) -> int | None:
-    try:
-        return _id(obj, key, "$")
-    except InvalidPayloadError:
         return None
+    return number if 1 <= number <= _ID_MAX else None
 
 
 def _text(obj: dict[str, Any], key: str, where: str) -> str | None:
@@ -756,6 +889,14 @@ def _text(obj: dict[str, Any], key: str, where: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
     raise _wrong(where, key, "a string", value)
+
+
+def _as_text(value: Any) -> str | None:
+    return value if type(value) is str else None
+
+
+def _as_object(value: Any) -> dict[str, Any] | None:
+    return value if type(value) is dict else None
 
 
 def _object(obj: dict[str, Any], key: str, where: str) -> dict[str, Any] | None:
@@ -865,18 +1006,22 @@ _DATE_MAX: Final = 120
 # --------------------------------------------------------------------------- builders
 
 
-def _message(value: Any, where: str) -> WebhookMessage:
-    if not isinstance(value, dict):
-        raise InvalidPayloadError(f"{where} must be an object, not {_kind(value)}", path=where)
-    date, raw = _date(value, "dateCreated", where)
+def _message(value: dict[str, Any]) -> WebhookMessage:
+    """A transcript message, read leniently (see :class:`WebhookMessage`)."""
+    raw = value.get("dateCreated")
+    date = None
+    if type(raw) is str:
+        date = _cached_date(raw) if len(raw) <= _DATE_MAX else None
+    else:
+        raw = None
     seen = value.get("seen")
     return WebhookMessage(
-        id=_id(value, "id", where),
-        channel=_text(value, "channel", where),
-        sender_id=_id(value, "senderId", where),
-        sender_type=_text(value, "senderType", where),
-        type=_text(value, "type", where),
-        message=_text(value, "message", where),
+        id=_as_id(value.get("id")),
+        channel=_as_text(value.get("channel")),
+        sender_id=_as_id(value.get("senderId")),
+        sender_type=_as_text(value.get("senderType")),
+        type=_as_text(value.get("type")),
+        message=_as_text(value.get("message")),
         seen=True
         if seen is True or seen == "yes"
         else False
@@ -887,57 +1032,65 @@ def _message(value: Any, where: str) -> WebhookMessage:
     )
 
 
-def _case_status(name: str, data: dict[str, Any], where: str, fingerprint: str) -> WebhookEvent:
-    contact_data = _object(data, "contact", where)
+def _case_status(
+    name: str, data: dict[str, Any], where: str, fingerprint: str, size: int
+) -> WebhookEvent:
+    contact_data = _as_object(data.get("contact"))
     contact = None
     if contact_data is not None:
-        inner = f"{where}.contact"
         contact = WebhookContact(
-            id=_id(contact_data, "id", inner), fields=_object(contact_data, "fields", inner)
+            id=_as_id(contact_data.get("id")), fields=_as_object(contact_data.get("fields"))
         )
     messages = data.get("messages")
-    if messages is not None and not isinstance(messages, list):
-        raise _wrong(where, "messages", "an array", messages)
     return CaseStatusEvent(
         event=name,
         case_id=_id(data, "caseId", where),
         status=_text(data, "status", where),
         data=data,
         fingerprint=fingerprint,
+        size=size,
         contact=contact,
-        messages=tuple(
-            _message(item, f"{where}.messages[{index}]")
-            for index, item in enumerate(messages or ())
-        ),
-        fields=_object(data, "fields", where),
+        # An entry that is not an object is skipped; the raw list stays in data.
+        messages=tuple(_message(item) for item in messages if type(item) is dict)
+        if type(messages) is list
+        else (),
+        fields=_as_object(data.get("fields")),
     )
 
 
-def _case_user(name: str, data: dict[str, Any], where: str, fingerprint: str) -> WebhookEvent:
+def _case_user(
+    name: str, data: dict[str, Any], where: str, fingerprint: str, size: int
+) -> WebhookEvent:
     cls = CaseInviteEvent if name == EventName.CASE_INVITE.value else CaseJoinedEvent
     return cls(
         event=name,
         case_id=_id(data, "caseId", where),
         data=data,
         fingerprint=fingerprint,
-        user_id=_id(data, "userId", where),
+        size=size,
+        user_id=_as_id(data.get("userId")),  # ASSUMED field: lenient
     )
 
 
-def _message_new(name: str, data: dict[str, Any], where: str, fingerprint: str) -> WebhookEvent:
-    raw = data.get("message")
+def _message_new(
+    name: str, data: dict[str, Any], where: str, fingerprint: str, size: int
+) -> WebhookEvent:
+    raw = data.get("message")  # ASSUMED field: lenient
     message = None
-    if isinstance(raw, dict):
-        message = _message(raw, f"{where}.message")
-    elif isinstance(raw, str):
-        message = _message(data, where)  # a flat body: data is the message
-    elif raw is not None:
-        raise _wrong(where, "message", "an object or a string", raw)
+    if type(raw) is dict:
+        message = _message(raw)
+    elif type(raw) is str:
+        message = _message(data)  # a flat body: data is the message
     case_id = _id(data, "caseId", where)
-    if case_id is None and isinstance(raw, dict):
-        case_id = _id(raw, "caseId", f"{where}.message")
+    if case_id is None and type(raw) is dict:
+        case_id = _as_id(raw.get("caseId"))
     return MessageNewEvent(
-        event=name, case_id=case_id, data=data, fingerprint=fingerprint, message=message
+        event=name,
+        case_id=case_id,
+        data=data,
+        fingerprint=fingerprint,
+        size=size,
+        message=message,
     )
 
 
@@ -956,42 +1109,54 @@ def _chat_common(name: str, data: dict[str, Any], where: str) -> dict[str, Any]:
     }
 
 
-def _chat_start(name: str, data: dict[str, Any], where: str, fingerprint: str) -> WebhookEvent:
+def _chat_start(
+    name: str, data: dict[str, Any], where: str, fingerprint: str, size: int
+) -> WebhookEvent:
     return ChatStartEvent(
         **_chat_common(name, data, where),
         data=data,
         fingerprint=fingerprint,
+        size=size,
         details=_object(data, "details", where),
     )
 
 
-def _chat_accept(name: str, data: dict[str, Any], where: str, fingerprint: str) -> WebhookEvent:
+def _chat_accept(
+    name: str, data: dict[str, Any], where: str, fingerprint: str, size: int
+) -> WebhookEvent:
     return ChatAcceptEvent(
         **_chat_common(name, data, where),
         data=data,
         fingerprint=fingerprint,
+        size=size,
         user=_object(data, "user", where),
     )
 
 
-def _chat_message(name: str, data: dict[str, Any], where: str, fingerprint: str) -> WebhookEvent:
+def _chat_message(
+    name: str, data: dict[str, Any], where: str, fingerprint: str, size: int
+) -> WebhookEvent:
     picked, picked_raw = _date(data, "date_picked", where)
     return ChatMessageEvent(
         **_chat_common(name, data, where),
         data=data,
         fingerprint=fingerprint,
+        size=size,
         message=_json_object(data, "message", where),
         date_picked=picked,
         date_picked_raw=picked_raw,
     )
 
 
-def _chat_close(name: str, data: dict[str, Any], where: str, fingerprint: str) -> WebhookEvent:
+def _chat_close(
+    name: str, data: dict[str, Any], where: str, fingerprint: str, size: int
+) -> WebhookEvent:
     picked, picked_raw = _date(data, "date_picked", where)
     return ChatCloseEvent(
         **_chat_common(name, data, where),
         data=data,
         fingerprint=fingerprint,
+        size=size,
         users=_json_object(data, "users", where),
         by=_text(data, "by", where),
         date_picked=picked,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import hashlib
 import json
 import random
 import sys
@@ -17,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from acquire_async import webhooks
@@ -30,7 +32,9 @@ from acquire_async.errors import (
 )
 from acquire_async.webhooks import (
     DEFAULT_MAX_BODY,
+    MAX_CONTAINERS,
     MAX_DEPTH,
+    MAX_FALLBACK_BODY,
     SIGNATURE_HEADER,
     CaseInviteEvent,
     CaseJoinedEvent,
@@ -345,7 +349,8 @@ def test_every_published_delivery_parses(name: str) -> None:
         assert type(event) is cls
         assert event.event == json.loads(raw)["event"]
         assert (event.case_id, event.status) == (case_id, status)
-        assert event.fingerprint == __import__("hashlib").sha256(body).hexdigest()
+        assert event.fingerprint == hashlib.sha256(body).hexdigest()
+        assert event.size == len(body)
         assert construct_event(body, sign(body, KEY), KEY) == event
 
 
@@ -505,17 +510,8 @@ def test_unknown_events_keep_raw_data() -> None:
         (b'{"event":"case:status","data":{"caseId":"99999999999999999999"}}', "$.data.caseId"),
         (b'{"event":"case:status","data":{"caseId":9223372036854775808}}', "$.data.caseId"),
         (b'{"event":"case:status","data":{"status":5}}', "$.data.status"),
-        (b'{"event":"case:status","data":{"messages":{}}}', "$.data.messages"),
-        (b'{"event":"case:status","data":{"messages":[{},"x"]}}', "$.data.messages[1]"),
-        (b'{"event":"case:status","data":{"messages":[{"id":"a"}]}}', "$.data.messages[0].id"),
-        (
-            b'{"event":"case:status","data":{"messages":[{"dateCreated":1614766789000}]}}',
-            "$.data.messages[0].dateCreated",
-        ),
-        (b'{"event":"case:status","data":{"contact":"5"}}', "$.data.contact"),
-        (b'{"event":"case:status","data":{"contact":{"fields":[]}}}', "$.data.contact.fields"),
-        (b'{"event":"user:case-invite","data":{"userId":{}}}', "$.data.userId"),
-        (b'{"event":"case:message:new","data":{"message":5}}', "$.data.message"),
+        (b'{"event":"user:case-invite","data":{"caseId":{}}}', "$.data.caseId"),
+        (b'{"event":"case:message:new","data":{"caseId":"x"}}', "$.data.caseId"),
         (b'{"event":"CHAT_ON_START","data":{" id":"x"}}', "$.data[' id']"),
         (b'{"event":"CHAT_ON_ACCEPT","id":"x"}', "$.id"),
         (b'{"event":"CHAT_ON_ACCEPT","user":[]}', "$.user"),
@@ -556,9 +552,11 @@ def test_nesting_deeper_than_max_depth_is_refused() -> None:
     assert parse_event(nested(MAX_DEPTH)).event == "x"
     with pytest.raises(InvalidPayloadError, match="nested"):
         parse_event(nested(MAX_DEPTH + 1))
-    for depth in (900, 5_000, 200_000):
+    for depth in (900, 5_000, MAX_CONTAINERS - 2):
         with pytest.raises(InvalidPayloadError, match="nested"):
             parse_event(nested(depth))
+    with pytest.raises(InvalidPayloadError, match="objects and arrays"):
+        parse_event(nested(200_000))  # refused by its count, before it is parsed
     with pytest.raises(InvalidSignatureError):
         verify_signature(nested(5_000), "0" * 64, KEY)
 
@@ -623,6 +621,263 @@ def test_an_unreadable_date_keeps_its_text() -> None:
         None,
         "sometime",
     )
+
+
+# --------------------------------------------------------------------------- bounded cost
+
+
+class _Counting:
+    """Stands in for the module's decoder (or ``_compact``) and counts the calls."""
+
+    def __init__(self, wrapped: Any) -> None:
+        self.wrapped = wrapped
+        self.calls = 0
+
+    def decode(self, body: bytes) -> Any:
+        self.calls += 1
+        return self.wrapped.decode(body)
+
+    def __call__(self, tree: Any) -> Any:
+        self.calls += 1
+        return self.wrapped(tree)
+
+
+def _padded(size: int) -> bytes:
+    """A small valid delivery padded with a string to exactly ``size`` bytes."""
+    head, tail = b'{"event":"case:status","data":{"caseId":"7","pad":"', b'"}}'
+    return head + b"x" * (size - len(head) - len(tail)) + tail
+
+
+def _lists(count: int) -> bytes:
+    """A delivery that opens exactly ``count`` objects and arrays (``count - 3`` empty lists)."""
+    return b'{"event":"x","data":{"a":[' + b",".join([b"[]"] * (count - 3)) + b"]}}"
+
+
+def test_the_fallback_is_only_tried_under_its_caps(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoder = _Counting(webhooks._DECODER)
+    dumps = _Counting(webhooks._compact)
+    monkeypatch.setattr(webhooks, "_DECODER", decoder)
+    monkeypatch.setattr(webhooks, "_compact", dumps)
+
+    def unsigned(body: bytes) -> tuple[int, int]:
+        decoder.calls = dumps.calls = 0
+        for call in (verify_signature, construct_event):
+            with pytest.raises(InvalidSignatureError):
+                call(body, "0" * 64, KEY)
+        return decoder.calls, dumps.calls
+
+    # Under both caps the fallback runs: one parse and one re-serialisation per call.
+    assert unsigned(_padded(MAX_FALLBACK_BODY)) == (2, 2)
+    assert unsigned(_lists(MAX_CONTAINERS)) == (2, 2)
+    # Over either cap an unsigned body costs one HMAC: nothing is parsed or re-serialised.
+    assert unsigned(_padded(MAX_FALLBACK_BODY + 1)) == (0, 0)
+    assert unsigned(_lists(MAX_CONTAINERS + 1)) == (0, 0)
+    # The review's 1 MiB body of [] (350,000 lists): a 401, whatever its shape, not a 400.
+    flood = b'{"event":"x","data":{"a":[' + b"[]," * 349_000 + b"[]]}}"
+    assert len(flood) <= DEFAULT_MAX_BODY
+    assert unsigned(flood) == (0, 0)
+
+
+def test_a_body_over_the_container_cap_is_a_payload_error_once_signed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decoder = _Counting(webhooks._DECODER)
+    monkeypatch.setattr(webhooks, "_DECODER", decoder)
+    over, at = _lists(MAX_CONTAINERS + 1), _lists(MAX_CONTAINERS)
+    for secret in (KEY, None):
+        with pytest.raises(InvalidPayloadError, match="objects and arrays") as caught:
+            construct_event(over, sign(over, KEY), secret)
+        assert caught.value.http_status == 400
+    with pytest.raises(InvalidPayloadError, match="objects and arrays"):
+        parse_event(over)
+    assert decoder.calls == 0  # refused before it was parsed
+    # The cap is inclusive.
+    assert construct_event(at, sign(at, KEY), KEY).event == "x"
+    assert parse_event(at).size == len(at)
+
+
+def test_a_big_pretty_body_must_match_raw() -> None:
+    # Over MAX_FALLBACK_BODY only the raw bytes are compared: signed over its compact form,
+    # a pretty body is a 401; signed over its own bytes, it verifies.
+    tree = json.loads(_padded(MAX_FALLBACK_BODY))
+    big = json.dumps(tree, indent=2).encode()
+    assert len(big) > MAX_FALLBACK_BODY
+    with pytest.raises(InvalidSignatureError):
+        verify_signature(big, sign(compact(big), KEY), KEY)
+    assert construct_event(big, sign(big, KEY), KEY).case_id == 7
+
+
+# --------------------------------------------------------------------------- fingerprint, size
+
+
+def test_the_fingerprint_is_of_the_bytes_the_signature_covers() -> None:
+    signed = compact(CASE_STATUS.read_bytes())
+    original = construct_event(signed, COMPACT_SIG, KEY)
+    assert original.fingerprint == hashlib.sha256(signed).hexdigest()
+    # Replays of the same signed delivery, re-formatted: each verifies through the fallback
+    # and gets the original's fingerprint, so the bot's de-duplication sees them.
+    replays = [
+        CASE_STATUS.read_bytes(),  # pretty, as published
+        pretty(signed),
+        signed[:-1] + b"   }",  # trailing blanks
+        signed.replace(b'"caseId":"72"', b'"caseId":"\\u0037\\u0032"'),  # escapes
+        signed.replace(b'"caseId":"72"', b'"caseId":"9","caseId":"72"'),  # duplicate key
+    ]
+    for body in replays:
+        assert body != signed
+        event = construct_event(body, COMPACT_SIG, KEY)
+        assert event == msgspec.structs.replace(original, size=len(body))
+        assert event.fingerprint == original.fingerprint
+    small = b'{"event":"user:case-invite","data":{"caseId":"5"}}'
+    escaped = b'{"event":"user:case-invite","data":{"caseId":"\\u0035"}}'
+    assert (
+        construct_event(escaped, sign(small, KEY), KEY).fingerprint
+        == hashlib.sha256(small).hexdigest()
+    )
+    # Signed over its own (pretty) bytes: the raw path, the raw bytes' fingerprint.
+    raw = CASE_STATUS.read_bytes()
+    assert construct_event(raw, PRETTY_SIG, KEY).fingerprint == hashlib.sha256(raw).hexdigest()
+    # Nothing verified (secret=None, parse_event): the raw bytes' fingerprint.
+    assert construct_event(raw, None, None).fingerprint == hashlib.sha256(raw).hexdigest()
+    assert parse_event(raw).fingerprint == hashlib.sha256(raw).hexdigest()
+
+
+def test_every_event_has_the_size_of_its_raw_body() -> None:
+    assert "size" in WebhookEvent.__struct_fields__
+    bodies = [
+        *(compact((EXAMPLES / name).read_bytes()) for name in EXPECTED),
+        b'{"event":"user:case-invite","data":{"caseId":"1684","userId":"22"}}',
+        b'{"event":"user:case-joined","data":{"caseId":"1684"}}',
+        b'{"event":"case:message:new","data":{"caseId":"9","message":"hi"}}',
+        b'{"event":"case:new","data":{}}',
+    ]
+    classes = set()
+    for body in bodies:
+        for event in (parse_event(body), construct_event(body, sign(body, KEY), KEY)):
+            assert event.size == len(body)
+            classes.add(type(event))
+    assert len(classes) == 9
+    # Through the fallback: the raw body's size, not the compact form's.
+    raw = CASE_STATUS.read_bytes()
+    assert construct_event(raw, COMPACT_SIG, KEY).size == len(raw) == 1991
+
+
+# --------------------------------------------------------------------------- ids, leniency
+
+
+@pytest.mark.parametrize("value", ['"-5"', "-5", "0", '"0"', "-0", '"-0"', '"00"', "-1.0"])
+def test_case_ids_must_be_positive(value: str) -> None:
+    for event in ("case:status", "user:case-invite", "case:message:new"):
+        with pytest.raises(InvalidPayloadError) as caught:
+            parse_event(f'{{"event":"{event}","data":{{"caseId":{value}}}}}'.encode())
+        assert caught.value.path == "$.data.caseId"
+    with pytest.raises(InvalidPayloadError) as caught:
+        parse_event(f'{{"event":"CHAT_ON_ACCEPT","id":{value}}}'.encode())
+    assert caught.value.path == "$.id"
+    # Where an id is read leniently, it reads as None.
+    unknown = parse_event(f'{{"event":"case:new","data":{{"caseId":{value}}}}}'.encode())
+    assert unknown.case_id is None
+
+
+def test_the_id_range_is_1_to_2_63_minus_1() -> None:
+    for value, expected in (
+        ('"1"', 1),
+        ("1", 1),
+        ('"007"', 7),
+        ('"9223372036854775807"', 2**63 - 1),
+        ("9223372036854775807", 2**63 - 1),
+    ):
+        body = f'{{"event":"user:case-invite","data":{{"caseId":{value}}}}}'.encode()
+        assert parse_event(body).case_id == expected
+
+
+_LENIENT = [
+    # (data of a case:status delivery, what its views read); caseId and status stay strict.
+    ({"messages": [{"id": "1", "senderId": ""}]}, {"messages": [(1, None, None)]}),
+    ({"messages": [{"id": "5f3a9c", "senderId": "5"}]}, {"messages": [(None, 5, None)]}),
+    ({"messages": [{"id": "0", "message": {"text": "hi"}}]}, {"messages": [(None, None, None)]}),
+    ({"messages": [{"id": "2", "message": "hi"}, "x", 5, None]}, {"messages": [(2, None, "hi")]}),
+    ({"messages": {"0": {"id": "1"}}}, {"messages": []}),
+    ({"messages": "none"}, {"messages": []}),
+    ({"contact": {"id": "abc", "fields": {"name": "A"}}}, {"contact": (None, {"name": "A"})}),
+    ({"contact": {"id": "5", "fields": []}}, {"contact": (5, None)}),
+    ({"contact": "5"}, {"contact": None}),
+    ({"fields": []}, {"fields": None}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("extra", "expected"), _LENIENT)
+def test_odd_transcript_contact_and_fields_values_read_as_none(
+    extra: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    data = {"caseId": "72", "status": "pending", **extra}
+    body = json.dumps({"event": "case:status", "data": data}).encode()
+    event = parse_event(body)
+    assert isinstance(event, CaseStatusEvent)
+    assert (event.case_id, event.status, event.data) == (72, "pending", data)  # raw kept
+    if "messages" in expected:
+        got = [(m.id, m.sender_id, m.message) for m in event.messages]
+        assert got == expected["messages"]
+    if "contact" in expected:
+        contact = event.contact
+        got_contact = None if contact is None else (contact.id, contact.fields)
+        assert got_contact == expected["contact"]
+    if "fields" in expected:
+        assert event.fields is None
+
+
+def test_odd_message_fields_read_as_none() -> None:
+    event = parse_event(
+        b'{"event":"case:status","data":{"messages":[{"id":7,"channel":1,"senderType":[],'
+        b'"type":{},"seen":"maybe","dateCreated":1614766789000}]}}'
+    )
+    assert isinstance(event, CaseStatusEvent)
+    (message,) = event.messages
+    assert message == webhooks.WebhookMessage(id=7)
+
+
+def test_odd_assumed_fields_read_as_none() -> None:
+    invite = parse_event(b'{"event":"user:case-invite","data":{"caseId":"72","userId":"bot-3"}}')
+    assert isinstance(invite, CaseInviteEvent)
+    assert (invite.case_id, invite.user_id, invite.data["userId"]) == (72, None, "bot-3")
+    joined = parse_event(b'{"event":"user:case-joined","data":{"caseId":"72","userId":{}}}')
+    assert isinstance(joined, CaseJoinedEvent) and (joined.case_id, joined.user_id) == (72, None)
+    for message in (b"5", b"[]", b"true"):
+        new = parse_event(
+            b'{"event":"case:message:new","data":{"caseId":"9","message":%s}}' % message
+        )
+        assert isinstance(new, MessageNewEvent) and (new.case_id, new.message) == (9, None)
+    inner = parse_event(
+        b'{"event":"case:message:new","data":{"message":{"caseId":"x","id":"y","message":1}}}'
+    )
+    assert isinstance(inner, MessageNewEvent) and inner.case_id is None
+    assert inner.message == webhooks.WebhookMessage()
+
+
+# --------------------------------------------------------------------------- repr
+
+
+def test_rich_sees_what_repr_shows_and_no_more() -> None:
+    event = parse_event(CASE_STATUS.read_bytes())
+    assert isinstance(event, CaseStatusEvent) and event.contact is not None
+    personal = ["jhone@test.com", "Jhon", "reactivated"]
+    # msgspec gives every Struct a __rich_repr__ listing every field; rich.pretty uses it.
+    assert dict(event.__rich_repr__()) == {
+        "event": "case:status",
+        "case_id": 72,
+        "status": "closed",
+        "fingerprint": event.fingerprint[:12],
+    }
+    assert dict(event.contact.__rich_repr__()) == {"id": event.contact.id}
+    message = event.messages[0]
+    assert "message" not in dict(message.__rich_repr__())
+    for value in (event, event.contact, message):
+        for text in (repr(value), str(value)):
+            assert not [word for word in personal if word in text], text
+    from rich.pretty import pretty_repr
+
+    for shown in map(pretty_repr, (event, event.contact, message, event.messages)):
+        assert not [word for word in personal if word in shown], shown
 
 
 # --------------------------------------------------------------------------- fuzz
@@ -732,7 +987,8 @@ def _check(event: WebhookEvent, body: bytes) -> None:
     assert event.case_id is None or isinstance(event.case_id, int)
     assert event.status is None or isinstance(event.status, str)
     assert isinstance(event.data, dict)
-    assert event.fingerprint == __import__("hashlib").sha256(body).hexdigest()
+    assert event.fingerprint == hashlib.sha256(body).hexdigest()
+    assert event.size == len(body)
     repr(event)
 
 
@@ -859,6 +1115,27 @@ def test_no_traceback_frame_holds_the_plain_secret() -> None:
                     assert SECRET not in " ".join(map(repr, values))
     # verify_signature takes no content_type/max_body, and passes the signed non-JSON body.
     assert seen == 3 * 11
+
+
+def test_a_str_body_leaves_no_plain_secret_in_any_frame() -> None:
+    # A receiver that passes ``await request.text()`` gets a TypeError: the frames of its
+    # traceback (error trackers record their locals) must not hold the secret passed beside.
+    for secret in (SECRET, SECRET.encode()):
+        calls: list[tuple[Any, tuple[Any, ...]]] = [
+            (sign, (secret,)),
+            (verify_signature, ("0" * 64, secret)),
+            (construct_event, ("0" * 64, secret)),
+        ]
+        for call, args in calls:
+            with pytest.raises(TypeError, match="body"):
+                try:
+                    call('{"event":"x"}', *args)
+                except TypeError as exc:
+                    values = _our_frames_locals(exc)
+                    assert values, call
+                    assert not [v for v in values if v is secret or v == secret], call
+                    assert SECRET not in " ".join(map(repr, values)), call
+                    raise
 
 
 # --------------------------------------------------------------------------- the module
