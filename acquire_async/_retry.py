@@ -15,9 +15,12 @@ from .errors import (
     APITimeoutError,
     APITLSError,
     InternalServerError,
+    InvalidCaseIdError,
+    ResponseDecodeError,
+    ThrottleUnavailableError,
 )
 
-__all__ = ["RetryBudget", "RetryPolicy", "retry_delay"]
+__all__ = ["RetryBudget", "RetryPolicy", "did_not_act", "is_transient", "retry_delay"]
 
 DEFAULT_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Statuses by which a server says it did not act on the request: 408 (it never got all of
@@ -212,3 +215,42 @@ def retry_delay(
     if not budget.try_spend(error):
         return None
     return delay
+
+
+_DEFAULT_POLICY = RetryPolicy()
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a failed call may succeed when made again later: the one definition the join
+    queue's workers and the bot share.
+
+    Transient: connection errors and timeouts (not TLS), the statuses 408, 429, 500, 502, 503,
+    504 (and Acquire's ``ERROR_SERVER_ERROR`` envelope), a garbled answer (made again, a join
+    settles it: already joined) and the throttle's Redis being unreachable (nothing was sent).
+    Not: an invalid case id, any other 4xx (``AlreadyJoinedError`` included), anything that
+    is not an :class:`~acquire_async.errors.AcquireError`.
+
+    Example::
+
+        is_transient(InternalServerError("down", status=503))  # True
+    """
+    if not isinstance(error, AcquireError) or isinstance(error, InvalidCaseIdError):
+        return False
+    if isinstance(error, (ResponseDecodeError, ThrottleUnavailableError)):
+        return True
+    return _DEFAULT_POLICY.is_retryable(error)
+
+
+def did_not_act(error: BaseException) -> bool:
+    """Whether the server provably did not act on the failed call, so that an operation that
+    must not happen twice (a message) may be made again: nothing reached it
+    (``request_sent=False``, or the throttle's Redis was unreachable), or it answered 408, 429
+    or 503.
+
+    Example::
+
+        did_not_act(APIConnectionError("refused", request_sent=False))  # True
+    """
+    if isinstance(error, ThrottleUnavailableError):
+        return True
+    return isinstance(error, AcquireError) and _DEFAULT_POLICY.is_retryable(error, retry_safe=False)

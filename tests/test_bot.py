@@ -18,7 +18,7 @@ from aiohttp import web
 
 from acquire_async import AcquireClient
 from acquire_async.bot import Bot, Router
-from acquire_async.testing import FakeAcquire
+from acquire_async.testing import FakeAcquire, Faults
 from acquire_async.webhooks import SIGNATURE_HEADER, construct_event, sign
 
 SECRET = "whsec-bot-test-Sup3rS3cret"
@@ -58,15 +58,18 @@ class Records(list[dict[str, Any]]):
 
 @asynccontextmanager
 async def running(
-    cases: int = 5, path: str = "/hook", **options: Any
+    cases: int = 5, path: str = "/hook", faults: Faults | None = None, **options: Any
 ) -> AsyncIterator[tuple[FakeAcquire, AcquireClient, Bot, str, Records]]:
-    """A FakeAcquire, a client on it, a Bot with those options served on 127.0.0.1."""
+    """A FakeAcquire (with those faults), a client on it, a Bot with those options served on
+    127.0.0.1. The bot's own retries wait 10 ms, doubling (tests need no real backoff)."""
     records = Records()
     options.setdefault("on_record", records.append)
     options.setdefault("greeting", "Hello! How can I help?")
     # Both kinds of trigger (the default is invites only), so the tests cover status rules.
     options.setdefault("auto_join", ("user:case-invite", "case:status=pending"))
-    async with FakeAcquire(cases=cases, first_case_id=FIRST) as fake:
+    options.setdefault("backoff", 0.01)
+    options.setdefault("backoff_cap", 0.2)
+    async with FakeAcquire(cases=cases, first_case_id=FIRST, faults=faults) as fake:
         async with AcquireClient(api_key=fake.api_key, base_url=fake.base_url) as client:
             bot = Bot(client, options.pop("secret", SECRET), **options)
             runner = web.AppRunner(bot.app(path=path), access_log=None)
@@ -184,8 +187,74 @@ async def test_a_failed_join_is_recorded_and_not_greeted() -> None:
         assert failed[0]["action"] == "join"
         assert failed[0]["case_id"] == FIRST
         assert failed[0]["request_sent"] is True
+        assert failed[0]["final"] is True and failed[0]["tries"] == 1
         assert fake.messages(FIRST) == []
         assert bot.stats.join_failed == 1
+
+
+# ---------------------------------------------------------------------------- the bot's retries
+
+
+async def test_a_join_that_fails_transiently_is_tried_again_by_the_bot() -> None:
+    async with running() as (fake, _, bot, url, records), aiohttp.ClientSession() as http:
+        fake.script([503, 503, 503, 503])  # every attempt of the client's first call
+        assert (await post(http, url, invite(FIRST))).status == 200
+        await idle(bot)
+        assert fake.is_joined(FIRST)
+        assert len(fake.messages(FIRST)) == 1
+        assert [(r.operation, r.status) for r in fake.requests] == [("join_chat", 503)] * 4 + [
+            ("join_chat", 200),
+            ("add_message", 200),
+        ]
+        assert records.kinds() == ["received", "retrying", "joined", "greeted"]
+        retrying = records.of("retrying")[0]
+        assert retrying["action"] == "join" and retrying["http_status"] == 503
+        assert retrying["tries"] == 1 and 0 < retrying["delay"] <= 0.2
+        assert bot.stats.retried == 1 and bot.stats.join_failed == 0
+        assert bot.stats.handled == 1
+
+
+async def test_a_greeting_the_server_did_not_act_on_is_tried_again_once_posted() -> None:
+    async with running() as (fake, _, bot, url, records), aiohttp.ClientSession() as http:
+        fake.script([None, 503, 503, 503, 503])  # the join answers; the greeting is refused
+        await post(http, url, invite(FIRST))
+        await idle(bot)
+        assert [m["message"] for m in fake.messages(FIRST)] == ["Hello! How can I help?"]
+        assert [r["action"] for r in records.of("retrying")] == ["greet"]
+        assert bot.stats.greeted == 1 and bot.stats.greet_failed == 0
+
+
+async def test_a_permanent_failure_is_not_retried_and_its_redelivery_runs_again() -> None:
+    async with running() as (fake, _, bot, url, records), aiohttp.ClientSession() as http:
+        fake.script([404])
+        body = invite(FIRST)
+        assert (await post(http, url, body)).status == 200
+        await idle(bot)
+        assert [(r.operation, r.status) for r in fake.requests] == [("join_chat", 404)]
+        assert records.of("retrying") == []
+        failed = records.of("failed")
+        assert [(f["http_status"], f["final"], f["tries"]) for f in failed] == [(404, True, 1)]
+        again = await post(http, url, body)  # forgotten: not a duplicate, run again
+        assert again.status == 200
+        await idle(bot)
+        assert bot.stats.accepted == 2 and bot.stats.duplicates == 0
+        assert [r.operation for r in fake.requests] == ["join_chat", "join_chat", "add_message"]
+        assert bot.stats.join_failed == 1 and bot.stats.joined == 1 and bot.stats.handled == 2
+
+
+async def test_when_the_tries_run_out_the_delivery_is_forgotten() -> None:
+    async with running(tries=2) as (fake, _, bot, url, records), aiohttp.ClientSession() as http:
+        fake.script([503] * 8)  # two tries of four attempts each
+        body = invite(FIRST)
+        await post(http, url, body)
+        await idle(bot)
+        assert not fake.is_joined(FIRST)
+        assert [(f["final"], f["tries"]) for f in records.of("failed")] == [(True, 2)]
+        assert bot.stats.join_failed == 1 and bot.stats.retried == 1
+        assert (await post(http, url, body)).status == 200  # Acquire's next delivery
+        await idle(bot)
+        assert fake.is_joined(FIRST) and len(fake.messages(FIRST)) == 1
+        assert bot.stats.duplicates == 0 and bot.stats.joined == 1
 
 
 async def test_a_greeting_whose_answer_was_lost_is_never_sent_again() -> None:
@@ -543,6 +612,61 @@ async def test_1000_deliveries_from_50_senders() -> None:
         assert bot.stats.already_joined == cases
         assert bot.stats.accepted == 2 * cases and bot.stats.duplicates == 300
         assert len(records.of("received")) == 2 * cases
+
+
+@pytest.mark.slow
+async def test_a_storm_of_503s_and_drops_loses_no_acknowledged_case() -> None:
+    """700 cases, 1,050 distinct deliveries and ~370 redeliveries from 50 senders, while the API
+    answers 35% of requests 503 and drops 8% of connections (half of those after acting).
+    The client's retry budget runs dry; the bot's own tries (16 here, so that losing an event
+    to 16 failures in a row is a one-in-a-million chance) must join every acknowledged case,
+    none twice, and greet none twice. A 503 from the bot (backlog full) is sent again."""
+    cases = 700
+    rng = random.Random(7)
+    unique = [invite(FIRST + n) for n in range(cases)]
+    unique += [body_of("case:status", FIRST + n, "pending") for n in range(0, cases, 2)]
+    sends = unique + [rng.choice(unique) for _ in range(370)]
+    rng.shuffle(sends)
+    assert len(sends) >= 1400
+    faults = Faults(seed=7, error_rates={503: 0.35}, drop_after_read=0.05, drop_before_read=0.03)
+    options = {"tries": 16, "backlog": 100, "concurrency": 16}
+    async with running(cases=cases, faults=faults, **options) as (fake, client, bot, url, _r):
+        answers: Counter[int] = Counter()
+        acknowledged: set[bytes] = set()
+        work = iter(sends)
+        connector = aiohttp.TCPConnector(limit=50)
+        async with aiohttp.ClientSession(connector=connector) as http:
+
+            async def sender() -> None:
+                for body in work:
+                    while True:  # as Acquire would: a 503 is delivered again later
+                        status = (await post(http, url, body)).status
+                        answers[status] += 1
+                        if status != 503:
+                            break
+                        await asyncio.sleep(0.05)
+                    if status == 200:
+                        acknowledged.add(body)
+
+            await asyncio.gather(*(sender() for _ in range(50)))
+        await idle(bot, timeout=60.0)
+
+        assert set(answers) <= {200, 503} and len(acknowledged) == len(unique)
+        acked_cases = {json.loads(body)["data"]["caseId"] for body in acknowledged}
+        assert len(acked_cases) == cases
+        never_joined = [n for n in range(cases) if not fake.is_joined(FIRST + n)]
+        assert never_joined == []
+        applied = Counter(
+            r.case_id for r in fake.requests if r.operation == "join_chat" and r.applied
+        )
+        assert set(applied.values()) == {1}  # none joined twice
+        greetings = [len(fake.messages(FIRST + n)) for n in range(cases)]
+        assert max(greetings) == 1  # none greeted twice
+        # A greeting whose answer was dropped was stored, failed and (rightly) not sent again.
+        assert bot.stats.greeted <= sum(greetings) <= bot.stats.greeted + bot.stats.greet_failed
+        assert bot.stats.handled == bot.stats.accepted == len(unique) + bot.stats.join_failed
+        assert bot.stats.retried > 100  # the storm was real: the bot tried again, a lot
+        assert client.stats.errors.get("InternalServerError", 0) > 300
 
 
 # ---------------------------------------------------------------------------- shutdown

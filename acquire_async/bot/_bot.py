@@ -5,16 +5,29 @@ One delivery travels like this::
     POST ── not POST ──────────────────────────────────────────▶ 405 (Allow: POST)
      │ ── closing ─────────────────────────────────────────────▶ 503 + Retry-After
      │ ── Content-Length > max_body ───────────────────────────▶ 413 (body unread)
+     │ ── max_receiving bodies already being read ─────────────▶ 503 + Retry-After (unread)
      ▼ read at most max_body + 1 bytes ── more ────────────────▶ 413
+     │    within read_timeout ── not ──────────────────────────▶ 408 (connection closed)
+     │    sender gone mid-body ────────────────────────────────▶ 400 (nobody hears it)
     construct_event: size 413 → content type 415 → signature 401 → parse 400
      ▼
     submit(event): seen within dedupe_window ──────────────────▶ 200 (duplicate, not rerun)
-     │             backlog full ───────────────────────────────▶ 503 + Retry-After (not kept)
+     │             client closed, backlog or backlog_bytes full ▶ 503 + Retry-After (not kept)
      ▼ queued                                                      200 (accepted)
-    a worker (one of ``concurrency``): the auto-join policy, then the handlers
+    a worker (one of ``concurrency``): the auto-join policy (``_policy.py``: the join tried
+    again on a passing failure, one case at a time), then the handlers
 
 Nothing after the 200 can change the answer, so a slow join or a failing handler never makes
-Acquire retry. Everything the bot does is also one JSON-able dict to ``on_record``.
+Acquire retry. A join that fails for good makes the bot forget the delivery, so Acquire's next
+delivery of it runs again. Everything the bot does is also one JSON-able dict to
+``on_record``.
+
+Memory is bounded on both sides of the 200: at most ``max_receiving`` bodies of up to
+``max_body + 1`` bytes are being read at once, and the events accepted and not yet handled
+hold at most ``backlog`` events and ``backlog_bytes`` bytes of body (the parsed events cost a
+few times their bytes). Headers and idle connections are not bounded here: aiohttp has no
+header timeout, so a proxy with header and idle timeouts and connection limits belongs in
+front (docs/bots.md).
 """
 
 from __future__ import annotations
@@ -22,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
@@ -30,14 +42,16 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from acquire_async._checks import check_count, check_hook, check_optional_text
 from acquire_async._client import AcquireClient
 from acquire_async._secrets import Secret
-from acquire_async.errors import AlreadyJoinedError, APIError, WebhookError
+from acquire_async.errors import WebhookError
 from acquire_async.webhooks import DEFAULT_MAX_BODY, SIGNATURE_HEADER, construct_event
 
 from ._dedupe import DEFAULT_DEDUPE_SIZE, Deduper, delivery_key
+from ._policy import DEFAULT_AUTO_JOIN, JoinRule, Policy, check_seconds, parse_policy, short
 from ._router import H, Handler, Router
 
 if TYPE_CHECKING:
@@ -45,6 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_AUTO_JOIN",
+    "DEFAULT_BACKLOG_BYTES",
     "RETRY_AFTER",
     "Bot",
     "BotStats",
@@ -54,72 +69,18 @@ __all__ = [
 
 log = logging.getLogger("acquire_async.bot")
 
-DEFAULT_AUTO_JOIN = ("user:case-invite",)
-"""Join what the bot's agent is invited to. Joining every pending case as well
-(``"case:status=pending"``) makes the bot take every waiting chat of the account: a choice
-to make on purpose, not a default."""
-"""The policy of ``Bot(...)`` unless given another: join the case of an invite (shape
-ASSUMED), and of a case whose status turns ``pending``. ``auto_join=()`` turns it off."""
-
 RETRY_AFTER = 5
-"""Seconds in the ``Retry-After`` of a 503 (backlog full, or shutting down). Whether Acquire
-honours it is not documented."""
+"""Seconds in the ``Retry-After`` of a 503 (backlog full, too many bodies being received, or
+shutting down). Whether Acquire honours it is not documented."""
+
+DEFAULT_BACKLOG_BYTES = 64 * 1_048_576
+"""Bytes of body the accepted, unfinished events may hold at most (64 MiB)."""
 
 SubmitResult = Literal["accepted", "duplicate", "busy"]
 
-# Event names come from the sender: records and logs show at most this much of one.
-_NAME_LIMIT = 120
 _MESSAGE_LIMIT = 300
 # After the shutdown grace, how long cancelled work may take to unwind before it is abandoned.
 _CANCEL_GRACE = 5.0
-
-
-@dataclass(frozen=True)
-class JoinRule:
-    """One entry of the auto-join policy: ``"event"`` or ``"event=status"``.
-
-    Example::
-
-        JoinRule.parse("case:status=pending")  # JoinRule(event='case:status', status='pending')
-    """
-
-    event: str
-    status: str | None = None
-
-    @classmethod
-    def parse(cls, text: object) -> JoinRule:
-        """The rule written as ``text``; ``TypeError``/``ValueError`` naming ``auto_join``."""
-        if not isinstance(text, str):
-            raise TypeError(f"auto_join entries must be str, not {type(text).__name__}")
-        event, sep, status = text.partition("=")
-        if not event or any(char.isspace() for char in text) or not text.isprintable():
-            raise ValueError(
-                f"auto_join entries must be 'event' or 'event=status' without spaces (got {text!r})"
-            )
-        if sep and (not status or "=" in status):
-            raise ValueError(f"auto_join entry {text!r} has an empty or second '=' status")
-        return cls(event, status if sep else None)
-
-    def matches(self, event: WebhookEvent) -> bool:
-        """Whether ``event`` triggers this rule (exact, case-sensitive names)."""
-        return event.event == self.event and (self.status is None or event.status == self.status)
-
-    def __str__(self) -> str:
-        return self.event if self.status is None else f"{self.event}={self.status}"
-
-
-def _parse_policy(auto_join: object) -> tuple[JoinRule, ...]:
-    if isinstance(auto_join, (str, bytes)) or not isinstance(auto_join, Iterable):
-        raise TypeError(
-            "auto_join must be a tuple or list of 'event' or 'event=status' strings, "
-            f"not {type(auto_join).__name__}"
-        )
-    rules: list[JoinRule] = []
-    for text in auto_join:
-        rule = JoinRule.parse(text)
-        if rule not in rules:
-            rules.append(rule)
-    return tuple(rules)
 
 
 def _check_secret(secret: object) -> Secret[bytes] | None:
@@ -136,6 +97,7 @@ def _check_event(event: object) -> None:
     if not (
         isinstance(getattr(event, "event", None), str)
         and isinstance(getattr(event, "fingerprint", None), str)
+        and isinstance(getattr(event, "size", None), int)
     ):
         raise TypeError(
             f"event must be a webhook event (from construct_event), not {type(event).__name__}"
@@ -151,8 +113,10 @@ class BotStats:
       200 seen before, 503, 4xx). :meth:`Bot.submit` counts in the same fields.
     - ``handled``: accepted events whose work has finished (policy and handlers).
     - ``joined``/``already_joined``/``greeted``: the auto-join policy's successes;
-      ``join_failed``/``greet_failed``: its failures; ``skipped``: matching events without a
-      case id.
+      ``join_failed``/``greet_failed``: events whose join or greeting failed for good (after
+      the bot's own tries, or at once when not transient; a failed join's delivery is
+      forgotten so a redelivery runs again); ``retried``: tries made again after a passing
+      failure; ``skipped``: matching events without a case id.
     - ``handler_errors``: handler calls that raised.
     - ``dropped``: accepted events given up at shutdown (queued or cut short).
     - ``dedupe_evicted``: remembered deliveries forgotten early because the table was full.
@@ -173,6 +137,7 @@ class BotStats:
     greeted: int = 0
     join_failed: int = 0
     greet_failed: int = 0
+    retried: int = 0
     skipped: int = 0
     handler_errors: int = 0
     dropped: int = 0
@@ -181,10 +146,6 @@ class BotStats:
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain dict (JSON-able)."""
         return {field.name: getattr(self, field.name) for field in fields(self)}
-
-
-def _short(text: str, limit: int = _NAME_LIMIT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class Bot:
@@ -200,17 +161,31 @@ class Bot:
             :data:`DEFAULT_AUTO_JOIN`.
         greeting: sent with ``add_message`` after a join that joined now (never after
             ``AlreadyJoinedError``, so never twice).
+        tries: how many times the bot makes a join that fails for a passing reason (a
+            connection error or timeout, 408/429/500/502/503/504), the client's own retries
+            inside each; a greeting only when the server provably did not act (nothing sent,
+            408/429/503). 5; 1 turns the bot's own retries off.
+        backoff, backoff_cap: the wait before a try made again: ``backoff`` seconds (0.5)
+            doubling up to ``backoff_cap`` (30.0), half of it jitter; a server's
+            ``Retry-After`` replaces it (capped too). The worker waits: that is backpressure.
         concurrency: worker tasks that run the work (16).
         backlog: accepted events waiting for a worker (1000); beyond it the receiver answers
             503 with ``Retry-After`` and keeps nothing.
+        backlog_bytes: the bytes of body those events (and the running ones) may hold
+            (:data:`DEFAULT_BACKLOG_BYTES`, 64 MiB; at least ``max_body``); beyond it, 503.
+        max_receiving: bodies being read at once (64); beyond it, 503 with ``Retry-After``
+            before reading.
+        read_timeout: seconds a body may take to arrive (10.0); then 408 and the connection
+            is closed.
         dedupe_window: seconds a delivery is remembered; a redelivery within it (same event,
             case id and body) is answered 200 and not run again. 0 turns de-duplication off.
         dedupe_size: at most this many deliveries are remembered (100,000: about 20 MiB).
         max_body: the largest body accepted, in bytes (1 MiB); more is a 413, unread.
         on_record: called with one JSON-able dict per thing done (``kind``: ``received``,
             ``duplicate``, ``busy``, ``rejected``, ``joined``, ``already_joined``,
-            ``greeted``, ``skipped``, ``handled``, ``failed``, ``dropped``). It runs inline:
-            keep it fast. Records never hold the secret, the API key or the event's data.
+            ``greeted``, ``retrying``, ``skipped``, ``handled``, ``failed``, ``dropped``). It
+            runs inline: keep it fast. Records never hold the secret, the API key or the
+            event's data.
         router: a :class:`Router` with handlers registered elsewhere (the bot's own
             :meth:`on` adds to it).
 
@@ -242,8 +217,14 @@ class Bot:
         *,
         auto_join: Iterable[str] = DEFAULT_AUTO_JOIN,
         greeting: str | None = None,
+        tries: int = 5,
+        backoff: float = 0.5,
+        backoff_cap: float = 30.0,
         concurrency: int = 16,
         backlog: int = 1000,
+        backlog_bytes: int = DEFAULT_BACKLOG_BYTES,
+        max_receiving: int = 64,
+        read_timeout: float = 10.0,
         dedupe_window: float = 600.0,
         dedupe_size: int = DEFAULT_DEDUPE_SIZE,
         max_body: int = DEFAULT_MAX_BODY,
@@ -254,12 +235,23 @@ class Bot:
             raise TypeError(f"client must be an AcquireClient, not {type(client).__name__}")
         self._secret = _check_secret(secret)
         del secret  # a traceback's locals must not hold it
-        self._policy = _parse_policy(auto_join)
-        self._greeting = check_optional_text("greeting", greeting)
+        rules = parse_policy(auto_join)
+        greeting = check_optional_text("greeting", greeting)
+        tries = check_count("tries", tries)
+        backoff = check_seconds("backoff", backoff)
+        backoff_cap = check_seconds("backoff_cap", backoff_cap)
         self._concurrency = check_count("concurrency", concurrency)
         self._backlog = check_count("backlog", backlog)
+        self._backlog_bytes = check_count("backlog_bytes", backlog_bytes)
+        self._max_receiving = check_count("max_receiving", max_receiving)
+        self._read_timeout = check_seconds("read_timeout", read_timeout)
         self._seen = Deduper(dedupe_window, dedupe_size)
         self._max_body = check_count("max_body", max_body)
+        if self._backlog_bytes < self._max_body:
+            # Else a body of max_body could never be accepted, and Acquire would resend forever.
+            raise ValueError(
+                f"backlog_bytes must be >= max_body ({self._backlog_bytes} < {self._max_body})"
+            )
         check_hook("on_record", on_record)
         if router is not None and not isinstance(router, Router):
             raise TypeError(f"router must be a Router, not {type(router).__name__}")
@@ -267,9 +259,20 @@ class Bot:
         self._on_record = on_record
         self._router = router if router is not None else Router()
         self.stats = BotStats()
+        self._policy = Policy(
+            rules,
+            greeting,
+            stats=self.stats,
+            record=self._record,
+            tries=tries,
+            backoff=backoff,
+            backoff_cap=backoff_cap,
+        )
         self._queue: asyncio.Queue[WebhookEvent] | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._current: dict[int, WebhookEvent] = {}  # worker number -> the event it runs
+        self._held_bytes = 0  # body bytes of the events accepted and not yet handled
+        self._receiving = 0  # bodies being read right now
         self._accepting = True
         self._closed = False
         self._closer: asyncio.Future[None] | None = None
@@ -291,7 +294,7 @@ class Bot:
     @property
     def auto_join(self) -> tuple[str, ...]:
         """The policy, as ``"event"``/``"event=status"`` strings."""
-        return tuple(str(rule) for rule in self._policy)
+        return tuple(str(rule) for rule in self._policy.rules)
 
     @property
     def accepting(self) -> bool:
@@ -307,6 +310,16 @@ class Bot:
     def running(self) -> int:
         """Events a worker is on right now."""
         return len(self._current)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of body the accepted, unfinished events hold (at most ``backlog_bytes``)."""
+        return self._held_bytes
+
+    @property
+    def receiving(self) -> int:
+        """Bodies being read right now (at most ``max_receiving``)."""
+        return self._receiving
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "accepting" if self._accepting else "closing"
@@ -390,19 +403,19 @@ class Bot:
     async def aclose(self, timeout: float = 30.0) -> None:
         """Stop accepting, let the work in hand finish for up to ``timeout`` seconds, then
         cancel what is left: each event given up is logged, recorded (``dropped``) and counted
-        in ``stats.dropped``. The client is not closed. Safe to call twice.
+        in ``stats.dropped``. Cancelled work gets 5 more seconds to unwind; a worker that
+        ignores its cancellation longer is abandoned (logged). A join waiting to be tried
+        again is work in hand too. The client is not closed. Safe to call twice: a second
+        call waits for the first shutdown, and its ``timeout`` is ignored.
 
         Example::
 
             await bot.aclose(timeout=10.0)
         """
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
-        if not (math.isfinite(timeout) and timeout >= 0):
-            raise ValueError(f"timeout must be a finite number >= 0 (got {timeout!r})")
+        timeout = check_seconds("timeout", timeout)
         self._accepting = False
         if self._closer is None:
-            self._closer = asyncio.ensure_future(self._shutdown(float(timeout)))
+            self._closer = asyncio.ensure_future(self._shutdown(timeout))
         # shield: a cancelled caller leaves the shutdown running to its end.
         await asyncio.shield(self._closer)
 
@@ -417,7 +430,9 @@ class Bot:
         self._closed = True
         dropped: list[tuple[str, WebhookEvent]] = [("running", e) for e in self._current.values()]
         while not queue.empty():
-            dropped.append(("queued", queue.get_nowait()))
+            event = queue.get_nowait()
+            dropped.append(("queued", event))
+            self._held_bytes -= event.size
             queue.task_done()
         for worker in workers:
             worker.cancel()
@@ -438,13 +453,18 @@ class Bot:
 
     # ------------------------------------------------------------------ receiving
 
-    def app(self, path: str = "/") -> web.Application:
+    def app(self, path: str = "/", *, drain_timeout: float = 30.0) -> web.Application:
         """An ``aiohttp.web`` application serving the receiver at ``path``. Its startup starts
-        the bot; its shutdown stops accepting; its cleanup closes the bot (:meth:`aclose`).
+        the bot; its shutdown stops accepting; its cleanup closes the bot
+        (:meth:`aclose` with ``drain_timeout``: the seconds the work in hand may take).
+
+        aiohttp's ``AppRunner(shutdown_timeout=...)`` (60 s by default) is the other wait at
+        shutdown: for requests still being received. A body takes at most ``read_timeout``,
+        so a ``shutdown_timeout`` a little above it is enough.
 
         Example::
 
-            runner = web.AppRunner(bot.app(path="/acquire"))
+            runner = web.AppRunner(bot.app(path="/acquire", drain_timeout=10.0))
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", 8080).start()
         """
@@ -452,6 +472,7 @@ class Bot:
             raise TypeError(f"path must be a str, not {type(path).__name__}")
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/' (got {path!r})")
+        drain_timeout = check_seconds("drain_timeout", drain_timeout)
         app = web.Application(client_max_size=self._max_body + 1)
         app.router.add_route("*", path, self.handle)
 
@@ -462,7 +483,7 @@ class Bot:
             self.stop_accepting()
 
         async def cleanup(app: web.Application) -> None:
-            await self.aclose()
+            await self.aclose(drain_timeout)
 
         app.on_startup.append(startup)
         app.on_shutdown.append(shutdown)
@@ -474,8 +495,10 @@ class Bot:
 
         200 accepted (or a duplicate); 401/400/413/415 from the delivery's
         :class:`~acquire_async.errors.WebhookError`; 405 for a method other than POST; 503
-        with ``Retry-After`` when the backlog is full or the bot is shutting down. The body
-        is never read past ``max_body + 1`` bytes.
+        with ``Retry-After`` when the backlog is full (in events or bytes), ``max_receiving``
+        bodies are already being read, the client is closed or the bot is shutting down; 408
+        (connection closed) when the body takes longer than ``read_timeout``; 400 when the
+        sender goes away mid-body. The body is never read past ``max_body + 1`` bytes.
 
         Example::
 
@@ -491,7 +514,23 @@ class Bot:
         length = request.content_length
         if length is not None and length > self._max_body:
             return self._rejected(413, "PayloadTooLargeError", "body too large")
-        body = await self._read(request)
+        if self._receiving >= self._max_receiving:
+            # Each body being read may hold max_body bytes: their number is the memory bound.
+            self.stats.busy += 1
+            self._record("busy", None, reason="receiving")
+            response = _unavailable("busy")
+            response.force_close()  # the unread body is not worth a kept-alive connection
+            return response
+        self._receiving += 1
+        try:
+            body = await asyncio.wait_for(self._read(request), self._read_timeout)
+        except asyncio.TimeoutError:
+            return self._rejected(408, "ReadTimeout", "body not received in time")
+        except (ConnectionError, HttpProcessingError) as exc:
+            # The sender went away or broke the framing mid-body: nobody hears this answer.
+            return self._rejected(400, type(exc).__name__, "body not received")
+        finally:
+            self._receiving -= 1
         if body is None:
             return self._rejected(413, "PayloadTooLargeError", "body too large")
         try:
@@ -525,18 +564,20 @@ class Bot:
 
     def _rejected(self, status: int, error: str, message: str) -> web.Response:
         self.stats.rejected += 1
-        self._record("rejected", None, http_status=status, error=error, message=_short(message))
-        response = web.Response(status=status, text=_short(message, _MESSAGE_LIMIT))
-        if status == 413:
-            response.force_close()  # the rest of the body is not worth a kept-alive connection
+        self._record("rejected", None, http_status=status, error=error, message=short(message))
+        response = web.Response(status=status, text=short(message, _MESSAGE_LIMIT))
+        if status in (400, 408, 413):
+            # The rest of the body (or the framing) is unknown: not worth a kept-alive connection.
+            response.force_close()
         return response
 
     def submit(self, event: WebhookEvent) -> SubmitResult:
         """Hand a verified event to the bot without waiting: ``"accepted"`` (queued; answer
         200), ``"duplicate"`` (seen within ``dedupe_window``; answer 200) or ``"busy"``
-        (backlog full or shutting down; answer 503, nothing was kept). The first call starts
-        the workers. For receivers on other frameworks (FastAPI, Starlette); call it on the
-        event loop's thread (from an ``async def`` endpoint), as every method of the bot.
+        (backlog full, client closed or shutting down; answer 503, nothing was kept). The
+        first call starts the workers. For receivers on other frameworks (FastAPI,
+        Starlette); call it on the event loop's thread (from an ``async def`` endpoint), as
+        every method of the bot.
 
         Example::
 
@@ -553,19 +594,25 @@ class Bot:
             self.stats.busy += 1
             self._record("busy", event, reason="closing")
             return "busy"
+        if self._client.closed:
+            # Every join and handler call would fail: let Acquire keep the event for later.
+            self.stats.busy += 1
+            self._record("busy", event, reason="client closed")
+            return "busy"
         queue = self._ensure_started()
         key = delivery_key(event.event, event.case_id, event.fingerprint)
         if key in self._seen:
             self.stats.duplicates += 1
             self._record("duplicate", event)
             return "duplicate"
-        if queue.full():
+        if queue.full() or self._held_bytes + event.size > self._backlog_bytes:
             self.stats.busy += 1
             self._record("busy", event, reason="backlog full")
             return "busy"
         self._seen.add(key)
         self.stats.dedupe_evicted = self._seen.evicted
         queue.put_nowait(event)
+        self._held_bytes += event.size
         self.stats.accepted += 1
         self._record("received", event)
         return "accepted"
@@ -581,15 +628,21 @@ class Bot:
             try:
                 await self._process(event)
                 self.stats.handled += 1
-            except Exception:  # _process isolates each step: this is a bug, not a handler
-                log.exception("bot: internal error on %r", _short(event.event))
+            except _PASS_THROUGH:
+                raise
+            except BaseException:  # _process isolates each step: this is a bug, not a handler
+                log.exception(
+                    "bot: internal error on event %r, case %s", short(event.event), event.case_id
+                )
             finally:
                 self._current.pop(number, None)
+                self._held_bytes -= event.size
                 queue.task_done()
 
     async def _process(self, event: WebhookEvent) -> None:
-        if any(rule.matches(event) for rule in self._policy):
-            await self._join(event)
+        if self._policy.matches(event) and not await self._policy.run(self._client, event):
+            # The join failed for good: forget the delivery, so Acquire's next one runs again.
+            self._seen.discard(delivery_key(event.event, event.case_id, event.fingerprint))
         handlers = self._router.fetch(event)
         if not handlers:
             return
@@ -598,47 +651,18 @@ class Bot:
             errors += not await self._run_handler(handler, event)
         self._record("handled", event, handlers=len(handlers), errors=errors)
 
-    async def _join(self, event: WebhookEvent) -> None:
-        case_id = event.case_id
-        if case_id is None:
-            self.stats.skipped += 1
-            self._record("skipped", event, reason="no case id")
-            return
-        try:
-            await self._client.join_chat(case_id)
-        except AlreadyJoinedError as exc:
-            # Already in the chat: a success, but not a join that happened now, so no greeting
-            # (with attempts > 1 it may be our own lost answer: never twice beats always once).
-            self.stats.already_joined += 1
-            self._record("already_joined", event, attempts=exc.attempts)
-            return
-        except Exception as exc:
-            self.stats.join_failed += 1
-            self._failed("join", event, exc)
-            return
-        self.stats.joined += 1
-        self._record("joined", event)
-        if self._greeting is None:
-            return
-        try:
-            await self._client.add_message(case_id, self._greeting)
-        except Exception as exc:
-            self.stats.greet_failed += 1
-            self._failed("greet", event, exc)
-            return
-        self.stats.greeted += 1
-        self._record("greeted", event)
-
     async def _run_handler(self, handler: Handler, event: WebhookEvent) -> bool:
         try:
             await handler(event, self._client)
-        except Exception as exc:
+        except _PASS_THROUGH:
+            raise
+        except BaseException as exc:  # any other BaseException is the handler's failure too
             self.stats.handler_errors += 1
             name = getattr(handler, "__qualname__", type(handler).__name__)
             log.error(
                 "bot: handler %s failed on event %r, case %s: %s",
                 name,
-                _short(event.event),
+                short(event.event),
                 event.case_id,
                 type(exc).__name__,
                 exc_info=exc,
@@ -649,28 +673,10 @@ class Bot:
                 action="handler",
                 handler=name,
                 error=type(exc).__name__,
-                message=_short(str(exc), _MESSAGE_LIMIT),
+                message=short(str(exc), _MESSAGE_LIMIT),
             )
             return False
         return True
-
-    def _failed(self, action: str, event: WebhookEvent, exc: Exception) -> None:
-        details: dict[str, Any] = {"error": type(exc).__name__, "message": _short(str(exc))}
-        if isinstance(exc, APIError):
-            # APIError's text never holds the API key (errors.py): safe to log and record.
-            details["request_sent"] = exc.request_sent
-            details["attempts"] = exc.attempts
-            status = getattr(exc, "status", None)
-            if isinstance(status, int):
-                details["http_status"] = status
-        log.warning(
-            "bot: %s failed on event %r, case %s: %s",
-            action,
-            _short(event.event),
-            event.case_id,
-            details["message"],
-        )
-        self._record("failed", event, action=action, **details)
 
     def _record(self, kind: str, event: WebhookEvent | None, **details: Any) -> None:
         hook = self._on_record
@@ -678,15 +684,20 @@ class Bot:
             return
         record: dict[str, Any] = {"ts": round(time.time(), 3), "kind": kind}
         if event is not None:
-            record["event"] = _short(event.event)
+            record["event"] = short(event.event)
             record["case_id"] = event.case_id
             if event.status is not None:
-                record["status"] = _short(event.status)
+                record["status"] = short(event.status)
         record.update(details)
         try:
             hook(record)
         except Exception as exc:  # the CLI's printer must not break a delivery
             log.warning("bot: on_record raised %s; record dropped", type(exc).__name__)
+
+
+# Cancellation passes through, as it must (the worker is replaced); so do the requests to stop
+# the process. Every other exception of a handler is its failure, isolated.
+_PASS_THROUGH = (asyncio.CancelledError, KeyboardInterrupt, SystemExit)
 
 
 def _unavailable(reason: str) -> web.Response:

@@ -95,6 +95,11 @@ class Deduper:
             self._entries.popitem(last=False)
             self.evicted += 1
 
+    def discard(self, key: bytes) -> None:
+        """Forget ``key`` (if remembered): a redelivery of it runs again. The bot calls it when
+        an event's join failed for good, so Acquire's next delivery is not a "duplicate"."""
+        self._entries.pop(key, None)
+
     def _expire(self, now: float) -> None:
         entries = self._entries
         while entries:

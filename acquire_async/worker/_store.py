@@ -38,14 +38,8 @@ from redis.asyncio import Redis
 
 from acquire_async._bulk import JoinOutcome
 from acquire_async._checks import check_count, validate_case_id
-from acquire_async._retry import RetryPolicy
-from acquire_async.errors import (
-    AcquireError,
-    APIStatusError,
-    InvalidCaseIdError,
-    ResponseDecodeError,
-    ThrottleUnavailableError,
-)
+from acquire_async._retry import is_transient as is_transient  # one definition, shared
+from acquire_async.errors import APIStatusError
 
 from ._broker import declare_group
 from ._settings import check_namespace
@@ -458,17 +452,3 @@ class JoinQueue:
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"{counts.pending} ids still pending after {timeout:g}s")
             await asyncio.sleep(poll)
-
-
-def is_transient(error: AcquireError) -> bool:
-    """Whether a failed id should go back on the queue (until ``max_generations``)."""
-    if isinstance(error, InvalidCaseIdError):
-        return False
-    # A garbled answer may follow a join that happened: a redo settles it (already joined).
-    # Redis unreachable for the throttle: nothing was sent.
-    if isinstance(error, (ResponseDecodeError, ThrottleUnavailableError)):
-        return True
-    return _DEFAULT_POLICY.is_retryable(error)
-
-
-_DEFAULT_POLICY = RetryPolicy()
