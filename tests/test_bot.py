@@ -423,6 +423,123 @@ async def test_a_declared_length_over_the_cap_is_refused_before_reading() -> Non
         assert bot.stats.rejected == 1
 
 
+def stalled_head(length: int = 1000) -> bytes:
+    """The headers of a delivery whose body will never all come."""
+    return (
+        b"POST /hook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n{" % length
+    )
+
+
+async def test_stalled_senders_get_408_and_the_bodies_being_read_stay_capped() -> None:
+    async with running(max_receiving=4, read_timeout=0.3) as (_, _c, bot, url, records):
+        port = int(url.split(":")[2].split("/")[0])
+        peak = 0
+
+        async def watch() -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, bot.receiving)
+                await asyncio.sleep(0.005)
+
+        watcher = asyncio.ensure_future(watch())
+        connections = []
+        for _ in range(12):
+            connections.append(await asyncio.open_connection("127.0.0.1", port))
+            connections[-1][1].write(stalled_head())
+            await connections[-1][1].drain()
+
+        async def answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+            head = await reader.readuntil(b"\r\n\r\n")
+            return head.split(b" ")[1], await reader.read()  # read(): the bot closes it
+
+        answers = await asyncio.wait_for(asyncio.gather(*(answer(r) for r, _ in connections)), 5)
+        watcher.cancel()
+        for _, writer in connections:
+            writer.close()
+        assert Counter(status for status, _ in answers) == {b"408": 4, b"503": 8}
+        assert peak <= 4 and bot.receiving == 0
+        assert [r["http_status"] for r in records.of("rejected")] == [408] * 4
+        assert [r["reason"] for r in records.of("busy")] == ["receiving"] * 8
+        async with aiohttp.ClientSession() as http:  # and real deliveries still get in
+            assert (await post(http, url, invite(FIRST))).status == 200
+
+
+async def test_a_sender_gone_mid_body_is_a_quiet_400(caplog: pytest.LogCaptureFixture) -> None:
+    async with running() as (_, _c, bot, url, records):
+        port = int(url.split(":")[2].split("/")[0])
+        with caplog.at_level(logging.DEBUG):
+            for _ in range(3):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(stalled_head())
+                await writer.drain()
+                while bot.receiving == 0:
+                    await asyncio.sleep(0.005)
+                writer.transport.abort()  # a reset, mid-body
+                while bot.receiving:
+                    await asyncio.sleep(0.005)
+            await asyncio.sleep(0.05)
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+        assert [r["http_status"] for r in records.of("rejected")] == [400] * 3
+        assert bot.stats.rejected == 3
+
+
+async def test_the_backlog_is_bounded_in_bytes_too() -> None:
+    release = asyncio.Event()
+    options = {"concurrency": 1, "backlog_bytes": 2000, "max_body": 1000, "auto_join": ()}
+    async with running(cases=10, **options) as (_, _c, bot, url, records):
+
+        @bot.on()
+        async def slow(event: Any, client: AcquireClient) -> None:
+            await release.wait()
+
+        bodies = [
+            invite(FIRST + n, note="x" * (600 - len(invite(FIRST + n, note="")))) for n in range(4)
+        ]
+        assert all(len(body) == 600 for body in bodies)
+        async with aiohttp.ClientSession() as http:
+            statuses = [(await post(http, url, body)).status for body in bodies]
+            assert statuses == [200, 200, 200, 503]  # 1,800 bytes held; 2,400 would not fit
+            assert bot.queued_bytes == 1800
+            assert records.of("busy")[0]["reason"] == "backlog full"
+            release.set()
+            await idle(bot)
+            assert bot.queued_bytes == 0
+            assert (await post(http, url, bodies[3])).status == 200
+
+
+async def test_the_apps_cleanup_drains_for_drain_timeout() -> None:
+    async with FakeAcquire(cases=1, first_case_id=FIRST) as fake:
+        async with AcquireClient(api_key=fake.api_key, base_url=fake.base_url) as client:
+            records = Records()
+            bot = Bot(client, SECRET, auto_join=(), on_record=records.append)
+            started = asyncio.Event()
+
+            @bot.on()
+            async def stuck(event: Any, client: AcquireClient) -> None:
+                started.set()
+                await asyncio.sleep(60)
+
+            runner = web.AppRunner(bot.app(path="/hook", drain_timeout=0.05), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+            async with aiohttp.ClientSession() as http:
+                await post(http, url, invite(FIRST))
+            await started.wait()
+            await asyncio.wait_for(runner.cleanup(), 3.0)  # not aclose's default 30 s
+            assert [r["stage"] for r in records.of("dropped")] == ["running"]
+
+
+async def test_a_closed_client_makes_the_bot_busy_not_blind() -> None:
+    async with running() as (fake, client, bot, url, records), aiohttp.ClientSession() as http:
+        await client.aclose()
+        answer = await post(http, url, invite(FIRST))
+        assert answer.status == 503 and answer.headers["Retry-After"] == "5"
+        assert records.of("busy")[0]["reason"] == "client closed"
+        assert bot.stats.accepted == 0 and fake.requests == []
+
+
 async def test_mounted_in_an_existing_app() -> None:
     async with FakeAcquire(cases=1, first_case_id=FIRST) as fake:
         async with AcquireClient(api_key=fake.api_key, base_url=fake.base_url) as client:

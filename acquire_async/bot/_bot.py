@@ -513,26 +513,29 @@ class Bot:
             return _unavailable("shutting down")
         length = request.content_length
         if length is not None and length > self._max_body:
-            return self._rejected(413, "PayloadTooLargeError", "body too large")
+            return await _close_after(
+                request, self._rejected(413, "PayloadTooLargeError", "body too large")
+            )
         if self._receiving >= self._max_receiving:
             # Each body being read may hold max_body bytes: their number is the memory bound.
             self.stats.busy += 1
             self._record("busy", None, reason="receiving")
-            response = _unavailable("busy")
-            response.force_close()  # the unread body is not worth a kept-alive connection
-            return response
+            return await _close_after(request, _unavailable("busy"))
         self._receiving += 1
         try:
             body = await asyncio.wait_for(self._read(request), self._read_timeout)
         except asyncio.TimeoutError:
-            return self._rejected(408, "ReadTimeout", "body not received in time")
+            response = self._rejected(408, "ReadTimeout", "body not received in time")
+            return await _close_after(request, response)
         except (ConnectionError, HttpProcessingError) as exc:
             # The sender went away or broke the framing mid-body: nobody hears this answer.
             return self._rejected(400, type(exc).__name__, "body not received")
         finally:
             self._receiving -= 1
         if body is None:
-            return self._rejected(413, "PayloadTooLargeError", "body too large")
+            return await _close_after(
+                request, self._rejected(413, "PayloadTooLargeError", "body too large")
+            )
         try:
             event = construct_event(
                 body,
@@ -566,9 +569,8 @@ class Bot:
         self.stats.rejected += 1
         self._record("rejected", None, http_status=status, error=error, message=short(message))
         response = web.Response(status=status, text=short(message, _MESSAGE_LIMIT))
-        if status in (400, 408, 413):
-            # The rest of the body (or the framing) is unknown: not worth a kept-alive connection.
-            response.force_close()
+        if status == 400:
+            response.force_close()  # the framing may be broken: no kept-alive connection
         return response
 
     def submit(self, event: WebhookEvent) -> SubmitResult:
@@ -698,6 +700,16 @@ class Bot:
 # Cancellation passes through, as it must (the worker is replaced); so do the requests to stop
 # the process. Every other exception of a handler is its failure, isolated.
 _PASS_THROUGH = (asyncio.CancelledError, KeyboardInterrupt, SystemExit)
+
+
+async def _close_after(request: web.Request, response: web.Response) -> web.Response:
+    """Send ``response`` now and close the connection without reading the rest of the body
+    (aiohttp would otherwise linger up to 10 s reading and dropping it)."""
+    with contextlib.suppress(ConnectionError):  # the sender may be gone already
+        await response.prepare(request)
+        await response.write_eof()
+    request.protocol.force_close()
+    return response
 
 
 def _unavailable(reason: str) -> web.Response:
