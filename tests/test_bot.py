@@ -145,6 +145,21 @@ async def test_two_events_for_one_case_join_once_and_greet_once() -> None:
         )
 
 
+async def test_two_events_for_one_case_run_one_after_the_other() -> None:
+    # Each request takes 0.1 s: two workers at once would send both joins before either is
+    # answered, and never-greeted-twice would rest on the server alone.
+    faults = Faults(latency=0.1)
+    async with running(faults=faults) as (fake, _, bot, url, _records):
+        pending = body_of("case:status", FIRST, "pending")
+        async with aiohttp.ClientSession() as http:
+            await asyncio.gather(post(http, url, invite(FIRST)), post(http, url, pending))
+        await idle(bot)
+        assert [r.operation for r in fake.requests] == ["join_chat", "add_message", "join_chat"]
+        assert len(fake.messages(FIRST)) == 1
+        assert bot.stats.joined == bot.stats.already_joined == 1
+        assert bot._policy.locked_cases == 0  # a free case's lock is dropped
+
+
 async def test_the_status_of_a_rule_must_match() -> None:
     async with running() as (fake, _, bot, url, records), aiohttp.ClientSession() as http:
         await post(http, url, body_of("case:status", FIRST, "active"))
@@ -321,6 +336,40 @@ async def test_a_cancelled_error_from_a_handler_passes_through_and_the_worker_is
             await post(http, url, invite(FIRST + 1))
             await idle(bot)
         assert handled == [FIRST + 1]
+
+
+class Escaped(BaseException):
+    """Neither an Exception nor a cancellation: a handler's bug all the same."""
+
+
+async def test_a_handler_raising_a_base_exception_is_its_failure_isolated(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[int | None] = []
+    async with running(auto_join=(), concurrency=1) as (_, _c, bot, url, records):
+
+        @bot.on()
+        async def odd(event: Any, client: AcquireClient) -> None:
+            calls.append(event.case_id)
+            if event.case_id == FIRST:
+                raise Escaped("not an Exception")
+
+        @bot.on()
+        async def after(event: Any, client: AcquireClient) -> None:
+            calls.append(-1)
+
+        async with aiohttp.ClientSession() as http:
+            with caplog.at_level(logging.WARNING, logger="acquire_async.bot"):
+                await post(http, url, invite(FIRST))
+                await idle(bot)
+                await post(http, url, invite(FIRST + 1))
+                await idle(bot)
+        assert calls == [FIRST, -1, FIRST + 1, -1]  # the next handler and event still ran
+        assert "cancelled" not in caplog.text
+        failing = [r.getMessage() for r in caplog.records if "handler" in r.getMessage()]
+        assert len(failing) == 1 and "user:case-invite" in failing[0] and str(FIRST) in failing[0]
+        assert records.of("failed")[0]["error"] == "Escaped"
+        assert bot.stats.handler_errors == 1 and bot.stats.handled == 2
 
 
 async def test_a_router_built_elsewhere() -> None:
@@ -864,6 +913,12 @@ async def test_aclose_before_start_and_start_after_close() -> None:
         ({"backlog": 1.5}, TypeError, "backlog"),
         ({"dedupe_window": -1}, ValueError, "dedupe_window"),
         ({"max_body": 0}, ValueError, "max_body"),
+        ({"tries": 0}, ValueError, "tries"),
+        ({"backoff": -1}, ValueError, "backoff"),
+        ({"backoff_cap": "30"}, TypeError, "backoff_cap"),
+        ({"backlog_bytes": 1000, "max_body": 2000}, ValueError, "backlog_bytes"),
+        ({"max_receiving": 0}, ValueError, "max_receiving"),
+        ({"read_timeout": float("inf")}, ValueError, "read_timeout"),
         ({"secret": ""}, ValueError, "secret"),
         ({"secret": 123}, TypeError, "secret"),
         ({"router": object()}, TypeError, "router"),
