@@ -51,7 +51,13 @@ async def main() -> None:
         async def closed(event: WebhookEvent, client: AcquireClient) -> None:
             print(json.dumps({"kind": "closed", "case_id": event.case_id}), flush=True)
 
-        runner = web.AppRunner(bot.app(path="/acquire"), handle_signals=False)
+        # drain_timeout: how long the work in hand may take at shutdown; shutdown_timeout:
+        # how long aiohttp waits for requests still arriving (aiohttp's default is 60 s).
+        runner = web.AppRunner(
+            bot.app(path="/acquire", drain_timeout=10.0),
+            handle_signals=False,
+            shutdown_timeout=2.0,
+        )
         await runner.setup()
         try:
             await web.TCPSite(runner, host, port).start()

@@ -74,3 +74,37 @@ async def test_the_example_bot_joins_and_greets_once() -> None:
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+
+
+@pytest.mark.slow
+async def test_the_example_bot_exits_soon_on_sigterm_with_a_sender_stalled_mid_body() -> None:
+    async with FakeAcquire(cases=1) as fake:
+        env = {
+            **os.environ,
+            "ACQUIRE_API_KEY": fake.api_key,
+            "ACQUIRE_BASE_URL": fake.base_url,
+            "ACQUIRE_WEBHOOK_SECRET": SECRET,
+            "ACQUIRE_BOT_PORT": "0",
+        }
+        env.pop("ACQUIRE_ACCOUNT_ID", None)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(EXAMPLE), env=env, stdout=asyncio.subprocess.PIPE
+        )
+        assert process.stdout is not None
+        try:
+            port = (await next_record(process.stdout, "listening"))["port"]
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"POST /acquire HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n{"
+            )
+            await writer.drain()
+            await asyncio.sleep(0.3)
+            process.send_signal(signal.SIGTERM)
+            # aiohttp's default shutdown_timeout would keep it 60 s; the example asks for 2.
+            assert await asyncio.wait_for(process.wait(), 10.0) == 0
+            writer.close()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
