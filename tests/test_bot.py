@@ -229,6 +229,7 @@ async def test_a_join_that_fails_transiently_is_tried_again_by_the_bot() -> None
         assert bot.stats.handled == 1
 
 
+@pytest.mark.slow
 async def test_a_greeting_the_server_did_not_act_on_is_tried_again_once_posted() -> None:
     async with running() as (fake, _, bot, url, records), aiohttp.ClientSession() as http:
         fake.script([None, 503, 503, 503, 503])  # the join answers; the greeting is refused
@@ -257,6 +258,7 @@ async def test_a_permanent_failure_is_not_retried_and_its_redelivery_runs_again(
         assert bot.stats.join_failed == 1 and bot.stats.joined == 1 and bot.stats.handled == 2
 
 
+@pytest.mark.slow
 async def test_when_the_tries_run_out_the_delivery_is_forgotten() -> None:
     async with running(tries=2) as (fake, _, bot, url, records), aiohttp.ClientSession() as http:
         fake.script([503] * 8)  # two tries of four attempts each
