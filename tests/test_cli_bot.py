@@ -384,3 +384,27 @@ async def test_a_secret_with_surrounding_whitespace_is_warned_about() -> None:
     assert code == 0
     assert "BOT_SECRET has leading or trailing whitespace" in err
     assert SECRET not in err
+
+
+async def test_a_sender_stalled_mid_body_does_not_hold_the_exit() -> None:
+    proc, url = await start_bot(
+        "--secret-env", "BOT_SECRET", "--base-url", "http://127.0.0.1:9", env=bot_env()
+    )
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"event":'
+        )
+        await writer.drain()
+        await asyncio.sleep(0.2)  # the bot is reading this body now
+        started = asyncio.get_running_loop().time()
+        code, _, err = await stop_bot(proc)
+        took = asyncio.get_running_loop().time() - started
+    finally:
+        writer.close()
+    assert code == 0, err
+    # Without a short shutdown_timeout the runner waits for the stalled request: the bot's
+    # read deadline (10 s), or aiohttp's own 60 s.
+    assert took < 6.0, took

@@ -102,7 +102,9 @@ async def serve_bot(
     """Serve ``bot`` on ``host:port`` until ``stop`` is set, then close it: deliveries get 503
     while the work in hand finishes, for up to ``shutdown_grace`` seconds. ``ready`` gets the
     URL once the socket listens."""
-    runner = web.AppRunner(bot.app(path=path), handle_signals=False)
+    # A sender stalled mid-body must not hold the exit for aiohttp's default 60 s: the bot
+    # already answered or dropped everything it accepted when the runner is cleaned up.
+    runner = web.AppRunner(bot.app(path=path), handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
