@@ -408,3 +408,22 @@ async def test_a_sender_stalled_mid_body_does_not_hold_the_exit() -> None:
     # Without a short shutdown_timeout the runner waits for the stalled request: the bot's
     # read deadline (10 s), or aiohttp's own 60 s.
     assert took < 6.0, took
+
+
+async def test_malformed_http_does_not_fill_stderr() -> None:
+    proc, url = await start_bot(
+        "--secret-env", "BOT_SECRET", "--base-url", "http://127.0.0.1:9", env=bot_env()
+    )
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    for _ in range(3):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        # Headers and a broken chunk in one packet: aiohttp answers it before the handler runs.
+        writer.write(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcdeXX\r\n"
+        )
+        await writer.drain()
+        await asyncio.wait_for(reader.read(), TIMEOUT)
+        writer.close()
+    code, _, err = await stop_bot(proc)
+    assert code == 0, err
+    assert "Traceback" not in err and "BadHttpMessage" not in err, err

@@ -114,9 +114,10 @@ class BotStats:
     - ``handled``: accepted events whose work has finished (policy and handlers).
     - ``joined``/``already_joined``/``greeted``: the auto-join policy's successes;
       ``join_failed``/``greet_failed``: events whose join or greeting failed for good (after
-      the bot's own tries, or at once when not transient; a failed join's delivery is
-      forgotten so a redelivery runs again); ``retried``: tries made again after a passing
-      failure; ``skipped``: matching events without a case id.
+      ``retry_for`` seconds of the bot's own tries, or at once when not transient; a join
+      that gave up on a passing failure has its delivery forgotten, so a redelivery runs
+      again); ``retried``: tries made again after a passing failure; ``skipped``: matching
+      events without a case id.
     - ``handler_errors``: handler calls that raised.
     - ``dropped``: accepted events given up at shutdown (queued or cut short).
     - ``dedupe_evicted``: remembered deliveries forgotten early because the table was full.
@@ -161,13 +162,14 @@ class Bot:
             :data:`DEFAULT_AUTO_JOIN`.
         greeting: sent with ``add_message`` after a join that joined now (never after
             ``AlreadyJoinedError``, so never twice).
-        tries: how many times the bot makes a join that fails for a passing reason (a
-            connection error or timeout, 408/429/500/502/503/504), the client's own retries
-            inside each; a greeting only when the server provably did not act (nothing sent,
-            408/429/503). 5; 1 turns the bot's own retries off.
+        retry_for: how long, in seconds from its first try, the bot keeps trying a join that
+            fails for a passing reason (a connection error or timeout,
+            408/429/500/502/503/504), the client's own retries inside each try; a greeting
+            only when the server provably did not act (nothing sent, 408/429/503). 600; 0
+            turns the bot's own retries off.
         backoff, backoff_cap: the wait before a try made again: ``backoff`` seconds (0.5)
             doubling up to ``backoff_cap`` (30.0), half of it jitter; a server's
-            ``Retry-After`` replaces it (capped too). The worker waits: that is backpressure.
+            ``Retry-After`` lengthens it (up to the cap). The worker waits: backpressure.
         concurrency: worker tasks that run the work (16).
         backlog: accepted events waiting for a worker (1000); beyond it the receiver answers
             503 with ``Retry-After`` and keeps nothing.
@@ -217,7 +219,7 @@ class Bot:
         *,
         auto_join: Iterable[str] = DEFAULT_AUTO_JOIN,
         greeting: str | None = None,
-        tries: int = 5,
+        retry_for: float = 600.0,
         backoff: float = 0.5,
         backoff_cap: float = 30.0,
         concurrency: int = 16,
@@ -237,7 +239,7 @@ class Bot:
         del secret  # a traceback's locals must not hold it
         rules = parse_policy(auto_join)
         greeting = check_optional_text("greeting", greeting)
-        tries = check_count("tries", tries)
+        retry_for = check_seconds("retry_for", retry_for)
         backoff = check_seconds("backoff", backoff)
         backoff_cap = check_seconds("backoff_cap", backoff_cap)
         self._concurrency = check_count("concurrency", concurrency)
@@ -264,7 +266,7 @@ class Bot:
             greeting,
             stats=self.stats,
             record=self._record,
-            tries=tries,
+            retry_for=retry_for,
             backoff=backoff,
             backoff_cap=backoff_cap,
         )
@@ -506,7 +508,9 @@ class Bot:
         """
         self.stats.deliveries += 1
         if request.method != "POST":
-            return web.Response(status=405, headers={"Allow": "POST"}, text="use POST")
+            response = self._rejected(405, "MethodNotAllowed", "use POST")
+            response.headers["Allow"] = "POST"
+            return response
         if not self._accepting:
             self.stats.busy += 1
             self._record("busy", None, reason="closing")
@@ -643,7 +647,8 @@ class Bot:
 
     async def _process(self, event: WebhookEvent) -> None:
         if self._policy.matches(event) and not await self._policy.run(self._client, event):
-            # The join failed for good: forget the delivery, so Acquire's next one runs again.
+            # The join gave up on a passing failure: forget the delivery, so that a later one
+            # runs again (a permanent failure stays remembered: it would only fail again).
             self._seen.discard(delivery_key(event.event, event.case_id, event.fingerprint))
         handlers = self._router.fetch(event)
         if not handlers:

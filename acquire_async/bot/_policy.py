@@ -2,20 +2,24 @@
 
 A join that fails for a passing reason (:func:`acquire_async._retry.is_transient`: a
 connection error or timeout, 408/429/500/502/503/504, a garbled answer, the throttle's Redis
-unreachable) is tried again by the bot itself, up to ``tries`` times in all, after a jittered
-exponential backoff (``backoff`` seconds doubling up to ``backoff_cap``; a ``Retry-After``
-given by the server replaces it, capped at ``backoff_cap``). The client's own retries happen
-inside each try; the bot's exist because the 200 is already out, so Acquire will not deliver
-again, and because the client's retry budget runs dry in a storm. The worker waits through
-the backoff: that is the backpressure (the backlog fills, the receiver answers 503, Acquire
-keeps the rest).
+unreachable) is tried again by the bot itself for up to ``retry_for`` seconds from its first
+try, after a jittered exponential backoff (``backoff`` seconds doubling up to
+``backoff_cap``; a server's ``Retry-After`` lengthens it, never shortens it). The client's own
+retries happen inside each try; the bot's exist because the 200 is already out, so Acquire
+will not deliver again, and because the client's retry budget runs dry in a storm. A bound in
+time, not in tries: with a count, an event is lost with the probability p^tries in a storm
+(2% at p = 0.45 and 5 tries), and every accepted event of a short outage is lost once the
+workers have spent their tries. The worker waits through the backoff: that is the
+backpressure (the backlog fills, the receiver answers 503, Acquire keeps the rest).
 
 A greeting must never be posted twice, so it is tried again only when the server provably
 did not act on it (:func:`acquire_async._retry.did_not_act`: nothing sent, or 408/429/503).
 
 The join and greeting of one case run one at a time (a per-case lock, dropped when free): an
 invite and a ``pending`` status for the same case do not race; the second waits, then sees
-``AlreadyJoinedError`` and greets nobody.
+``AlreadyJoinedError`` and greets nobody. A waiter that gets the lock after the holder gave up
+on a passing failure tries once, without a retry cycle of its own: N events for a case whose
+join keeps failing must not hold the workers N times ``retry_for``.
 """
 
 from __future__ import annotations
@@ -125,6 +129,7 @@ class Recorder(Protocol):
 class _Slot:
     lock: asyncio.Lock
     users: int = 0
+    gave_up: bool = False  # the last holder's join gave up on a passing failure
 
 
 class Policy:
@@ -134,7 +139,7 @@ class Policy:
 
         policy = Policy(parse_policy(["user:case-invite"]), "Hello!", stats=stats, record=rec)
         if policy.matches(event) and not await policy.run(client, event):
-            ...  # the join failed for good: forget the delivery so a redelivery runs again
+            ...  # the join gave up on a passing failure: forget the delivery
     """
 
     def __init__(
@@ -144,7 +149,7 @@ class Policy:
         *,
         stats: BotStats,
         record: Recorder,
-        tries: int = 5,
+        retry_for: float = 600.0,
         backoff: float = 0.5,
         backoff_cap: float = 30.0,
     ) -> None:
@@ -152,7 +157,7 @@ class Policy:
         self._greeting = greeting
         self._stats = stats
         self._record = record
-        self._tries = tries
+        self._retry_for = retry_for
         self._backoff = backoff
         self._backoff_cap = backoff_cap
         self._random = random.Random()
@@ -168,33 +173,41 @@ class Policy:
         return any(rule.matches(event) for rule in self.rules)
 
     async def run(self, client: AcquireClient, event: WebhookEvent) -> bool:
-        """Join the event's case (then greet). ``False`` only when the join failed for good:
-        the caller then forgets the delivery, so that a redelivery runs again."""
+        """Join the event's case (then greet). ``False`` only when the join gave up on a
+        passing failure: the caller then forgets the delivery, so that a redelivery runs again
+        (a permanent failure would fail the same way: its redeliveries stay duplicates)."""
         case_id = event.case_id
         if case_id is None:
             self._stats.skipped += 1
             self._record("skipped", event, reason="no case id")
             return True
-        async with self._hold(case_id):
-            return await self._join_and_greet(client, event, case_id)
+        async with self._hold(case_id) as slot:
+            # After a holder that gave up, one try: the case's failure is not news.
+            retry_for = 0.0 if slot.gave_up else self._retry_for
+            done, gave_up = await self._join_and_greet(client, event, case_id, retry_for)
+            slot.gave_up = gave_up
+            return done
 
     @contextlib.asynccontextmanager
-    async def _hold(self, case_id: int) -> AsyncIterator[None]:
+    async def _hold(self, case_id: int) -> AsyncIterator[_Slot]:
         slot = self._cases.get(case_id)
         if slot is None:
             slot = self._cases[case_id] = _Slot(asyncio.Lock())
         slot.users += 1
         try:
             async with slot.lock:
-                yield
+                yield slot
         finally:
             slot.users -= 1
             if not slot.users:
                 del self._cases[case_id]
 
     async def _join_and_greet(
-        self, client: AcquireClient, event: WebhookEvent, case_id: int
-    ) -> bool:
+        self, client: AcquireClient, event: WebhookEvent, case_id: int, retry_for: float
+    ) -> tuple[bool, bool]:
+        """``(done, gave_up)``: ``done`` is False only when the join gave up on a passing
+        failure (``gave_up`` then True)."""
+
         async def join() -> int | None:
             try:
                 await client.join_chat(case_id)
@@ -202,32 +215,32 @@ class Policy:
                 return exc.attempts
             return None
 
-        ok, already = await self._try("join", event, join, is_transient)
+        ok, already, passing = await self._try("join", event, join, is_transient, retry_for)
         if not ok:
             self._stats.join_failed += 1
-            return False
+            return not passing, passing
         if already is not None:
             # Already in the chat: a success, but not a join that happened now, so no greeting
             # (with attempts > 1 it may be our own lost answer: never twice beats always once).
             self._stats.already_joined += 1
             self._record("already_joined", event, attempts=already)
-            return True
+            return True, False
         self._stats.joined += 1
         self._record("joined", event)
         greeting = self._greeting
         if greeting is None:
-            return True
+            return True, False
 
         async def greet() -> None:
             await client.add_message(case_id, greeting)
 
-        ok, _ = await self._try("greet", event, greet, did_not_act)
+        ok, _, _ = await self._try("greet", event, greet, did_not_act, self._retry_for)
         if ok:
             self._stats.greeted += 1
             self._record("greeted", event)
         else:
             self._stats.greet_failed += 1
-        return True
+        return True, False
 
     async def _try(
         self,
@@ -235,18 +248,24 @@ class Policy:
         event: WebhookEvent,
         call: Callable[[], Awaitable[T]],
         again: Callable[[BaseException], bool],
-    ) -> tuple[bool, T | None]:
-        """``(True, result)`` or, once failed for good (recorded), ``(False, None)``."""
+        retry_for: float,
+    ) -> tuple[bool, T | None, bool]:
+        """``(True, result, False)``, or once failed for good (recorded) ``(False, None,
+        passing)``: ``passing`` when the last failure was one ``again`` would have retried
+        (the time ran out), not a permanent one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + retry_for
         tries = 0
         while True:
             tries += 1
             try:
-                return True, await call()
+                return True, await call(), False
             except Exception as exc:
-                if tries >= self._tries or not again(exc):
+                passing = again(exc)
+                delay = self._delay(tries, exc) if passing else 0.0
+                if not passing or loop.time() + delay > deadline:
                     self._failed(action, event, exc, tries)
-                    return False, None
-                delay = self._delay(tries, exc)
+                    return False, None, passing
                 self._stats.retried += 1
                 self._record(
                     "retrying",
@@ -259,12 +278,15 @@ class Policy:
             await asyncio.sleep(delay)
 
     def _delay(self, tries: int, exc: BaseException) -> float:
-        retry_after = getattr(exc, "retry_after", None)
-        if isinstance(retry_after, (int, float)) and math.isfinite(retry_after):
-            return min(max(float(retry_after), 0.0), self._backoff_cap)
         # Half fixed, half jitter: spread a storm's retries without ever retrying at once.
         ceiling = min(self._backoff_cap, self._backoff * 2.0 ** min(tries - 1, 62))
-        return ceiling / 2 + self._random.uniform(0, ceiling / 2)
+        delay = ceiling / 2 + self._random.uniform(0, ceiling / 2)
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, (int, float)) and math.isfinite(retry_after):
+            # A lower bound, never a replacement: "Retry-After: 0" (or a date in the past)
+            # from a proxy must not turn the backoff into a tight loop.
+            delay = max(delay, float(retry_after))
+        return min(delay, self._backoff_cap)
 
     def _failed(self, action: str, event: WebhookEvent, exc: Exception, tries: int) -> None:
         details = _details(exc)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import secrets
 import signal
@@ -174,6 +175,10 @@ def bot(
             fail(words.replace("auto_join", "--join-on"))
     greeting = text_option("--greet", greet)
     secret = read_secret(secret_env, no_verify)
+    # aiohttp answers malformed HTTP (bad chunk framing…) itself and logs each one at ERROR
+    # with a traceback: anyone who can reach the port could fill stderr with them. The bot's
+    # own handler catches everything, so nothing of ours is hidden by this.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     client = make_client(account, base_url, api_key_file)
     pipe_closed = False
 
