@@ -363,7 +363,9 @@ async def test_ctrl_c_ends_queue_wait_with_the_last_counts(url: str) -> None:
         "0.05",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=cli_env(url),
+        # CI saw this command outlive its Ctrl-C once (not reproduced in 15 runs alone): if it
+        # does again, SIGABRT makes faulthandler print where every thread stands.
+        env=cli_env(url, PYTHONFAULTHANDLER="1"),
     )
     try:
         async with AsyncRedis.from_url(url) as redis:  # it has read the counts once
@@ -374,7 +376,13 @@ async def test_ctrl_c_ends_queue_wait_with_the_last_counts(url: str) -> None:
         await asyncio.sleep(0.3)  # no worker: it waits
         assert proc.returncode is None
         proc.send_signal(signal.SIGINT)
-        out, err = await asyncio.wait_for(proc.communicate(), 15)
+        talk = asyncio.ensure_future(proc.communicate())
+        try:
+            out, err = await asyncio.wait_for(asyncio.shield(talk), 15)
+        except asyncio.TimeoutError:
+            proc.send_signal(signal.SIGABRT)
+            _, err = await asyncio.wait_for(talk, 15)
+            pytest.fail(f"queue --wait outlived Ctrl-C by 15 s; where it stood:\n{err.decode()}")
     finally:
         if proc.returncode is None:
             proc.kill()

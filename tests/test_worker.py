@@ -20,10 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 from redisserver import RedisServer
 
 from acquire_async.testing import FakeAcquire, Faults
 from acquire_async.worker import JoinQueue, QueueCounts
+from acquire_async.worker._broker import GROUP
+from acquire_async.worker._store import Keys
+
+STREAM = Keys("acquire").stream  # the default namespace's
 
 pytestmark = pytest.mark.slow
 
@@ -163,23 +168,28 @@ async def test_a_worker_killed_mid_chunk_loses_nothing(
             idle_timeout=2.0,
         )
         await queue.enqueue(ids, chunk=50)
-        # The victim starts alone, so it is surely reading chunks (under a loaded CI, a
-        # worker started beside others may still be importing when the others are done);
-        # the other two join once it has finished a few chunks.
+        # The victim starts alone, so that the group's one consumer is its own; the other
+        # two join once it has finished a few chunks.
         fleet.start(1)
-        while (await queue.counts()).done < 150:
-            await asyncio.sleep(0.05)
-        fleet.start(2)
-        while (await queue.counts()).done < len(ids) // 4:
-            await asyncio.sleep(0.05)
-        fleet.kill(0)
+        async with Redis.from_url(redis_server.url) as redis:
+            while (await queue.counts()).done < 150:
+                await asyncio.sleep(0.05)
+            (victim,) = [c["name"] for c in await redis.xinfo_consumers(STREAM, GROUP)]
+            fleet.start(2)
+            # Killed while it holds chunks it read and has not acknowledged: those must be
+            # reclaimed and redone by the others, or the queue never drains.
+            while True:
+                done = (await queue.counts()).done
+                held = await redis.xpending_range(STREAM, GROUP, "-", "+", 10, victim)
+                if done >= len(ids) // 4 and held:
+                    break
+                await asyncio.sleep(0.01)
+            fleet.kill(0)
         counts = await _drain(queue, fleet, timeout=120)
         results = await _results(queue)
     assert counts == QueueCounts(joined=counts.joined, already_joined=counts.already_joined, dead=0)
     assert set(results) == set(ids)
     assert all(fake.is_joined(i) for i in ids)
-    # The victim's chunk was redone by another worker: its joins came back already made.
-    assert counts.already_joined > 0
 
 
 async def test_workers_wait_out_a_redis_restart(
@@ -245,6 +255,33 @@ def _max_per_window(times: list[float], window: float = 1.0) -> int:
     return best
 
 
+class LoopLag:
+    """The longest this event loop, where the emulator stamps each arrival, ran late.
+
+    When it stalls for L seconds (a CPU-starved CI machine), requests sent over 1 + L seconds
+    are stamped within one: the limit is kept, the stamps bunch.
+    """
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.005)
+            self.worst = max(self.worst, loop.time() - before - 0.005)
+
+    async def __aenter__(self) -> LoopLag:
+        self._task = asyncio.create_task(self._watch())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
 async def test_a_rate_limit_is_shared_by_every_worker(
     redis_server: RedisServer, queue: JoinQueue, fleet_factory: Any
 ) -> None:
@@ -259,15 +296,17 @@ async def test_a_rate_limit_is_shared_by_every_worker(
             rate_limit=rate,
         )
         await queue.enqueue(ids, chunk=20)
-        fleet.start(3)
-        counts = await _drain(queue, fleet, timeout=60)
+        async with LoopLag() as lag:
+            fleet.start(3)
+            counts = await _drain(queue, fleet, timeout=60)
         arrivals = [r.received for r in fake.requests]
     assert counts.done == len(ids) and counts.dead == 0
     # Three processes, one limit: the slots are spaced exactly on Redis's clock; what the
     # emulator sees adds the scheduling and network jitter of each send (and a leased slot may
-    # be used up to its 20 ms horizon late), so allow 5% over the rate plus the burst of 1.
+    # be used up to its 20 ms horizon late), so allow 5% over the rate plus the burst of 1,
+    # and what the emulator's own loop stalls bunch (CI once saw 196 in a window).
     # Without the shared limiter each process would send 150/s: 450 in a window.
-    assert _max_per_window(arrivals) <= rate * 1.05 + 1
+    assert _max_per_window(arrivals) <= rate * (1.05 + lag.worst) + 1, lag.worst
     span = max(arrivals) - min(arrivals)
     assert 0.8 * len(ids) / rate <= span <= 1.5 * len(ids) / rate
 
