@@ -19,6 +19,7 @@ from yarl import URL
 from . import _bodies
 from ._bulk import JoinOutcome, JoinStream
 from ._checks import (
+    check_base_url,
     check_bool,
     check_count,
     check_hook,
@@ -121,7 +122,16 @@ class AcquireClient:
     ) -> None:
         # Validate everything before touching anything, so a bad argument never half-builds.
         if account_id is None and base_url is None:
-            account_id = os.environ.get("ACQUIRE_ACCOUNT_ID") or None
+            # The environment, as the arguments: a base URL (an emulator, a gateway) before an
+            # account id, so that one variable points any app at the emulator.
+            env_url = os.environ.get("ACQUIRE_BASE_URL") or None
+            if env_url is not None:
+                try:
+                    base_url = check_base_url(env_url)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"env ACQUIRE_BASE_URL: {exc}") from None
+            else:
+                account_id = os.environ.get("ACQUIRE_ACCOUNT_ID") or None
         if api_key is None:
             api_key = os.environ.get("ACQUIRE_API_KEY") or None
             if api_key is None:

@@ -37,8 +37,7 @@ async def main() -> None:
     host = os.environ.get("ACQUIRE_BOT_HOST", "127.0.0.1")
     port = int(os.environ.get("ACQUIRE_BOT_PORT", "8080"))
     greeting = os.environ.get("ACQUIRE_BOT_GREETING", "Hello! How can I help?")
-    base_url = os.environ.get("ACQUIRE_BASE_URL") or None
-    async with AcquireClient(base_url=base_url) as client:
+    async with AcquireClient() as client:  # ACQUIRE_API_KEY, ACQUIRE_BASE_URL or _ACCOUNT_ID
         bot = Bot(
             client,
             os.environ["ACQUIRE_WEBHOOK_SECRET"],

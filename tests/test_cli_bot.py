@@ -34,7 +34,12 @@ pytestmark = [
 
 def bot_env(secret: str | None = SECRET) -> dict[str, str]:
     env = dict(os.environ)
-    for name in ("ACQUIRE_API_KEY", "ACQUIRE_ACCOUNT_ID", "ACQUIRE_WEBHOOK_SECRET"):
+    for name in (
+        "ACQUIRE_API_KEY",
+        "ACQUIRE_ACCOUNT_ID",
+        "ACQUIRE_BASE_URL",
+        "ACQUIRE_WEBHOOK_SECRET",
+    ):
         env.pop(name, None)
     env["PYTHONIOENCODING"] = "utf-8"
     env["ACQUIRE_API_KEY"] = DEFAULT_API_KEY
@@ -146,14 +151,9 @@ async def test_a_delivery_signed_with_another_secret_is_refused() -> None:
 
 async def test_join_on_a_status_and_no_verify() -> None:
     async with FakeAcquire(cases=0) as fake:
-        proc, url = await start_bot(
-            "--no-verify",
-            "--join-on",
-            "case:status=pending",
-            "--base-url",
-            fake.base_url,
-            env=bot_env(secret=None),
-        )
+        # The emulator from the environment, as an app would be pointed at it.
+        env = {**bot_env(secret=None), "ACQUIRE_BASE_URL": fake.base_url}
+        proc, url = await start_bot("--no-verify", "--join-on", "case:status=pending", env=env)
         try:
             fake.add_webhook(url, events=("case:status",))
             pending = fake.add_case(status="pending")["id"]

@@ -44,6 +44,7 @@ FAST = RetryPolicy(backoff_base=0.001)
 def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ACQUIRE_ACCOUNT_ID", raising=False)
     monkeypatch.delenv("ACQUIRE_API_KEY", raising=False)
+    monkeypatch.delenv("ACQUIRE_BASE_URL", raising=False)
 
 
 def _calls(mock: aioresponses, method: str, url: str = JOIN_URL) -> list[RequestCall]:
@@ -208,6 +209,31 @@ async def test_arguments_win_over_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert AcquireClient(base_url="http://127.0.0.1:1/api/v1").base_url == (
         "http://127.0.0.1:1/api/v1"
     )
+
+
+def test_base_url_from_env_points_the_client_at_an_emulator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ACQUIRE_ACCOUNT_ID", "envco")
+    monkeypatch.setenv("ACQUIRE_BASE_URL", "http://127.0.0.1:8080/api/v1")
+    # Before the account id of the environment, after the arguments.
+    assert AcquireClient(api_key=KEY).base_url == "http://127.0.0.1:8080/api/v1"
+    assert AcquireClient("argco", KEY).base_url == "https://argco.acquire.io/api/v1"
+    assert AcquireClient(api_key=KEY, base_url="http://h:1/v").base_url == "http://h:1/v"
+    monkeypatch.setenv("ACQUIRE_BASE_URL", "")  # empty: as if unset
+    assert AcquireClient(api_key=KEY).base_url == "https://envco.acquire.io/api/v1"
+
+
+def test_a_bad_base_url_from_env_names_the_variable_not_the_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ACQUIRE_BASE_URL", "https://user:hunter2@gw.example.com/api/v1")
+    with pytest.raises(ValueError, match="ACQUIRE_BASE_URL") as info:
+        AcquireClient(api_key=KEY)
+    assert "hunter2" not in str(info.value)
+    monkeypatch.setenv("ACQUIRE_BASE_URL", "ftp://gw.example.com/")
+    with pytest.raises(ValueError, match="ACQUIRE_BASE_URL"):
+        AcquireClient(api_key=KEY)
 
 
 @pytest.mark.parametrize("env_key", [None, ""])

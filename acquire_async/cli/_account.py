@@ -34,7 +34,10 @@ def account_options(command: F) -> F:
                 help="Account id (env ACQUIRE_ACCOUNT_ID).",
             ),
             click.option(
-                "--base-url", help="API base URL instead of https://ACCOUNT.acquire.io/api/v1."
+                "--base-url",
+                envvar="ACQUIRE_BASE_URL",
+                help="API base URL instead of https://ACCOUNT.acquire.io/api/v1 "
+                "(env ACQUIRE_BASE_URL).",
             ),
             click.option(
                 "--api-key-file",
