@@ -21,6 +21,7 @@ from ._bulk import JoinOutcome, JoinStream
 from ._client import AcquireClient
 from ._config import Timeouts
 from ._engine import Response
+from ._logging import setup_from_env as _setup_logging
 from ._protocol import RawResponse
 from ._retry import RetryPolicy
 from ._stats import ClientStats, RequestEvent, ResponseEvent, RetryEvent
@@ -122,3 +123,5 @@ __all__ = [
     "WebhookError",
     "__version__",
 ]
+
+_setup_logging()  # ACQUIRE_LOG=debug|info: the SDK's logging without code

@@ -367,6 +367,15 @@ class Engine:
                     raise error.with_traceback(None)
                 raise error
             stats.retries += 1
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "retrying %s case=%d after attempt %d (%s) in %.2fs",
+                    op.name,
+                    case_id,
+                    attempt,
+                    _reason(error),
+                    delay,
+                )
             if self._on_retry is not None:
                 self._on_retry(RetryEvent(case_id, attempt, delay, error, op.name))
             del error  # not kept alive across the sleep
@@ -415,6 +424,12 @@ class Engine:
             route.url.path,
             route.method,
         )
+
+
+def _reason(error: AcquireError) -> str:
+    """What failed, for the retry's log record: the class and, for an answer, its status."""
+    status = getattr(error, "status", None)
+    return f"{type(error).__name__} {status}" if isinstance(status, int) else type(error).__name__
 
 
 def _attach(error: APIError, route: _Route, method: str) -> None:
