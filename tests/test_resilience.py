@@ -471,11 +471,17 @@ async def test_one_debug_record_per_attempt(
         client = make_client(server.base_url)
         with caplog.at_level("DEBUG", logger="acquire_async"):
             await client.join_chat(1)
-    records = [r for r in caplog.records if r.name == "acquire_async"]
+    ours = [r for r in caplog.records if r.name == "acquire_async"]
+    records = [r for r in ours if r.levelname == "DEBUG"]
     assert len(records) == 2
     assert "status=503" in records[0].getMessage()
     assert "attempt=2" in records[1].getMessage()
-    assert all(KEY not in r.getMessage() for r in records)
+    # And one INFO record for the retry between them.
+    (retry,) = [r for r in ours if r.levelname == "INFO"]
+    assert (
+        "retrying join_chat case=1 after attempt 1 (InternalServerError 503)" in retry.getMessage()
+    )
+    assert all(KEY not in r.getMessage() for r in ours)
 
 
 async def test_deadline_bounds_the_wait_for_a_slot(make_client: MakeClient) -> None:
