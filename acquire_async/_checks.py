@@ -205,6 +205,20 @@ def check_count(name: str, value: object) -> int:
     return value
 
 
+def check_delay(name: str, value: object) -> float:
+    """``value`` as a float if it is a finite number of seconds >= 0: a wait, a window, a
+    grace period (``_config.check_seconds`` is the one for timeouts, which must be > 0).
+
+    >>> check_delay("retry_delay", 0)
+    0.0
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0 (got {value!r})")
+    return float(value)
+
+
 def check_rate_limit(value: object) -> float | None:
     """``value`` if it is ``None`` or a finite number > 0: requests per second.
 

@@ -44,14 +44,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from acquire_async._checks import check_count, check_hook, check_optional_text
+from acquire_async._checks import check_count, check_delay, check_hook, check_optional_text
 from acquire_async._client import AcquireClient
 from acquire_async._secrets import Secret
 from acquire_async.errors import WebhookError
 from acquire_async.webhooks import DEFAULT_MAX_BODY, SIGNATURE_HEADER, construct_event
 
 from ._dedupe import DEFAULT_DEDUPE_SIZE, Deduper, delivery_key
-from ._policy import DEFAULT_AUTO_JOIN, JoinRule, Policy, check_seconds, parse_policy, short
+from ._policy import DEFAULT_AUTO_JOIN, JoinRule, Policy, parse_policy, short
 from ._router import H, Handler, Router
 
 if TYPE_CHECKING:
@@ -239,14 +239,14 @@ class Bot:
         del secret  # a traceback's locals must not hold it
         rules = parse_policy(auto_join)
         greeting = check_optional_text("greeting", greeting)
-        retry_for = check_seconds("retry_for", retry_for)
-        backoff = check_seconds("backoff", backoff)
-        backoff_cap = check_seconds("backoff_cap", backoff_cap)
+        retry_for = check_delay("retry_for", retry_for)
+        backoff = check_delay("backoff", backoff)
+        backoff_cap = check_delay("backoff_cap", backoff_cap)
         self._concurrency = check_count("concurrency", concurrency)
         self._backlog = check_count("backlog", backlog)
         self._backlog_bytes = check_count("backlog_bytes", backlog_bytes)
         self._max_receiving = check_count("max_receiving", max_receiving)
-        self._read_timeout = check_seconds("read_timeout", read_timeout)
+        self._read_timeout = check_delay("read_timeout", read_timeout)
         self._seen = Deduper(dedupe_window, dedupe_size)
         self._max_body = check_count("max_body", max_body)
         if self._backlog_bytes < self._max_body:
@@ -414,7 +414,7 @@ class Bot:
 
             await bot.aclose(timeout=10.0)
         """
-        timeout = check_seconds("timeout", timeout)
+        timeout = check_delay("timeout", timeout)
         self._accepting = False
         if self._closer is None:
             self._closer = asyncio.ensure_future(self._shutdown(timeout))
@@ -474,7 +474,7 @@ class Bot:
             raise TypeError(f"path must be a str, not {type(path).__name__}")
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/' (got {path!r})")
-        drain_timeout = check_seconds("drain_timeout", drain_timeout)
+        drain_timeout = check_delay("drain_timeout", drain_timeout)
         app = web.Application(client_max_size=self._max_body + 1)
         app.router.add_route("*", path, self.handle)
 

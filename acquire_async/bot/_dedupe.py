@@ -14,10 +14,11 @@ forgotten (later than ``window``, or after ``max_entries`` newer deliveries) run
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+
+from acquire_async._checks import check_count, check_delay
 
 __all__ = ["DEFAULT_DEDUPE_SIZE", "Deduper", "delivery_key"]
 
@@ -58,16 +59,8 @@ class Deduper:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if isinstance(window, bool) or not isinstance(window, (int, float)):
-            raise TypeError(f"dedupe_window must be a number, not {type(window).__name__}")
-        if not (math.isfinite(window) and window >= 0):
-            raise ValueError(f"dedupe_window must be a finite number >= 0 (got {window!r})")
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int):
-            raise TypeError(f"dedupe_size must be an int, not {type(max_entries).__name__}")
-        if max_entries < 1:
-            raise ValueError(f"dedupe_size must be >= 1 (got {max_entries})")
-        self.window = float(window)
-        self.max_entries = max_entries
+        self.window = check_delay("dedupe_window", window)
+        self.max_entries = check_count("dedupe_size", max_entries)
         self.evicted = 0
         self._clock = clock
         # key -> expiry. Insertion order is expiry order (one window, a monotonic clock), so

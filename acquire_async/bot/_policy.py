@@ -110,15 +110,6 @@ def parse_policy(auto_join: object) -> tuple[JoinRule, ...]:
     return tuple(rules)
 
 
-def check_seconds(name: str, value: object) -> float:
-    """``value`` as a finite number of seconds >= 0; ``TypeError``/``ValueError`` naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0 (got {value!r})")
-    return float(value)
-
-
 class Recorder(Protocol):
     """How the policy reports: the bot's ``_record``."""
 

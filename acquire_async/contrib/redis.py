@@ -100,7 +100,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
         "RedisThrottle needs the redis extra: pip install 'acquire-async[redis]'"
     ) from exc
 
-from acquire_async._checks import check_rate_limit
+from acquire_async._checks import check_count, check_rate_limit
 from acquire_async.errors import ThrottleUnavailableError
 
 __all__ = ["RedisThrottle"]
@@ -192,14 +192,6 @@ def _number(name: str, value: object, *, allow_zero: bool) -> float:
     return float(value)
 
 
-def _count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1 (got {value})")
-    return value
-
-
 class RedisThrottle:
     """A :class:`~acquire_async.Throttle` shared through Redis by every process of an account.
 
@@ -286,13 +278,13 @@ class RedisThrottle:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         rate_limit = check_rate_limit(rate_limit)
-        self.burst = _count("burst", burst)
+        self.burst = check_count("burst", burst)
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, not {type(key).__name__}")
         if not key or "{" in key or "}" in key:
             raise ValueError(f"key must be a non-empty str without braces (got {key!r})")
         self._horizon = _number("horizon", horizon, allow_zero=False)
-        self._max_lease = _count("max_lease", max_lease)
+        self._max_lease = check_count("max_lease", max_lease)
         if unavailable_timeout is not None:
             unavailable_timeout = _number(
                 "unavailable_timeout", unavailable_timeout, allow_zero=True

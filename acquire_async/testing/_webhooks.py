@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import math
 import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from acquire_async._checks import check_count, check_delay
 from acquire_async._secrets import Secret
 from acquire_async.webhooks import SIGNATURE_HEADER, sign
 
@@ -42,14 +42,6 @@ _USER_AGENT = "acquire-async-emulator"
 # The answer's body is never needed; read at most this much so a hostile receiver can't make
 # the emulator buffer without bound.
 _MAX_ANSWER = 65_536
-
-
-def _non_negative(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0 (got {value!r})")
-    return float(value)
 
 
 def _count(name: str, value: object, low: int) -> int:
@@ -94,8 +86,8 @@ class WebhookFaults:
         _probability("duplicate", self.duplicate)
         _probability("reorder", self.reorder)
         _count("retries", self.retries, 0)
-        _non_negative("retry_delay", self.retry_delay)
-        _non_negative("reorder_delay", self.reorder_delay)
+        check_delay("retry_delay", self.retry_delay)
+        check_delay("reorder_delay", self.reorder_delay)
         if self.seed is not None and (
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):
@@ -278,8 +270,8 @@ class WebhookDispatcher:
         names = check_events(events)
         if faults is not None and not isinstance(faults, WebhookFaults):
             raise TypeError(f"faults must be a WebhookFaults, not {type(faults).__name__}")
-        concurrency = _count("concurrency", concurrency, 1)
-        timeout = _non_negative("timeout", timeout)
+        concurrency = check_count("concurrency", concurrency)
+        timeout = check_delay("timeout", timeout)
         if timeout == 0:
             raise ValueError("timeout must be > 0")
         hook = Webhook(
@@ -423,7 +415,7 @@ class WebhookDispatcher:
     async def wait_idle(self, timeout: float) -> None:
         """Return once every delivery was answered 200 or given up; ``TimeoutError`` after
         ``timeout`` seconds."""
-        timeout = _non_negative("timeout", timeout)
+        timeout = check_delay("timeout", timeout)
         if self._pending and self._session is None and not self._closed:
             raise RuntimeError("FakeAcquire is not started: its deliveries are waiting")
         try:
