@@ -667,6 +667,8 @@ def parse_event(
         assert isinstance(event, CaseInviteEvent) and event.case_id == 1684
     """
     body = _body(body)
+    _check_max_body(max_body)
+    _check_content_type_type(content_type)
     _check_size(body, max_body)
     _check_content_type(content_type)
     return _event(_decode(body), body, len(body))
@@ -728,13 +730,12 @@ def _check_content_type_type(content_type: str | None) -> None:
 
 
 def _check_size(body: bytes, max_body: int) -> None:
-    _check_max_body(max_body)
+    # The arguments' types were checked first (TypeError before any 413 or 415).
     if len(body) > max_body:
         raise PayloadTooLargeError(f"the body is {len(body)} bytes, over the {max_body}-byte cap")
 
 
 def _check_content_type(content_type: str | None) -> None:
-    _check_content_type_type(content_type)
     if content_type is None:
         return
     media = content_type.partition(";")[0].strip().lower()
