@@ -7,7 +7,6 @@ in the emulator (or the other way round).
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import gc
 import hashlib
@@ -28,6 +27,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from docexample import assert_example_is_in
 
 from acquire_async import AcquireClient
 from acquire_async.bot import Bot
@@ -706,27 +706,9 @@ async def test_a_bot_joins_and_greets_what_the_emulator_announces() -> None:
 
 
 def test_the_documented_example_is_this_file() -> None:
-    docs = (Path(__file__).parents[1] / "docs" / "testing.md").read_text()
-    section = docs.split("## Webhooks", 1)[1]
-    example = re.search(r"```python\n(.+?)```", section, re.DOTALL)
-    assert example is not None
-    documented = ast.parse(example.group(1))
-    here = ast.parse(Path(__file__).read_text())
-    functions = {node.name: node for node in here.body if isinstance(node, ast.AsyncFunctionDef)}
-    imported = {
-        (node.module, alias.name)
-        for node in here.body
-        if isinstance(node, ast.ImportFrom)
-        for alias in node.names
-    }
-    for node in documented.body:
-        if isinstance(node, ast.ImportFrom):
-            for alias in node.names:
-                assert (node.module, alias.name) in imported, alias.name
-        else:
-            assert isinstance(node, ast.AsyncFunctionDef)
-            # ast.dump leaves out line numbers and comments: the code must match.
-            assert ast.dump(node) == ast.dump(functions[node.name]), f"{node.name} differs"
+    assert_example_is_in(
+        Path(__file__).parents[1] / "docs" / "testing.md", "## Webhooks", Path(__file__)
+    )
 
 
 async def test_announce_webhook_for_a_separate_bot(receiver: Receiver) -> None:

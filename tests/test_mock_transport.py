@@ -6,15 +6,14 @@ The first tests drive ``send`` directly; the last one is the example of ``docs/t
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import inspect
-import re
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from docexample import assert_example_is_in
 from yarl import URL
 
 from acquire_async import AcquireClient, _transport
@@ -211,25 +210,4 @@ async def test_join_chat_with_a_mock_transport() -> None:
 
 
 def test_the_documented_example_is_this_file() -> None:
-    docs = (ROOT / "docs" / "testing.md").read_text()
-    section = docs.split("## `MockTransport`", 1)[1]
-    example = re.search(r"```python\n(.+?)```", section, re.DOTALL)
-    assert example is not None
-    documented = ast.parse(example.group(1))
-    here = ast.parse(Path(__file__).read_text())
-    functions = {node.name: node for node in here.body if isinstance(node, ast.AsyncFunctionDef)}
-    imported = {
-        (node.module, alias.name)
-        for node in here.body
-        if isinstance(node, ast.ImportFrom)
-        for alias in node.names
-    }
-    for node in documented.body:
-        if isinstance(node, ast.ImportFrom):
-            for alias in node.names:
-                assert (node.module, alias.name) in imported, alias.name
-        else:
-            assert isinstance(node, ast.AsyncFunctionDef)
-            mine = functions[node.name]
-            # ast.dump leaves out line numbers: the code must match, not where it sits.
-            assert ast.dump(node) == ast.dump(mine), f"{node.name} differs from the docs"
+    assert_example_is_in(ROOT / "docs" / "testing.md", "## `MockTransport`", Path(__file__))
