@@ -199,15 +199,14 @@ async def test_usage_errors_are_one_line_before_anything_listens() -> None:
     assert "--path" in path
 
 
-async def test_demo_bot_settles_before_closing() -> None:
-    # With few cases the bot's last joins end after the emulator's deliveries went idle: the
-    # case:status those joins cause must still reach an open bot, not a closing one.
+async def run_demo_bot(cases: int) -> tuple[Counter[str], str]:
+    """``demo bot --records``: the count of each record kind, and stderr (exit status 0)."""
     proc = await asyncio.create_subprocess_exec(
         *CLI,
         "demo",
         "bot",
         "--cases",
-        "3",
+        str(cases),
         "--records",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -215,27 +214,19 @@ async def test_demo_bot_settles_before_closing() -> None:
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
-    kinds = Counter(json.loads(line)["kind"] for line in out.decode().splitlines())
+    return Counter(json.loads(line)["kind"] for line in out.decode().splitlines()), err.decode()
+
+
+async def test_demo_bot_settles_before_closing() -> None:
+    # With few cases the bot's last joins end after the emulator's deliveries went idle: the
+    # case:status those joins cause must still reach an open bot, not a closing one.
+    kinds, _ = await run_demo_bot(3)
     assert kinds["received"] == 3 * 3  # new case, invite, active after the join
     assert kinds["busy"] == kinds["dropped"] == 0, kinds
 
 
 async def test_demo_bot_joins_and_greets_every_case_once() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        *CLI,
-        "demo",
-        "bot",
-        "--cases",
-        "60",
-        "--records",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=bot_env(),
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    text = err.decode()
-    assert proc.returncode == 0, text
-    kinds = Counter(json.loads(line)["kind"] for line in out.decode().splitlines())
+    kinds, text = await run_demo_bot(60)
     # The demo waits until the deliveries its own joins cause are in: nothing is refused
     # as the bot closes, nothing dropped.
     assert kinds["joined"] == kinds["greeted"] == 60
