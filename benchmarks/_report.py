@@ -147,6 +147,14 @@ class Section:
         }
 
 
+def median_of(rows: list[Row], contender: str, variant: str) -> float | None:
+    """The median of ``contender`` in ``variant`` among ``rows``; ``None`` if absent or skipped."""
+    for row in rows:
+        if row.contender == contender and row.variant == variant:
+            return row.median
+    return None
+
+
 def ratio(value: float | None, reference: float | None) -> float | None:
     """``value / reference``, or ``None`` when either is missing (or the reference is 0)."""
     if value is None or not reference:

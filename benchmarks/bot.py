@@ -38,7 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._common import REPO_ROOT, Config
-from ._report import Row, Section, Target, ratio
+from ._report import Row, Section, Target, median_of, ratio
 
 __all__ = ["run"]
 
@@ -327,7 +327,7 @@ def run(config: Config, log: Callable[[str], None]) -> Section:
                 if not row.error and stats.get("joined") != expected:
                     row.error = f"joined {stats.get('joined')} of {expected}"
     for load in LOADS:
-        bare = _median(rows, BARE, f"{ACK}, {load}")
+        bare = median_of(rows, BARE, f"{ACK}, {load}")
         for row in rows:
             if row.variant.endswith(load):
                 row.ratio = ratio(row.median, bare)
@@ -376,13 +376,6 @@ def run(config: Config, log: Callable[[str], None]) -> Section:
         ],
         lower_is_better=True,
     )
-
-
-def _median(rows: list[Row], contender: str, variant: str) -> float | None:
-    for row in rows:
-        if row.contender == contender and row.variant == variant:
-            return row.median
-    return None
 
 
 def _extra(rows: list[Row], contender: str, variant: str, name: str) -> float | None:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._common import Config, join_payload, list_payload, missing_note, optional
-from ._report import Row, Section, Target, ratio
+from ._report import Row, Section, Target, median_of, ratio
 
 __all__ = ["run"]
 
@@ -145,16 +145,16 @@ def run(config: Config, log: Callable[[str], None]) -> Section:
 
     targets: list[Target] = []
     for variant in payloads:
-        reference = _median(rows, REFERENCE, variant)
+        reference = median_of(rows, REFERENCE, variant)
         for row in rows:
             if row.variant == variant:
                 row.ratio = ratio(row.median, reference)
-        ours = _median(rows, OURS, variant)
+        ours = median_of(rows, OURS, variant)
         targets.append(Target.at_most(f"ours / orjson, {variant}", ratio(ours, reference), 0.85))
         targets.append(
             Target.at_least(
                 f"pydantic / ours (ours is Nx faster), {variant}",
-                ratio(_median(rows, PYDANTIC, variant), ours),
+                ratio(median_of(rows, PYDANTIC, variant), ours),
                 4,
             )
         )
@@ -178,10 +178,3 @@ def run(config: Config, log: Callable[[str], None]) -> Section:
         ],
         lower_is_better=True,
     )
-
-
-def _median(rows: list[Row], contender: str, variant: str) -> float | None:
-    for row in rows:
-        if row.contender == contender and row.variant == variant:
-            return row.median
-    return None

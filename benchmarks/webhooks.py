@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._common import REPO_ROOT, Config
-from ._report import Row, Section, ratio
+from ._report import Row, Section, median_of, ratio
 from .decode import _calibrate, _sample
 
 __all__ = ["run"]
@@ -119,7 +119,7 @@ def run(config: Config, log: Callable[[str], None]) -> Section:
         log(f"webhooks: repeat {repeat + 1}/{config.repeats} done")
 
     for variant in forms:
-        reference = _median(rows, REFERENCE, variant) or _median(rows, REFERENCE, COMPACT)
+        reference = median_of(rows, REFERENCE, variant) or median_of(rows, REFERENCE, COMPACT)
         for row in rows:
             if row.variant == variant:
                 row.ratio = ratio(row.median, reference)
@@ -147,10 +147,3 @@ def run(config: Config, log: Callable[[str], None]) -> Section:
         ],
         lower_is_better=True,
     )
-
-
-def _median(rows: list[Row], contender: str, variant: str) -> float | None:
-    for row in rows:
-        if row.contender == contender and row.variant == variant:
-            return row.median
-    return None
