@@ -58,6 +58,10 @@ class AcquireClient:
             case = await client.join_chat(1684)
             await client.add_message(1684, "Hello! How can I help?")
 
+    A client belongs to the event loop it is first used on (its connection pool does): using
+    it from another loop raises ``RuntimeError``. Create one per loop, where the loop lives:
+    an app's lifespan or ``cleanup_ctx``, a worker's ``main()``.
+
     ``account_id`` and ``api_key`` fall back to the environment variables
     ``ACQUIRE_ACCOUNT_ID`` and ``ACQUIRE_API_KEY``. ``account_id`` must be one DNS label (it
     becomes ``https://{account_id}.acquire.io/api/v1``); ``base_url`` replaces that URL (the
@@ -211,6 +215,9 @@ class AcquireClient:
         self._base_url = str(base).rstrip("/")
         self._transport = transport
         self._closed = False
+        # The event loop of the first call: aiohttp's session, the pool and the engine's
+        # asyncio primitives all belong to it, and fail obscurely (or hang) on another one.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._engine = Engine(
             transport=transport,
             base_url=base,
@@ -280,6 +287,19 @@ class AcquireClient:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this AcquireClient is closed; create a new one")
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # join_many() built outside a loop: its joins check again when they run
+        if loop is not self._loop:
+            if self._loop is not None:
+                raise RuntimeError(
+                    "this AcquireClient is bound to the event loop it was first used on and "
+                    "cannot be used from another one (a second asyncio.run(), a test with its "
+                    "own loop, a thread): create one client per event loop, e.g. in the "
+                    "app's lifespan or cleanup_ctx"
+                )
+            self._loop = loop
 
     # ------------------------------------------------------------------ operations
 
