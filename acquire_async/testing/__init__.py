@@ -46,6 +46,7 @@ from ._fake import (
 from ._faults import FAULT_NAMES, FaultName, Faults, ScriptItem
 from ._mock import MockRequest, MockResponse, MockTransport
 from ._serve import serve
+from ._thread import FakeAcquireThread
 from ._webhooks import Delivery, Webhook, WebhookFaults
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "FAULT_NAMES",
     "Delivery",
     "FakeAcquire",
+    "FakeAcquireThread",
     "FaultName",
     "Faults",
     "MockRequest",

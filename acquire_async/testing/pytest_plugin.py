@@ -24,7 +24,8 @@ Both are function-scoped and closed after the test.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import inspect
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -33,8 +34,9 @@ import pytest_asyncio
 from acquire_async import AcquireClient
 
 from ._fake import FakeAcquire
+from ._thread import FakeAcquireThread
 
-__all__ = ["acquire_client", "fake_acquire", "pytest_configure"]
+__all__ = ["acquire_client", "fake_acquire", "fake_acquire_thread", "pytest_configure"]
 
 DEFAULT_CASES = 10
 
@@ -43,7 +45,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register the ``acquire_fake`` marker (so ``--strict-markers`` accepts it)."""
     config.addinivalue_line(
         "markers",
-        "acquire_fake(cases=10, **options): FakeAcquire arguments for the fake_acquire fixture "
+        "acquire_fake(cases=10, **options): FakeAcquire arguments for the fake_acquire and "
+        "fake_acquire_thread fixtures "
         "(cases, faults=Faults(...), api_key, already_joined, method_not_allowed, ...)",
     )
 
@@ -60,10 +63,41 @@ def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
     return options
 
 
+def _refuse_a_sync_test(request: pytest.FixtureRequest) -> None:
+    """Fail a sync test that asks for the async fixtures, before the emulator starts.
+
+    ``fake_acquire`` is served by the test's event loop, which a sync test never lets run: every
+    request to it would wait out the client's timeouts and retries (minutes) and then fail.
+    """
+    test = getattr(request.node, "obj", None)
+    if test is None or inspect.iscoroutinefunction(test):
+        return
+    through = " (through acquire_client)" if "acquire_client" in request.fixturenames else ""
+    pytest.fail(
+        f"{request.node.name} is a sync test and asks for fake_acquire{through}: that emulator "
+        "runs on the test's event loop, which a sync test blocks, so no request to it would be "
+        "answered. Use the fake_acquire_thread fixture (an emulator on its own thread, for "
+        "sync clients such as FastAPI's TestClient), or make the test 'async def'.",
+        pytrace=False,
+    )
+
+
 @pytest_asyncio.fixture
 async def fake_acquire(request: pytest.FixtureRequest) -> AsyncIterator[FakeAcquire]:
-    """A started :class:`FakeAcquire` (10 cases unless ``@pytest.mark.acquire_fake`` says)."""
+    """A started :class:`FakeAcquire` (10 cases unless ``@pytest.mark.acquire_fake`` says).
+
+    For ``async def`` tests; a sync test gets an error naming ``fake_acquire_thread``.
+    """
+    _refuse_a_sync_test(request)
     async with FakeAcquire(**_options(request)) as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_acquire_thread(request: pytest.FixtureRequest) -> Iterator[FakeAcquireThread]:
+    """A started :class:`FakeAcquireThread`: the emulator on its own thread and event loop, for
+    sync tests and sync clients (10 cases unless ``@pytest.mark.acquire_fake`` says)."""
+    with FakeAcquireThread(**_options(request)) as fake:
         yield fake
 
 

@@ -1,0 +1,291 @@
+"""``FakeAcquireThread`` and the ``fake_acquire_thread`` fixture: the emulator for sync tests.
+
+A sync test blocks its thread; these tests block it on purpose (``urllib``, ``asyncio.run``,
+FastAPI's ``TestClient``) and the emulator still answers, from its own thread and loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import socket
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
+
+from acquire_async import AcquireClient, AlreadyJoinedError
+from acquire_async.testing import FakeAcquire, FakeAcquireThread, Faults
+
+pytest_plugins = ["acquire_async.testing.pytest_plugin"]
+
+
+def _join(fake: FakeAcquireThread, case_id: int) -> int:
+    """A blocking join over HTTP from the test's own thread; the status answered."""
+    request = urllib.request.Request(
+        fake.base_url + "/crm/messenger/chat/join",
+        data=json.dumps({"caseId": case_id, "askJoin": True}).encode(),
+        headers={"Authorization": f"Bearer {fake.api_key}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code
+
+
+def _emulator_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "FakeAcquireThread"]
+
+
+def _refused(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_blocking_client_is_answered() -> None:
+    with FakeAcquireThread(cases=3) as fake:
+        assert fake.base_url.startswith("http://127.0.0.1:")
+        assert fake.env == {"ACQUIRE_BASE_URL": fake.base_url, "ACQUIRE_API_KEY": fake.api_key}
+        assert _join(fake, 1001) == 200
+        assert fake.is_joined(1001)
+        assert not fake.is_joined(1000)
+        assert [(r.case_id, r.status) for r in fake.requests] == [(1001, 200)]
+        assert sorted(fake.cases) == [1000, 1001, 1002]
+        assert fake.cases[1001]["status"] == "active"
+
+
+def test_an_async_client_on_another_loop_is_answered() -> None:
+    with FakeAcquireThread(cases=2, faults=Faults(sequence=[503])) as fake:
+
+        async def join() -> None:
+            async with AcquireClient(api_key=fake.api_key, base_url=fake.base_url) as client:
+                await client.join_chat(1000)
+                with pytest.raises(AlreadyJoinedError):
+                    await client.join_chat(1000)
+
+        asyncio.run(join())
+        assert [r.status for r in fake.requests] == [503, 200, 200]
+        assert fake.is_joined(1000)
+
+
+def test_reads_are_copies_and_changes_go_through_call() -> None:
+    with FakeAcquireThread(cases=1) as fake:
+        fake.cases[1000]["status"] = "closed"  # a copy: the store is untouched
+        fake.requests.clear()
+        assert _join(fake, 1000) == 200
+        fake.requests.clear()
+        assert len(fake.requests) == 1
+        assert fake.cases[1000]["status"] == "active"
+        fake.call(fake.fake.close_case, 1000)
+        assert fake.cases[1000]["status"] == "closed"
+        assert fake.messages(1000) == []
+        with pytest.raises(KeyError):
+            fake.messages(5)
+
+
+def test_call_and_run_use_the_emulators_loop() -> None:
+    with FakeAcquireThread() as fake:
+
+        def where() -> tuple[str, asyncio.AbstractEventLoop]:
+            return threading.current_thread().name, asyncio.get_running_loop()
+
+        name, loop = fake.call(where)
+        assert name == "FakeAcquireThread"
+        assert loop is fake.run(_running_loop)
+        assert fake.run(asyncio.sleep, 0, "slept") == "slept"
+        assert fake.call(dict, a=1) == {"a": 1}
+    assert loop.is_closed()
+
+
+async def _running_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
+
+
+def test_errors_in_call_and_run_reach_the_caller() -> None:
+    with FakeAcquireThread(cases=1) as fake:
+        with pytest.raises(ValueError, match="not in the store"):
+            fake.call(fake.fake.invite, 5)
+
+        async def fails() -> None:
+            await asyncio.sleep(0)
+            raise LookupError("from the loop")
+
+        with pytest.raises(LookupError, match="from the loop"):
+            fake.run(fails)
+        # run from the emulator's own loop would wait for itself: refused, not a deadlock
+        with pytest.raises(RuntimeError, match="deadlock"):
+            fake.call(fake.run, asyncio.sleep, 0)
+        assert fake.call(fake.call, len, "abc") == 3  # call on the loop runs it in place
+        fake.script([503])
+        assert _join(fake, 1000) == 503
+
+
+def test_bad_arguments_raise_before_any_thread() -> None:
+    with pytest.raises(ValueError, match="cases"):
+        FakeAcquireThread(cases=-1)
+    with pytest.raises(TypeError, match="cases"):
+        FakeAcquireThread(cases=True)
+    with pytest.raises(TypeError):
+        FakeAcquireThread(colour="blue")
+    assert _emulator_threads() == []
+
+
+def test_a_start_error_reaches_the_caller_and_leaves_nothing_running() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        fake = FakeAcquireThread(port=port)
+        with pytest.raises(OSError):
+            fake.__enter__()
+        assert _emulator_threads() == []
+        with pytest.raises(RuntimeError, match="not running"):
+            fake.is_joined(1000)
+        fake.stop()  # nothing to stop: no error
+
+
+def test_a_stop_error_reaches_the_caller_and_everything_is_released() -> None:
+    fake = FakeAcquireThread(cases=1)
+    close = fake.fake.close
+
+    async def failing_close() -> None:
+        await close()
+        raise OSError("close failed")
+
+    with pytest.raises(OSError, match="close failed"):
+        with fake:
+            port = fake.fake.port
+            fake.fake.close = failing_close  # type: ignore[method-assign]
+    assert _emulator_threads() == []
+    assert _refused(port)
+
+
+def test_stop_releases_the_thread_the_loop_and_the_port() -> None:
+    fake = FakeAcquireThread(cases=1)
+    with fake:
+        port = fake.fake.port
+        loop = fake.call(asyncio.get_running_loop)
+        assert _join(fake, 1000) == 200  # a kept-alive connection is open at exit
+        assert len(_emulator_threads()) == 1
+    assert _emulator_threads() == []
+    assert loop.is_closed()
+    assert _refused(port)
+    fake.stop()  # idempotent
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = fake.requests
+    with pytest.raises(RuntimeError, match="starts once"):
+        fake.start()
+
+
+def test_an_error_in_the_block_still_stops_it() -> None:
+    with pytest.raises(ZeroDivisionError):
+        with FakeAcquireThread() as fake:
+            _ = 1 / 0
+    assert _emulator_threads() == []
+    assert repr(fake).startswith("<FakeAcquireThread http://127.0.0.1:")
+
+
+def test_repr_and_base_url_before_start() -> None:
+    fake = FakeAcquireThread(api_key="k-123")
+    assert repr(fake) == "<FakeAcquireThread not started>"
+    assert fake.api_key == "k-123"
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = fake.base_url
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = fake.env
+
+
+def test_webhooks_from_a_sync_test() -> None:
+    received: list[Any] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
+        serving = threading.Thread(target=server.serve_forever)
+        serving.start()
+        try:
+            with FakeAcquireThread(cases=1) as fake:
+                url = f"http://127.0.0.1:{server.server_address[1]}/"
+                fake.call(fake.fake.add_webhook, url, events=["user:case-invite"])
+                fake.call(fake.fake.invite, 1000)
+                fake.run(fake.fake.webhooks_idle, 5.0)
+                assert [d.delivered for d in fake.deliveries] == [True]
+        finally:
+            server.shutdown()
+            serving.join()
+    assert received == [{"event": "user:case-invite", "data": {"caseId": "1000", "userId": "25"}}]
+
+
+# ---------------------------------------------------------------------- the fixture
+
+
+def test_the_fixture_in_a_sync_test(fake_acquire_thread: FakeAcquireThread) -> None:
+    # (the acquire_fake marker is tested in test_pytest_plugin.py: this module loads the
+    # plugin itself, after the markers are checked)
+    assert sorted(fake_acquire_thread.cases) == list(range(1000, 1010))
+    assert _join(fake_acquire_thread, 1000) == 200
+    assert fake_acquire_thread.is_joined(1000)
+
+
+async def test_the_fixture_in_an_async_test(fake_acquire_thread: FakeAcquireThread) -> None:
+    async with AcquireClient(**_client_args(fake_acquire_thread)) as client:
+        await client.join_chat(1005)
+    assert fake_acquire_thread.is_joined(1005)
+
+
+def _client_args(fake: FakeAcquireThread) -> dict[str, str]:
+    return {"api_key": fake.api_key, "base_url": fake.base_url}
+
+
+# ---------------------------------------------------------------------- a FastAPI app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async with AcquireClient() as client:  # ACQUIRE_BASE_URL, ACQUIRE_API_KEY
+        app.state.acquire = client
+        yield
+
+
+tiny_app = FastAPI(lifespan=_lifespan)
+
+
+@tiny_app.post("/cases/{case_id}/join")
+async def _join_route(case_id: int, request: Request) -> dict[str, Any]:
+    case = await request.app.state.acquire.join_chat(case_id)
+    return dict(msgspec.to_builtins(case))
+
+
+def test_a_fastapi_test_client(
+    fake_acquire_thread: FakeAcquireThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in fake_acquire_thread.env.items():
+        monkeypatch.setenv(name, value)
+    with TestClient(tiny_app) as http:
+        answer = http.post("/cases/1000/join")
+    assert answer.status_code == 200
+    assert answer.json()["id"] == 1000
+    assert fake_acquire_thread.is_joined(1000)
+
+
+async def test_the_async_fixture_still_works(fake_acquire: FakeAcquire) -> None:
+    assert len(fake_acquire.cases) == 10
