@@ -6,9 +6,11 @@ import asyncio
 import copy
 import json
 import logging
+import os
 import pickle
 import traceback
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,6 +21,7 @@ from payloads import ALREADY_JOINED, JOIN_RESPONSE, JOIN_URL
 from stubs import StubTransport, answer
 from yarl import URL
 
+import acquire_async
 from acquire_async import (
     AcquireClient,
     AcquireError,
@@ -35,6 +38,8 @@ from acquire_async import (
     RetryPolicy,
 )
 from acquire_async._secrets import RedactedStr, Secret, validate_api_key
+
+PACKAGE_DIR = str(Path(acquire_async.__file__).parent) + os.sep
 
 CANARY = "sk-CANARY-1234567890"
 # One retry where the error allows it (more frames, more log records), never a long sleep.
@@ -156,7 +161,9 @@ def test_bad_api_key_message_hides_the_key(key: object, error: type[Exception]) 
     # holds the key as its parameter, so only the SDK's frames are scanned).
     if isinstance(key, str) and len(key) > 8:
         for frame, _ in traceback.walk_tb(via_client.value.__traceback__):
-            if "acquire_async" in frame.f_code.co_filename:
+            # The package's own frames (not a folder that happens to be named acquire_async...,
+            # as an unpacked sdist is).
+            if frame.f_code.co_filename.startswith(PACKAGE_DIR):
                 for name, value in frame.f_locals.items():
                     assert key.strip() not in repr(value), (frame.f_code.co_name, name)
 
