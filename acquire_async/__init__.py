@@ -1,20 +1,22 @@
 """acquire_async: an asyncio SDK for the Acquire customer-messaging API.
 
-Join live chats ("cases") one at a time or by the thousand::
+Join live chats ("cases") one at a time or by the thousand:
 
-    import asyncio
-    from acquire_async import AcquireClient
+```python
+import asyncio
+from acquire_async import AcquireClient
 
-    async def main() -> None:
-        async with AcquireClient("mycompany", "my-api-key") as client:
-            case = await client.join_chat(1684)
-            print(case.status, case.plain_description)
+async def main() -> None:
+    async with AcquireClient("mycompany", "my-api-key") as client:
+        case = await client.join_chat(1684)
+        print(case.status, case.plain_description)
 
-            async with client.join_many(range(1000, 2000), concurrency=64) as outcomes:
-                async for outcome in outcomes:
-                    print(outcome.case_id, "ok" if outcome.ok else outcome.error)
+        async with client.join_many(range(1000, 2000), concurrency=64) as outcomes:
+            async for outcome in outcomes:
+                print(outcome.case_id, "ok" if outcome.ok else outcome.error)
 
-    asyncio.run(main())
+asyncio.run(main())
+```
 """
 
 from ._bulk import JoinOutcome, JoinStream

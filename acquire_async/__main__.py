@@ -1,4 +1,4 @@
-"""``python -m acquire_async``: the ``acquire-async`` command."""
+"""`python -m acquire_async`: the `acquire-async` command."""
 
 from .cli import main
 

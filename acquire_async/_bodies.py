@@ -1,6 +1,6 @@
 """The request side of the wire format: paths, headers, URLs and the request bodies.
 
-Every builder but :func:`join_body` checks its arguments (``TypeError``/``ValueError`` naming
+Every builder but `join_body` checks its arguments (`TypeError`/`ValueError` naming
 the parameter), so a client that builds the body first refuses bad input before any I/O.
 """
 
@@ -48,10 +48,11 @@ def request_headers(api_key: Secret[str], user_agent: str) -> dict[str, str]:
 
 
 def endpoint_url(base: URL, path: str) -> URL:
-    """``path`` under ``base``, keeping the base's own path prefix.
+    """`path` under `base`, keeping the base's own path prefix.
 
-    >>> str(endpoint_url(URL("http://127.0.0.1:1/prefix/api/v1/"), REJECT_PATH))
-    'http://127.0.0.1:1/prefix/api/v1/crm/messenger/chat/reject'
+    Examples:
+        >>> str(endpoint_url(URL("http://127.0.0.1:1/prefix/api/v1/"), REJECT_PATH))
+        'http://127.0.0.1:1/prefix/api/v1/crm/messenger/chat/reject'
     """
     return base.with_path(base.path.rstrip("/") + path, encoded=False)
 
@@ -64,21 +65,23 @@ _ENCODER = msgspec.json.Encoder()
 
 
 def join_body(case_id: int, ask_join: bool) -> bytes:
-    """The join body. ``case_id`` must already be checked: this is the hot path.
+    """The join body. `case_id` must already be checked: this is the hot path.
 
     A bytes template is cheaper than encoding a dict.
 
-    >>> join_body(1684, True)
-    b'{"caseId":1684,"askJoin":true}'
+    Examples:
+        >>> join_body(1684, True)
+        b'{"caseId":1684,"askJoin":true}'
     """
     return (_BODY_ASK if ask_join else _BODY_NO_ASK) % case_id
 
 
 def reject_body(case_id: int) -> bytes:
-    """The reject body; ``case_id`` is checked (``TypeError``/``ValueError``).
+    """The reject body; `case_id` is checked (`TypeError`/`ValueError`).
 
-    >>> reject_body(1681)
-    b'{"caseId":1681}'
+    Examples:
+        >>> reject_body(1681)
+        b'{"caseId":1681}'
     """
     return b'{"caseId":%d}' % validate_case_id(case_id)
 
@@ -93,13 +96,14 @@ def close_body(
     force_close: bool | None,
     leave_event: bool | None,
 ) -> bytes:
-    """The close body, every argument checked. ``archive`` goes as ``"yes"``/``"no"`` (as
-    Acquire publishes it); each flag goes only when not ``None``, since Acquire documents no
+    """The close body, every argument checked. `archive` goes as `"yes"`/`"no"` (as
+    Acquire publishes it); each flag goes only when not `None`, since Acquire documents no
     meaning or default for them.
 
-    >>> close_body(5, closing_state="handled", archive=True, ask_feedback=None,
-    ...            leave_only=None, force_close=None, leave_event=True)
-    b'{"caseId":5,"closingState":"handled","archive":"yes","leaveEvent":true}'
+    Examples:
+        >>> close_body(5, closing_state="handled", archive=True, ask_feedback=None,
+        ...            leave_only=None, force_close=None, leave_event=True)
+        b'{"caseId":5,"closingState":"handled","archive":"yes","leaveEvent":true}'
     """
     body: dict[str, object] = {
         "caseId": validate_case_id(case_id),
@@ -122,8 +126,9 @@ def add_message_body(
 ) -> bytes:
     """The add-message body, every argument checked; any text is escaped by the encoder.
 
-    >>> add_message_body(9, 'Say "hi"', type="message", channel="chat", translate_lang_key=None)
-    b'{"caseId":9,"message":{"type":"message","message":"Say \\\\"hi\\\\""},"channel":"chat"}'
+    Examples:
+        >>> add_message_body(9, 'Say "hi"', type="message", channel="chat", translate_lang_key=None)
+        b'{"caseId":9,"message":{"type":"message","message":"Say \\\\"hi\\\\""},"channel":"chat"}'
     """
     message = {"type": check_text("type", type), "message": check_text("text", text)}
     lang = check_optional_text("translate_lang_key", translate_lang_key)

@@ -1,17 +1,17 @@
-"""The ``join_many`` engine: a lazy feed, at most ``concurrency`` joins, one outcome per item.
+"""The `join_many` engine: a lazy feed, at most `concurrency` joins, one outcome per item.
 
-The consumer's own ``async for`` drives everything: each step starts joins (one task each)
-for the next ids while fewer than ``concurrency`` are in flight or waiting to be read, then
+The consumer's own `async for` drives everything: each step starts joins (one task each)
+for the next ids while fewer than `concurrency` are in flight or waiting to be read, then
 hands over the next finished outcome. So ids are read only as fast as joins finish and the
 consumer keeps up, memory is O(concurrency) whatever the input length, and at most
-``concurrency`` tasks exist at any time. (A pool of long-lived worker tasks measured ~3 µs a
+`concurrency` tasks exist at any time. (A pool of long-lived worker tasks measured ~3 µs a
 join slower over real sockets, and needs a lock to share an async source.)
 
-Closing the stream (leaving ``async with``, ``aclose()``, cancelling the consumer) cancels the
+Closing the stream (leaving `async with`, `aclose()`, cancelling the consumer) cancels the
 joins in flight and waits for them, so every connection they held is back in the pool when it
-returns. A join that raises something other than an ``AcquireError`` (a hook's exception, a
+returns. A join that raises something other than an `AcquireError` (a hook's exception, a
 bug) stops the stream at once: no new join starts, the others in flight are cancelled there
-and then, and the first such exception is raised with any later ones in ``__acquire_later__``.
+and then, and the first such exception is raised with any later ones in `__acquire_later__`.
 """
 
 from __future__ import annotations
@@ -45,23 +45,24 @@ __all__ = ["JoinOutcome", "JoinStream"]
 # Struct is built about 9x faster (frozen dataclasses set each field through
 # object.__setattr__).
 class JoinOutcome(msgspec.Struct, frozen=True):
-    """What became of one ``join_many`` item.
+    """What became of one `join_many` item.
 
-    - ``case_id``: the item exactly as it was given (even an invalid one).
-    - ``case``: the joined :class:`Case` (``None`` on failure, and when already joined, since
+    - `case_id`: the item exactly as it was given (even an invalid one).
+    - `case`: the joined `Case` (`None` on failure, and when already joined, since
       Acquire then sends no case).
-    - ``error``: the :class:`AcquireError` that ended the join, or ``None``.
-    - ``ok``: joined, or already joined. ``already_joined``: ``CHAT_ALREADY_JOINED`` came back,
+    - `error`: the `AcquireError` that ended the join, or `None`.
+    - `ok`: joined, or already joined. `already_joined`: `CHAT_ALREADY_JOINED` came back,
       on the first attempt or after an ambiguous failure was retried.
-    - ``attempts``: HTTP attempts made (0 for an invalid item); ``elapsed``: seconds.
+    - `attempts`: HTTP attempts made (0 for an invalid item); `elapsed`: seconds.
 
-    Example::
-
+    Example:
+        ```python
         async for outcome in client.join_many(ids):
             if outcome.ok:
                 done.append(outcome.case_id)
             else:
                 log.warning("case %s: %s", outcome.case_id, outcome.error)
+        ```
     """
 
     case_id: Any
@@ -73,7 +74,7 @@ class JoinOutcome(msgspec.Struct, frozen=True):
 
     @property
     def ok(self) -> bool:
-        """``True`` when the agent is in the chat (joined now or already)."""
+        """`True` when the agent is in the chat (joined now or already)."""
         return self.error is None
 
     @classmethod
@@ -101,25 +102,27 @@ Join = Callable[[int, bool, "float | None"], Coroutine[Any, Any, _Joined]]
 
 
 class JoinStream:
-    """The async iterator ``join_many`` returns; also an async context manager.
+    """The async iterator `join_many` returns; also an async context manager.
 
-    Iterate it for outcomes in completion order. Leave it with ``async with`` (or call
-    :meth:`aclose`) to stop early: joins still in flight are cancelled and awaited before the
-    block ends. Without ``async with``, breaking out of ``async for`` leaves that cleanup to
+    Iterate it for outcomes in completion order. Leave it with `async with` (or call
+    `aclose`) to stop early: joins still in flight are cancelled and awaited before the
+    block ends. Without `async with`, breaking out of `async for` leaves that cleanup to
     the garbage collector, some time later.
 
-    An exception that is not an ``AcquireError`` (from a hook, say) ends the stream: the
-    joins in flight are cancelled at once and the ``async for`` raises the first one; any
-    that came after it are in its ``__acquire_later__`` tuple::
+    An exception that is not an `AcquireError` (from a hook, say) ends the stream: the
+    joins in flight are cancelled at once and the `async for` raises the first one; any
+    that came after it are in its `__acquire_later__` tuple:
 
-        try:
-            async with client.join_many(ids) as outcomes:
-                async for outcome in outcomes:
-                    record(outcome)
-        except Exception as exc:
-            for other in getattr(exc, "__acquire_later__", ()):
-                log.error("also: %r", other)
-            raise
+    ```python
+    try:
+        async with client.join_many(ids) as outcomes:
+            async for outcome in outcomes:
+                record(outcome)
+    except Exception as exc:
+        for other in getattr(exc, "__acquire_later__", ()):
+            log.error("also: %r", other)
+        raise
+    ```
     """
 
     __slots__ = ("_agen",)
@@ -176,16 +179,16 @@ class _Feed:
 
     @property
     def done(self) -> bool:
-        """``True`` once the source is exhausted or has failed."""
+        """`True` once the source is exhausted or has failed."""
         return self._done
 
     @property
     def sync(self) -> bool:
-        """``True`` for a plain iterable: :meth:`take` needs no ``await``."""
+        """`True` for a plain iterable: `take` needs no `await`."""
         return self._sync is not None
 
     async def next(self) -> Any:
-        """The next item of an async source, or ``_END``."""
+        """The next item of an async source, or `_END`."""
         if self._done or self._async is None:
             return _END
         try:
@@ -197,7 +200,7 @@ class _Feed:
         return _END
 
     def take(self) -> Any:
-        """The next item of a plain iterable, or ``_END``."""
+        """The next item of a plain iterable, or `_END`."""
         if self._done or self._sync is None:
             return _END
         try:
@@ -209,7 +212,7 @@ class _Feed:
         return _END
 
     def fail(self, exc: Exception) -> None:
-        """Stop reading: the source failed with ``exc`` (re-raised at the end)."""
+        """Stop reading: the source failed with `exc` (re-raised at the end)."""
         self._done = True
         self.error = exc
 
@@ -241,9 +244,9 @@ def _outcome(task: asyncio.Task[Any], item: Any, started: float) -> JoinOutcome 
 
 
 def _with_later(error: BaseException, later: list[BaseException]) -> BaseException:
-    """``error`` with the exceptions that came after it attached, so none is lost.
+    """`error` with the exceptions that came after it attached, so none is lost.
 
-    They go in ``error.__acquire_later__`` (a tuple, empty when there were none; this works
+    They go in `error.__acquire_later__` (a tuple, empty when there were none; this works
     on every Python), and on 3.11+ also in a note, so a logged traceback shows them.
     """
     with contextlib.suppress(Exception):  # an exception class that refuses new attributes

@@ -1,7 +1,7 @@
 """Argument checks: what a caller passes is refused early, before any I/O.
 
-A wrong type is a ``TypeError``, a wrong value a ``ValueError``; both name the parameter.
-Messages never echo what could be a secret (the credentials of a ``base_url``).
+A wrong type is a `TypeError`, a wrong value a `ValueError`; both name the parameter.
+Messages never echo what could be a secret (the credentials of a `base_url`).
 """
 
 from __future__ import annotations
@@ -36,13 +36,14 @@ _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE | re.
 
 
 def validate_account_id(account_id: object) -> str:
-    """Return ``account_id`` lower-cased if it is exactly one DNS label, else raise.
+    """Return `account_id` lower-cased if it is exactly one DNS label, else raise.
 
-    It becomes the host ``{account_id}.acquire.io``; anything looser would let a crafted value
+    It becomes the host `{account_id}.acquire.io`; anything looser would let a crafted value
     send the API key to another host.
 
-    >>> validate_account_id("MyCompany")
-    'mycompany'
+    Examples:
+        >>> validate_account_id("MyCompany")
+        'mycompany'
     """
     if not isinstance(account_id, str):
         raise TypeError(f"account_id must be a str, not {type(account_id).__name__}")
@@ -57,13 +58,14 @@ def validate_account_id(account_id: object) -> str:
 
 
 def validate_case_id(case_id: object) -> int:
-    """Return ``case_id`` as a plain ``int`` if it is a positive int that fits in 64 bits.
+    """Return `case_id` as a plain `int` if it is a positive int that fits in 64 bits.
 
-    A ``bool``, or anything that is not an ``int`` (``"1684"``, ``1684.0``, ``numpy.int64``),
-    is a ``TypeError``; an int out of range a ``ValueError``.
+    A `bool`, or anything that is not an `int` (`"1684"`, `1684.0`, `numpy.int64`),
+    is a `TypeError`; an int out of range a `ValueError`.
 
-    >>> validate_case_id(1684)
-    1684
+    Examples:
+        >>> validate_case_id(1684)
+        1684
     """
     if type(case_id) is not int:
         if isinstance(case_id, bool) or not isinstance(case_id, int):
@@ -77,10 +79,11 @@ def validate_case_id(case_id: object) -> int:
 
 
 def resolve_base_url(account_id: str | None, base_url: str | URL | None) -> URL:
-    """The API's base URL: ``base_url`` checked, else ``https://{account_id}.acquire.io/api/v1``.
+    """The API's base URL: `base_url` checked, else `https://{account_id}.acquire.io/api/v1`.
 
-    >>> str(resolve_base_url("acme", None))
-    'https://acme.acquire.io/api/v1'
+    Examples:
+        >>> str(resolve_base_url("acme", None))
+        'https://acme.acquire.io/api/v1'
     """
     if base_url is not None:
         return check_base_url(base_url)
@@ -97,14 +100,15 @@ def resolve_base_url(account_id: str | None, base_url: str | URL | None) -> URL:
 
 
 def check_base_url(base_url: object) -> URL:
-    """``base_url`` as a ``URL`` if it is a plain http(s) URL with a host, else raise.
+    """`base_url` as a `URL` if it is a plain http(s) URL with a host, else raise.
 
-    Messages never echo what could be a secret: credentials (anything with an ``@``, refused
-    before any other check, since a typo'd scheme such as ``https//KEY@host`` does not even
+    Messages never echo what could be a secret: credentials (anything with an `@`, refused
+    before any other check, since a typo'd scheme such as `https//KEY@host` does not even
     parse as having a user part), a query or a fragment.
 
-    >>> str(check_base_url("http://127.0.0.1:8080/api/v1"))
-    'http://127.0.0.1:8080/api/v1'
+    Examples:
+        >>> str(check_base_url("http://127.0.0.1:8080/api/v1"))
+        'http://127.0.0.1:8080/api/v1'
     """
     if isinstance(base_url, URL):
         text = str(base_url)
@@ -139,10 +143,11 @@ def check_base_url(base_url: object) -> URL:
 
 
 def check_bool(name: str, value: object) -> bool:
-    """``value`` if it is a ``bool`` (not ``0``/``1``, not ``"yes"``), else ``TypeError``.
+    """`value` if it is a `bool` (not `0`/`1`, not `"yes"`), else `TypeError`.
 
-    >>> check_bool("archive", True)
-    True
+    Examples:
+        >>> check_bool("archive", True)
+        True
     """
     if type(value) is not bool:
         raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
@@ -150,22 +155,24 @@ def check_bool(name: str, value: object) -> bool:
 
 
 def check_optional_bool(name: str, value: object) -> bool | None:
-    """``value`` if it is ``None`` or a ``bool``, else ``TypeError``.
+    """`value` if it is `None` or a `bool`, else `TypeError`.
 
-    >>> check_optional_bool("ask_feedback", None) is None
-    True
+    Examples:
+        >>> check_optional_bool("ask_feedback", None) is None
+        True
     """
     return None if value is None else check_bool(name, value)
 
 
 def check_text(name: str, value: object) -> str:
-    """``value`` as a plain ``str`` if it is a non-empty string that UTF-8 can encode.
+    """`value` as a plain `str` if it is a non-empty string that UTF-8 can encode.
 
-    A non-``str`` is a ``TypeError``; ``""`` or a lone surrogate (``"\\ud800"``, which no
-    JSON body can carry) a ``ValueError``.
+    A non-`str` is a `TypeError`; `""` or a lone surrogate (`"\\ud800"`, which no
+    JSON body can carry) a `ValueError`.
 
-    >>> check_text("text", "Hello!")
-    'Hello!'
+    Examples:
+        >>> check_text("text", "Hello!")
+        'Hello!'
     """
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, not {type(value).__name__}")
@@ -184,19 +191,21 @@ def check_text(name: str, value: object) -> str:
 
 
 def check_optional_text(name: str, value: object) -> str | None:
-    """``value`` if it is ``None``, else :func:`check_text` of it.
+    """`value` if it is `None`, else `check_text` of it.
 
-    >>> check_optional_text("channel", None) is None
-    True
+    Examples:
+        >>> check_optional_text("channel", None) is None
+        True
     """
     return None if value is None else check_text(name, value)
 
 
 def check_count(name: str, value: object) -> int:
-    """``value`` if it is an ``int`` >= 1 (not a ``bool``): a size, a count, a concurrency.
+    """`value` if it is an `int` >= 1 (not a `bool`): a size, a count, a concurrency.
 
-    >>> check_count("max_connections", 100)
-    100
+    Examples:
+        >>> check_count("max_connections", 100)
+        100
     """
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
@@ -206,11 +215,12 @@ def check_count(name: str, value: object) -> int:
 
 
 def check_delay(name: str, value: object) -> float:
-    """``value`` as a float if it is a finite number of seconds >= 0: a wait, a window, a
-    grace period (``_config.check_seconds`` is the one for timeouts, which must be > 0).
+    """`value` as a float if it is a finite number of seconds >= 0: a wait, a window, a
+    grace period (`_config.check_seconds` is the one for timeouts, which must be > 0).
 
-    >>> check_delay("retry_delay", 0)
-    0.0
+    Examples:
+        >>> check_delay("retry_delay", 0)
+        0.0
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
@@ -220,10 +230,11 @@ def check_delay(name: str, value: object) -> float:
 
 
 def check_rate_limit(value: object) -> float | None:
-    """``value`` if it is ``None`` or a finite number > 0: requests per second.
+    """`value` if it is `None` or a finite number > 0: requests per second.
 
-    >>> check_rate_limit(50)
-    50
+    Examples:
+        >>> check_rate_limit(50)
+        50
     """
     if value is None:
         return None
@@ -238,9 +249,10 @@ def check_rate_limit(value: object) -> float | None:
 
 
 def check_hook(name: str, hook: object) -> None:
-    """``hook`` must be ``None`` or a plain callable: hooks are called inline, never awaited.
+    """`hook` must be `None` or a plain callable: hooks are called inline, never awaited.
 
-    >>> check_hook("on_request", print)
+    Examples:
+        >>> check_hook("on_request", print)
     """
     if hook is None:
         return

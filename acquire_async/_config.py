@@ -1,4 +1,4 @@
-"""Value objects that configure the client: :class:`Timeouts`."""
+"""Value objects that configure the client: `Timeouts`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ __all__ = ["Timeouts"]
 
 
 def check_seconds(label: str, value: object) -> float | None:
-    """``value`` as a float if it is a finite number of seconds > 0; ``None`` stays ``None``.
+    """`value` as a float if it is a finite number of seconds > 0; `None` stays `None`.
 
-    Every duration the client takes (the ``Timeouts`` fields, a call's ``timeout=``) goes
+    Every duration the client takes (the `Timeouts` fields, a call's `timeout=`) goes
     through here, so they all refuse the same things with the same words.
     """
     if value is None:
@@ -25,29 +25,30 @@ def check_seconds(label: str, value: object) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Time limits of one HTTP attempt, in seconds (``None`` disables one).
+    """Time limits of one HTTP attempt, in seconds (`None` disables one).
 
-    Defaults: ``connect=10``, ``read=None``, ``pool=30``, ``total=60``: every attempt is
-    bounded (by ``total``), and the hot path arms no timer it does not need.
+    Defaults: `connect=10`, `read=None`, `pool=30`, `total=60`: every attempt is
+    bounded (by `total`), and the hot path arms no timer it does not need.
 
-    - ``connect``: establishing the TCP (and TLS) connection.
-    - ``read``: the longest silence between two reads of the response. Off by default:
+    - `connect`: establishing the TCP (and TLS) connection.
+    - `read`: the longest silence between two reads of the response. Off by default:
       aiohttp re-arms this timer on every chunk it reads, which cost about 6% of the CPU of
-      a join in ``benchmarks/``, and ``total`` bounds every attempt anyway. Set it to notice a
+      a join in `benchmarks/`, and `total` bounds every attempt anyway. Set it to notice a
       stalled server sooner. A server that drips one byte at a time resets it forever, so
-      only ``total`` stops that one.
-    - ``pool``: waiting for a pooled connection *plus* connecting (aiohttp cannot time the
+      only `total` stops that one.
+    - `pool`: waiting for a pooled connection *plus* connecting (aiohttp cannot time the
       two separately). The client's own concurrency slot is taken before the attempt's timers
       start, so queueing behind other joins is never reported as a server timeout.
-    - ``total``: the whole attempt, from sending to the last byte of the body.
+    - `total`: the whole attempt, from sending to the last byte of the body.
 
-    A per-call ``timeout=`` on ``join_chat`` is a deadline across *all* attempts and backoff
+    A per-call `timeout=` on `join_chat` is a deadline across *all* attempts and backoff
     sleeps; these limits apply to each attempt inside it.
 
-    Example::
-
+    Example:
+        ```python
         AcquireClient(timeout=Timeouts(connect=2, read=10, total=15))
         AcquireClient(timeout=5)  # a bare number sets ``total`` and keeps the other defaults
+        ```
     """
 
     connect: float | None = 10.0
@@ -61,7 +62,7 @@ class Timeouts:
 
     @classmethod
     def coerce(cls, value: Timeouts | float | None) -> Timeouts:
-        """``Timeouts`` as given, a number as ``Timeouts(total=number)``, ``None`` as defaults."""
+        """`Timeouts` as given, a number as `Timeouts(total=number)`, `None` as defaults."""
         if value is None:
             return cls()
         if isinstance(value, Timeouts):

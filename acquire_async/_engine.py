@@ -1,24 +1,24 @@
-"""The one attempt loop: every operation of every client runs through :meth:`Engine.call`.
+"""The one attempt loop: every operation of every client runs through `Engine.call`.
 
-Theory of operation. A call is one operation (``_operations``) on one case, with its request
+Theory of operation. A call is one operation (`_operations`) on one case, with its request
 body already built. The engine makes *attempts* until one succeeds or the policy says stop:
 
-1. take a concurrency slot (``Slots``; the fast path is a plain method call);
-2. pass the throttle (its ``try_acquire()`` when it has one and can answer at once, else
-   ``await acquire()``): the rate limit and the cool-down after a 429/503;
+1. take a concurrency slot (`Slots`; the fast path is a plain method call);
+2. pass the throttle (its `try_acquire()` when it has one and can answer at once, else
+   `await acquire()`): the rate limit and the cool-down after a 429/503;
 3. start the attempt's timers only now, so queueing is never reported as a server timeout;
 4. send through the transport (a stale pooled connection is replayed there, for free);
 5. decode with the operation's codec, which returns the result or raises the call's error.
 
 A failed attempt's error gets its request context here, in one place (operation, method, URL,
-attempts, ``request_sent``, request id), and the echoed API key masked. Then: a ``405`` on an
-operation with two methods switches the client to the other, once; a 429/503 ``Retry-After``
-pauses the whole client through the throttle; and ``retry_delay`` (policy, budget, the
+attempts, `request_sent`, request id), and the echoed API key masked. Then: a `405` on an
+operation with two methods switches the client to the other, once; a 429/503 `Retry-After`
+pauses the whole client through the throttle; and `retry_delay` (policy, budget, the
 operation's retry safety, the deadline) says whether and when to try again.
 
-The attempt is inline in :meth:`_attempts`, not a helper coroutine: every frame on this path is
+The attempt is inline in `_attempts`, not a helper coroutine: every frame on this path is
 resumed at each network event, and joins are the benchmarked hot path. A call with a deadline
-runs the same loop under a backstop (:meth:`_call_by`) that also bounds the waits the loop cannot
+runs the same loop under a backstop (`_call_by`) that also bounds the waits the loop cannot
 time (a slot, the throttle).
 """
 
@@ -66,17 +66,18 @@ _NO_RESPONSE = _protocol.RawResponse(0, {}, b"")
 
 
 class Response(msgspec.Struct, Generic[T], frozen=True):
-    """A call's result with everything the server sent: what the ``*_response`` methods return.
+    """A call's result with everything the server sent: what the `*_response` methods return.
 
-    ``data`` is the decoded result (a ``Case``, ``Message`` or ``CloseResult``); ``raw`` the
+    `data` is the decoded result (a `Case`, `Message` or `CloseResult`); `raw` the
     exact body bytes (to read a field the models do not have yet, or to tell an absent field
-    from ``null``); ``headers`` the response headers; ``attempts`` the HTTP attempts the call
-    made; ``elapsed`` its seconds, retries included.
+    from `null`); `headers` the response headers; `attempts` the HTTP attempts the call
+    made; `elapsed` its seconds, retries included.
 
-    Example::
-
+    Example:
+        ```python
         response = await client.join_chat_response(1684)
         print(response.data.status, response.request_id, response.attempts)
+        ```
     """
 
     data: T
@@ -107,7 +108,7 @@ class _Route:
 class Engine:
     """Runs operations for one client: slots, throttle, transport, codec, retries, stats, hooks.
 
-    Built by ``AcquireClient``; not part of the public API. ``clock``, ``sleep`` and ``random``
+    Built by `AcquireClient`; not part of the public API. `clock`, `sleep` and `random`
     are the seams tests use (the client's parameters of the same names).
     """
 
@@ -175,7 +176,7 @@ class Engine:
         self.closed = False
 
     def route(self, op: Operation[Any]) -> _Route:
-        """The client's route for ``op`` (made on first use)."""
+        """The client's route for `op` (made on first use)."""
         route = self._routes.get(op.name)
         if route is None:
             route = self._routes[op.name] = _Route(op, endpoint_url(self._base, op.path))
@@ -241,7 +242,7 @@ class Engine:
     ) -> Response[Any]:
         """The one place an operation is attempted, and attempted again if the policy allows.
 
-        ``sent[0]`` is the number of attempts sent, for the deadline backstop's error.
+        `sent[0]` is the number of attempts sent, for the deadline backstop's error.
         """
         op = route.op
         stats = self.stats
@@ -413,7 +414,7 @@ class Engine:
             )
 
     def _use_other_method(self, route: _Route, refused: str) -> None:
-        """After a 405 to ``refused``, use the operation's other method from now on."""
+        """After a 405 to `refused`, use the operation's other method from now on."""
         if route.method != refused:
             return  # a concurrent call switched already
         others = [m for m in route.op.methods if m != refused]

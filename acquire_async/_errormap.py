@@ -1,8 +1,8 @@
 """The error side of the wire format: which exception a failed answer becomes.
 
-Acquire's ``{"error": {"code", "message"}}`` envelope, a bare status, a proxy's page: each
-becomes an ``APIStatusError`` subclass chosen by the code (per operation: ``codes``), then the
-status, with the server's message or a sanitised excerpt, its request id and ``Retry-After``.
+Acquire's `{"error": {"code", "message"}}` envelope, a bare status, a proxy's page: each
+becomes an `APIStatusError` subclass chosen by the code (per operation: `codes`), then the
+status, with the server's message or a sanitised excerpt, its request id and `Retry-After`.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ _UNREADABLE: Final = object()  # an ``error`` that is present but too large or t
 
 
 def raw_field(raw: msgspec.Raw) -> Any:
-    """A raw ``error``/``message`` value decoded; ``None`` when absent or ``null``."""
+    """A raw `error`/`message` value decoded; `None` when absent or `null`."""
     if raw is ABSENT:
         return None
     if len(raw) > _FIELD_MAX:
@@ -112,13 +112,14 @@ def error_for(
     now: float | None = None,
     codes: Codes = BASE_CODES,
 ) -> errors.APIStatusError:
-    """The error for a non-2xx response, from its body's code (looked up in ``codes``).
+    """The error for a non-2xx response, from its body's code (looked up in `codes`).
 
     Without an Acquire envelope (an nginx page, a gateway's own JSON), the message is the
-    reason phrase (``reason``, else the SDK's for the status) and a sanitised excerpt:
+    reason phrase (`reason`, else the SDK's for the status) and a sanitised excerpt:
 
-    >>> error_for(413, {}, b"<html><title>413 Too Large</title></html>").message
-    'request entity too large: "413 Too Large"'
+    Examples:
+        >>> error_for(413, {}, b"<html><title>413 Too Large</title></html>").message
+        'request entity too large: "413 Too Large"'
     """
     error: Any = None
     message: Any = None
@@ -143,7 +144,7 @@ def error_from_payload(
     now: float | None,
     reason: str | None,
 ) -> errors.APIStatusError:
-    """The error for an answer whose ``error``/``message`` values are already decoded."""
+    """The error for an answer whose `error`/`message` values are already decoded."""
     headers = _ci(headers)
     code: str | None = None
     text: str | None = message if isinstance(message, str) and message else None
@@ -202,8 +203,9 @@ def _ci(headers: Mapping[str, str]) -> Mapping[str, str]:
 def request_id(headers: Mapping[str, str]) -> str | None:
     """The server's request id, from the first of the usual headers it sent.
 
-    >>> request_id({"x-request-id": "req-1"})
-    'req-1'
+    Examples:
+        >>> request_id({"x-request-id": "req-1"})
+        'req-1'
     """
     headers = _ci(headers)
     for name in REQUEST_ID_HEADERS:
@@ -214,17 +216,18 @@ def request_id(headers: Mapping[str, str]) -> str | None:
 
 
 def parse_retry_after(value: str | None, *, now: float | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value, or ``None`` when absent or unusable.
+    """Seconds to wait from a `Retry-After` value, or `None` when absent or unusable.
 
-    Both RFC 9110 forms: delta-seconds (``"120"``) and an HTTP-date (IMF-fixdate, RFC 850 or
-    asctime, taken as UTC). A date needs ``now`` (a POSIX timestamp); a date in the past gives
-    ``0.0``. Negative numbers, ``nan``, ``inf`` and garbage give ``None``: the caller falls back
-    to its own backoff (``asyncio.sleep(nan)`` would never return).
+    Both RFC 9110 forms: delta-seconds (`"120"`) and an HTTP-date (IMF-fixdate, RFC 850 or
+    asctime, taken as UTC). A date needs `now` (a POSIX timestamp); a date in the past gives
+    `0.0`. Negative numbers, `nan`, `inf` and garbage give `None`: the caller falls back
+    to its own backoff (`asyncio.sleep(nan)` would never return).
 
-    >>> parse_retry_after("3", now=None)
-    3.0
-    >>> parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0)
-    10.0
+    Examples:
+        >>> parse_retry_after("3", now=None)
+        3.0
+        >>> parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0)
+        10.0
     """
     if value is None:
         return None

@@ -66,11 +66,12 @@ _TAG = re.compile(r"<[^>]*(?:>|\Z)")
 
 
 def clean(text: str, limit: int) -> str:
-    """``text`` made safe to print: no escape sequences or control characters, whitespace
-    collapsed, cut to ``limit`` characters with an ellipsis.
+    """`text` made safe to print: no escape sequences or control characters, whitespace
+    collapsed, cut to `limit` characters with an ellipsis.
 
-    >>> clean("red\\x1b[31m alert\\r\\n", 100)
-    'red alert'
+    Examples:
+        >>> clean("red\\x1b[31m alert\\r\\n", 100)
+        'red alert'
     """
     text = _ESCAPES.sub("", text)
     if not text.isprintable():
@@ -89,11 +90,12 @@ def clean(text: str, limit: int) -> str:
 def excerpt(body: bytes) -> str:
     """A short, printable excerpt of a body that is not an Acquire envelope.
 
-    HTML (a body that starts with ``<``) is reduced to its text: a proxy's error page then
+    HTML (a body that starts with `<`) is reduced to its text: a proxy's error page then
     reads "413 Request Entity Too Large nginx" instead of a line of markup.
 
-    >>> excerpt(b"<html><title>502 Bad Gateway</title><p>nginx</p></html>")
-    '502 Bad Gateway nginx'
+    Examples:
+        >>> excerpt(b"<html><title>502 Bad Gateway</title><p>nginx</p></html>")
+        '502 Bad Gateway nginx'
     """
     text = body[:_EXCERPT_SCAN].decode("utf-8", "replace")
     if text.lstrip().startswith("<"):
@@ -107,8 +109,11 @@ def excerpt(body: bytes) -> str:
 def reason_text(status: int, reason: str | None) -> str:
     """The status's description: the server's reason phrase when it sent one, else ours.
 
-    >>> reason_text(404, "Not Found"), reason_text(403, "Blocked by WAF"), reason_text(502, None)
-    ('not found', 'Blocked by WAF', 'bad gateway')
+    Examples:
+        >>> reason_text(404, "Not Found"), reason_text(403, "Blocked by WAF")
+        ('not found', 'Blocked by WAF')
+        >>> reason_text(502, None)
+        'bad gateway'
     """
     if reason:
         phrase = clean(reason, _REASON_LIMIT)

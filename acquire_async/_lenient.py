@@ -1,6 +1,6 @@
 """The lenient second pass: a payload that failed the typed decode, with Acquire's quirks fixed.
 
-Only an answer the typed decode refused comes here, and only up to ``LENIENT_MAX_BODY``: it
+Only an answer the typed decode refused comes here, and only up to `LENIENT_MAX_BODY`: it
 builds a Python object per JSON value before converting the tree to the models.
 """
 
@@ -36,11 +36,11 @@ class Lenient(msgspec.Struct, Generic[T], gc=False):
 def lenient_case(body: bytes) -> Lenient[Case]:
     """Second pass over a case that failed the typed decode, with Acquire's quirks fixed.
 
-    - a participant ``type`` this SDK does not know decodes as ``UnknownUser`` (msgspec's
+    - a participant `type` this SDK does not know decodes as `UnknownUser` (msgspec's
       tagged unions have no catch-all tag);
-    - a nested ``user`` sent without ``type`` (Acquire's add-message example of 2021-04-08)
-      takes the participant's own ``type``;
-    - ``"users": null`` reads as no users, like an absent ``users``.
+    - a nested `user` sent without `type` (Acquire's add-message example of 2021-04-08)
+      takes the participant's own `type`;
+    - `"users": null` reads as no users, like an absent `users`.
     """
     tree = _ANY_DECODER.decode(body)
     if isinstance(tree, dict):
@@ -49,7 +49,7 @@ def lenient_case(body: bytes) -> Lenient[Case]:
 
 
 def lenient_message(body: bytes) -> Lenient[Message]:
-    """The same for a message: its ``sender`` (typed by ``senderType``) and its ``case``."""
+    """The same for a message: its `sender` (typed by `senderType`) and its `case`."""
     tree = _ANY_DECODER.decode(body)
     if isinstance(tree, dict):
         _normalize_message(tree.get("data"))

@@ -1,8 +1,8 @@
-"""``ACQUIRE_LOG``: the SDK's logging switched on without code, as ``OPENAI_LOG`` does.
+"""`ACQUIRE_LOG`: the SDK's logging switched on without code, as `OPENAI_LOG` does.
 
-``ACQUIRE_LOG=info`` shows each retry (what failed, the attempt, the wait); ``ACQUIRE_LOG=debug``
-adds one record per attempt. Read once, when ``acquire_async`` is imported. It gives the
-``acquire_async`` logger a level and, if it has no handler yet, one that writes to stderr; the
+`ACQUIRE_LOG=info` shows each retry (what failed, the attempt, the wait); `ACQUIRE_LOG=debug`
+adds one record per attempt. Read once, when `acquire_async` is imported. It gives the
+`acquire_async` logger a level and, if it has no handler yet, one that writes to stderr; the
 root logger and other libraries' loggers are left alone. No record holds the API key.
 """
 
@@ -19,12 +19,14 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO}
 
 
 def setup_from_env() -> None:
-    """Apply ``ACQUIRE_LOG`` (``debug`` or ``info``, any case) to the ``acquire_async``
+    """Apply `ACQUIRE_LOG` (`debug` or `info`, any case) to the `acquire_async`
     logger; unset or empty does nothing; another value is ignored with a warning.
 
-    Example (a shell)::
+    Example (a shell):
 
-        ACQUIRE_LOG=info python app.py   # retries show on stderr
+    ```sh
+    ACQUIRE_LOG=info python app.py   # retries show on stderr
+    ```
     """
     value = os.environ.get(LOG_ENV, "").strip()
     if not value:

@@ -1,15 +1,15 @@
 """The owned connection pool: connections that know enough to replay a stale one safely.
 
-Part of the transport layer with ``_transport``: these two modules alone touch aiohttp's client
+Part of the transport layer with `_transport`: these two modules alone touch aiohttp's client
 machinery.
 
 Servers, proxies and load balancers close idle keep-alive connections (nginx after its
-``keepalive_timeout``, Node after 5 s, tinyproxy after every answer without saying so). A
+`keepalive_timeout`, Node after 5 s, tinyproxy after every answer without saying so). A
 request sent on such a connection as it closes fails before any byte of an answer comes back,
 and the server never acted on it. The transport replays that request at once on a fresh
 connection: it is not a retry (no backoff, no budget, not an attempt), so it happens with
 retries disabled too. To tell this case from a real failure, the owned pool's connections are
-``_TrackedHandler`` objects: each counts the answers it carried and, when it dies under a
+`_TrackedHandler` objects: each counts the answers it carried and, when it dies under a
 request, tags that request's error with whether it had carried one before (it came from the
 pool). Only a *reused* connection that closed before any answer arrived is replayed,
 once, and the replay skips the pool (its other idle connections may be closing too); so a
@@ -66,9 +66,9 @@ class _TrackedHandler(ResponseHandler):
     """aiohttp's protocol for one connection, which tags the error it dies with.
 
     Nothing here runs per request (a per-request override measured about 2% of a join's
-    instructions): ``feed_data`` runs once per answer whose headers arrived, and
-    ``connection_lost`` once per connection. When the connection dies under a request, the
-    error that request is about to raise gets ``acquire_reused``: whether this connection had
+    instructions): `feed_data` runs once per answer whose headers arrived, and
+    `connection_lost` once per connection. When the connection dies under a request, the
+    error that request is about to raise gets `acquire_reused`: whether this connection had
     carried an answer before (it came from the pool) or not (it was fresh).
     """
 
@@ -103,7 +103,7 @@ async def _no_pooled_connection() -> None:
 
 
 class _TrackedConnector(aiohttp.TCPConnector):
-    """A ``TCPConnector`` whose connections are ``_TrackedHandler`` objects."""
+    """A `TCPConnector` whose connections are `_TrackedHandler` objects."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -132,10 +132,10 @@ def create_session(
 ) -> aiohttp.ClientSession:
     """The pooled session an owning client uses. Must be called inside a running loop.
 
-    ``trust_env`` takes the proxy for ``url`` from the environment (``HTTPS_PROXY``,
-    ``NO_PROXY``…), and only that: aiohttp's own ``trust_env`` also reads ``.netrc``, whose
-    credentials it refuses to combine with our ``Authorization`` header (every join would
-    fail with a ``ValueError``).
+    `trust_env` takes the proxy for `url` from the environment (`HTTPS_PROXY`,
+    `NO_PROXY`…), and only that: aiohttp's own `trust_env` also reads `.netrc`, whose
+    credentials it refuses to combine with our `Authorization` header (every join would
+    fail with a `ValueError`).
     """
     proxy: URL | None = None
     proxy_auth: aiohttp.BasicAuth | None = None
@@ -197,11 +197,11 @@ def replayable(exc: BaseException) -> bool:
 def authorization_after_tracing(
     session: aiohttp.ClientSession, headers: Mapping[str, str]
 ) -> tuple[dict[str, str], tuple[aiohttp.ClientMiddlewareType, ...]]:
-    """The headers without ``Authorization``, and middlewares that add it back.
+    """The headers without `Authorization`, and middlewares that add it back.
 
     Trace callbacks get the request headers at request start, and OpenTelemetry's aiohttp
     instrumentation copies them into span attributes when header capture is on
-    (``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST=".*"``): the key would be in
+    (`OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST=".*"`): the key would be in
     every span. Middlewares run after that signal, so the key is on the wire but in no span.
     """
     authorization = headers[AUTHORIZATION]

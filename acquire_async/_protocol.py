@@ -2,8 +2,8 @@
 
 Nothing here touches a socket, a clock or an event loop, and nothing knows which request was
 made: the engine attaches the method, URL, attempts and request id to an error. So all of it
-is tested with plain bytes (the model is gidgethub's ``sansio.py``). The request side lives in
-``_bodies``, the error mapping in ``_errormap``, the second pass in ``_lenient``; this module
+is tested with plain bytes (the model is gidgethub's `sansio.py`). The request side lives in
+`_bodies`, the error mapping in `_errormap`, the second pass in `_lenient`; this module
 re-exports what a caller needs of them.
 """
 
@@ -77,8 +77,9 @@ T = TypeVar("T")
 class RawResponse(msgspec.Struct, frozen=True, gc=False):
     """What one HTTP attempt produced: status, headers and the whole (capped) body.
 
-    >>> RawResponse(200, {}, b'{"data":{"id":1}}').status
-    200
+    Examples:
+        >>> RawResponse(200, {}, b'{"data":{"id":1}}').status
+        200
     """
 
     status: int
@@ -88,10 +89,11 @@ class RawResponse(msgspec.Struct, frozen=True, gc=False):
 
 
 class Envelope(msgspec.Struct, Generic[T], gc=False):
-    """Acquire's wrapper of every answer: ``{"data": …}`` or ``{"error": …}``.
+    """Acquire's wrapper of every answer: `{"data": …}` or `{"error": …}`.
 
-    >>> msgspec.json.decode(b'{"data":{"id":1}}', type=Envelope[Case]).data.id
-    1
+    Examples:
+        >>> msgspec.json.decode(b'{"data":{"id":1}}', type=Envelope[Case]).data.id
+        1
     """
 
     data: T | None = None
@@ -129,17 +131,18 @@ def decode_case(
     now: float | None = None,
     codes: Codes = BASE_CODES,
 ) -> Case:
-    """A join or reject answer as its ``Case``, or the matching ``AcquireError`` raised.
+    """A join or reject answer as its `Case`, or the matching `AcquireError` raised.
 
-    An ``{"error": …}`` envelope is an error whatever the status (Acquire sends
-    ``CHAT_ALREADY_JOINED`` with 200), its class chosen by ``codes`` (``JOIN_CODES`` for a
-    join); any status outside 2xx is an error. ``case_id``, the case the request named, makes
-    a case with another id a ``ResponseDecodeError`` (a stray answer, not this request's).
-    ``now`` (a POSIX timestamp) lets an HTTP-date ``Retry-After`` become seconds; ``reason``
+    An `{"error": …}` envelope is an error whatever the status (Acquire sends
+    `CHAT_ALREADY_JOINED` with 200), its class chosen by `codes` (`JOIN_CODES` for a
+    join); any status outside 2xx is an error. `case_id`, the case the request named, makes
+    a case with another id a `ResponseDecodeError` (a stray answer, not this request's).
+    `now` (a POSIX timestamp) lets an HTTP-date `Retry-After` become seconds; `reason`
     is the status line's reason phrase, for an error without an Acquire envelope.
 
-    >>> decode_case(200, {}, b'{"data":{"id":1684}}', case_id=1684).id
-    1684
+    Examples:
+        >>> decode_case(200, {}, b'{"data":{"id":1684}}', case_id=1684).id
+        1684
     """
     if not 200 <= status < 300:
         raise error_for(status, headers, body, reason=reason, now=now, codes=codes)
@@ -174,14 +177,15 @@ def decode_message(
     now: float | None = None,
     codes: Codes = BASE_CODES,
 ) -> Message:
-    """An add-message answer as its ``Message``, or the matching ``AcquireError`` raised.
+    """An add-message answer as its `Message`, or the matching `AcquireError` raised.
 
-    As :func:`decode_case`. With ``case_id``, the message must name that case (its
-    ``caseId``, and its nested case's ``id`` when sent): a case, or another request's answer,
-    is a ``ResponseDecodeError``, never a ``Message`` with a case's id.
+    As `decode_case`. With `case_id`, the message must name that case (its
+    `caseId`, and its nested case's `id` when sent): a case, or another request's answer,
+    is a `ResponseDecodeError`, never a `Message` with a case's id.
 
-    >>> decode_message(200, {}, b'{"data":{"id":8289,"caseId":2069}}', case_id=2069).id
-    8289
+    Examples:
+        >>> decode_message(200, {}, b'{"data":{"id":8289,"caseId":2069}}', case_id=2069).id
+        8289
     """
     data = _decode(_MESSAGE_DECODER, lenient_message, status, headers, body, reason, now, codes)
     if case_id is not None:
@@ -205,16 +209,17 @@ def decode_close(
     now: float | None = None,
     codes: Codes = BASE_CODES,
 ) -> CloseResult:
-    """A close answer as a ``CloseResult``, or the matching ``AcquireError`` raised.
+    """A close answer as a `CloseResult`, or the matching `AcquireError` raised.
 
-    As :func:`decode_case`. The answer's ``data`` holds numbered entries (``"0"``, …) beside
-    ``userId`` and ``userType``; entries ``"0"`` to ``"63"`` are read, in key order. With
-    ``case_id``, some entry must name that case.
+    As `decode_case`. The answer's `data` holds numbered entries (`"0"`, …) beside
+    `userId` and `userType`; entries `"0"` to `"63"` are read, in key order. With
+    `case_id`, some entry must name that case.
 
-    >>> body = b'{"data":{"0":{"caseId":5,"foreverClosed":true},"userId":1,"userType":"user"}}'
-    >>> result = decode_close(200, {}, body, case_id=5)
-    >>> result.case_id, result.forever_closed, result.user_type
-    (5, True, 'user')
+    Examples:
+        >>> body = b'{"data":{"0":{"caseId":5,"foreverClosed":true},"userId":1,"userType":"user"}}'
+        >>> result = decode_close(200, {}, body, case_id=5)
+        >>> result.case_id, result.forever_closed, result.user_type
+        (5, True, 'user')
     """
     data = _decode(_CLOSE_DECODER, None, status, headers, body, reason, now, codes)
     fields = msgspec.structs.astuple(data)
@@ -241,7 +246,7 @@ def _decode(
     now: float | None,
     codes: Codes,
 ) -> T:
-    """What :func:`decode_case` does inline, for the other envelopes."""
+    """What `decode_case` does inline, for the other envelopes."""
     if not 200 <= status < 300:
         raise error_for(status, headers, body, reason=reason, now=now, codes=codes)
     problem: BaseException | None = None

@@ -1,4 +1,4 @@
-"""When to try again: :class:`RetryPolicy`, full-jitter backoff and the retry budget."""
+"""When to try again: `RetryPolicy`, full-jitter backoff and the retry budget."""
 
 from __future__ import annotations
 
@@ -61,31 +61,32 @@ def _statuses(value: object) -> frozenset[int]:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How a call is retried (each operation's retry safety narrows it: see ``is_retryable``).
+    """How a call is retried (each operation's retry safety narrows it: see `is_retryable`).
 
-    - ``max_attempts``: attempts per call, the first included (``1`` disables retries).
+    - `max_attempts`: attempts per call, the first included (`1` disables retries).
     - Backoff with full jitter: before retry *n* (1, 2, …) sleep
-      ``uniform(0, min(backoff_cap, backoff_base * 2 ** (n - 1)))``.
-    - ``Retry-After`` (on 429, 503…) replaces the backoff when present; above
-      ``max_retry_after`` the call fails fast with the error (``RateLimitError.retry_after``
+      `uniform(0, min(backoff_cap, backoff_base * 2 ** (n - 1)))`.
+    - `Retry-After` (on 429, 503…) replaces the backoff when present; above
+      `max_retry_after` the call fails fast with the error (`RateLimitError.retry_after`
       says how long the server asked for).
     - Retried: connection errors (refused, reset, a stale keep-alive connection), timeouts and
-      the statuses in ``retry_statuses`` (408, 429, 500, 502, 503, 504; any iterable of ints
-      in 100..599, stored as a ``frozenset``). Never: other 4xx, TLS/certificate errors,
+      the statuses in `retry_statuses` (408, 429, 500, 502, 503, 504; any iterable of ints
+      in 100..599, stored as a `frozenset`). Never: other 4xx, TLS/certificate errors,
       decode errors.
-    - The retry budget (as botocore's retry quota): a client-wide bucket of ``budget`` tokens;
-      a retry costs ``retry_cost`` (``timeout_cost`` after a timeout), a success puts
-      ``success_refund`` back. An empty bucket means fail fast with the last error, so a 5xx
+    - The retry budget (as botocore's retry quota): a client-wide bucket of `budget` tokens;
+      a retry costs `retry_cost` (`timeout_cost` after a timeout), a success puts
+      `success_refund` back. An empty bucket means fail fast with the last error, so a 5xx
       storm over 10,000 concurrent joins does not turn into 40,000 requests.
 
-    A wrong type raises ``TypeError`` (``retry_statuses="503"``, ``budget="5"``), a wrong value
-    ``ValueError`` (``max_attempts=0``, ``retry_statuses={700}``, a negative or non-finite
+    A wrong type raises `TypeError` (`retry_statuses="503"`, `budget="5"`), a wrong value
+    `ValueError` (`max_attempts=0`, `retry_statuses={700}`, a negative or non-finite
     number).
 
-    Example::
-
+    Example:
+        ```python
         AcquireClient(retry=RetryPolicy(max_attempts=6, backoff_cap=30))
         AcquireClient(retry=RetryPolicy.disabled())
+        ```
     """
 
     max_attempts: int = 4
@@ -119,17 +120,17 @@ class RetryPolicy:
         return cls(max_attempts=1)
 
     def backoff(self, retry_number: int, unit: float) -> float:
-        """The full-jitter delay before retry ``retry_number`` (1-based); ``unit`` in [0, 1)."""
+        """The full-jitter delay before retry `retry_number` (1-based); `unit` in [0, 1)."""
         ceiling = min(self.backoff_cap, self.backoff_base * 2.0 ** min(retry_number - 1, 62))
         return unit * ceiling
 
     def is_retryable(self, error: AcquireError, *, retry_safe: bool = True) -> bool:
         """Whether this error may be retried at all (attempts and budget aside).
 
-        ``retry_safe=False`` is for an operation that must not happen twice (a message):
+        `retry_safe=False` is for an operation that must not happen twice (a message):
         then only a failure that provably never reached the server is retried (a connection
-        error with ``request_sent=False``), and the statuses by which a server says it did
-        not act (408, 429, 503) when they are in ``retry_statuses``.
+        error with `request_sent=False`), and the statuses by which a server says it did
+        not act (408, 429, 503) when they are in `retry_statuses`.
         """
         if isinstance(error, APITLSError):
             return False
@@ -158,7 +159,7 @@ class RetryPolicy:
 
 
 class RetryBudget:
-    """The client-wide token bucket that caps retries (see :class:`RetryPolicy`)."""
+    """The client-wide token bucket that caps retries (see `RetryPolicy`)."""
 
     __slots__ = ("_capacity", "_policy", "tokens")
 
@@ -168,7 +169,7 @@ class RetryBudget:
         self.tokens = policy.budget
 
     def try_spend(self, error: AcquireError) -> bool:
-        """Take the cost of one retry after ``error``; ``False`` when the bucket is empty."""
+        """Take the cost of one retry after `error`; `False` when the bucket is empty."""
         cost = (
             self._policy.timeout_cost
             if isinstance(error, APITimeoutError)
@@ -194,11 +195,11 @@ def retry_delay(
     remaining: float | None,
     retry_safe: bool = True,
 ) -> float | None:
-    """Seconds to sleep before the next attempt, or ``None`` to give up with ``error``.
+    """Seconds to sleep before the next attempt, or `None` to give up with `error`.
 
-    ``attempt`` is the number of the attempt that just failed; ``unit`` a random number in
-    [0, 1); ``remaining`` the time left before the call's deadline (``None``: no deadline);
-    ``retry_safe`` whether the operation may happen twice (see ``RetryPolicy.is_retryable``).
+    `attempt` is the number of the attempt that just failed; `unit` a random number in
+    [0, 1); `remaining` the time left before the call's deadline (`None`: no deadline);
+    `retry_safe` whether the operation may happen twice (see `RetryPolicy.is_retryable`).
     """
     if attempt >= policy.max_attempts or not policy.is_retryable(error, retry_safe=retry_safe):
         return None
@@ -225,14 +226,15 @@ def is_transient(error: BaseException) -> bool:
     queue's workers and the bot share.
 
     Transient: connection errors and timeouts (not TLS), the statuses 408, 429, 500, 502, 503,
-    504 (and Acquire's ``ERROR_SERVER_ERROR`` envelope), a garbled answer (made again, a join
+    504 (and Acquire's `ERROR_SERVER_ERROR` envelope), a garbled answer (made again, a join
     settles it: already joined) and the throttle's Redis being unreachable (nothing was sent).
-    Not: an invalid case id, any other 4xx (``AlreadyJoinedError`` included), anything that
-    is not an :class:`~acquire_async.errors.AcquireError`.
+    Not: an invalid case id, any other 4xx (`AlreadyJoinedError` included), anything that
+    is not an `AcquireError`.
 
-    Example::
-
+    Example:
+        ```python
         is_transient(InternalServerError("down", status=503))  # True
+        ```
     """
     if not isinstance(error, AcquireError) or isinstance(error, InvalidCaseIdError):
         return False
@@ -244,12 +246,13 @@ def is_transient(error: BaseException) -> bool:
 def did_not_act(error: BaseException) -> bool:
     """Whether the server provably did not act on the failed call, so that an operation that
     must not happen twice (a message) may be made again: nothing reached it
-    (``request_sent=False``, or the throttle's Redis was unreachable), or it answered 408, 429
+    (`request_sent=False`, or the throttle's Redis was unreachable), or it answered 408, 429
     or 503.
 
-    Example::
-
+    Example:
+        ```python
         did_not_act(APIConnectionError("refused", request_sent=False))  # True
+        ```
     """
     if isinstance(error, ThrottleUnavailableError):
         return True

@@ -1,9 +1,9 @@
-"""Holders that keep the API key and webhook secrets out of ``repr``, tracebacks and logs.
+"""Holders that keep the API key and webhook secrets out of `repr`, tracebacks and logs.
 
-Error trackers (Sentry and friends) capture the ``repr`` of every local in every frame of a
-traceback. So the key never sits in a plain ``str`` local or in a plain header dict: it lives in
-a :class:`Secret`, and the header value sent on the wire is a :class:`RedactedStr`, a ``str``
-whose ``repr`` hides it while aiohttp still writes the real text.
+Error trackers (Sentry and friends) capture the `repr` of every local in every frame of a
+traceback. So the key never sits in a plain `str` local or in a plain header dict: it lives in
+a `Secret`, and the header value sent on the wire is a `RedactedStr`, a `str`
+whose `repr` hides it while aiohttp still writes the real text.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ T = TypeVar("T", str, bytes)
 
 
 class RedactedStr(str):
-    """A ``str`` whose ``repr`` is redacted. Its value (what aiohttp sends) is unchanged."""
+    """A `str` whose `repr` is redacted. Its value (what aiohttp sends) is unchanged."""
 
     __slots__ = ()
 
@@ -30,10 +30,10 @@ class RedactedStr(str):
 
 
 class Secret(Generic[T]):
-    """A secret (the API key: ``Secret[str]``; a webhook's HMAC key: ``Secret[bytes]``),
-    revealed only by :meth:`reveal`.
+    """A secret (the API key: `Secret[str]`; a webhook's HMAC key: `Secret[bytes]`),
+    revealed only by `reveal`.
 
-    ``repr``, ``str`` and ``vars()`` of the holder never show the value; it cannot be pickled.
+    `repr`, `str` and `vars()` of the holder never show the value; it cannot be pickled.
     """
 
     __slots__ = ("_value",)
@@ -61,7 +61,7 @@ class Secret(Generic[T]):
 
 
 def validate_api_key(secret: Secret[str]) -> Secret[str]:
-    """Check the key inside ``secret``; return it. Messages never contain the key.
+    """Check the key inside `secret`; return it. Messages never contain the key.
 
     It takes the key already wrapped, and reads it only inside expressions, so that no frame
     of a traceback (captured with its locals, as Sentry does) holds it in a plain local.
@@ -89,9 +89,9 @@ class Redactor:
     """Masks one secret, and the ways servers re-encode it, in text the SDK surfaces.
 
     A server that echoes the key ("Invalid API key: …", an echo endpoint behind a wrong
-    ``base_url``) would otherwise put it in an error's message, ``body``, logs and the CLI's
-    output. The variants covered: the key as is, JSON-escaped (``\\"``, ``\\/``), as Python's
-    ``repr`` writes it, percent-encoded, and any prefix of 8 characters or more (an excerpt
+    `base_url`) would otherwise put it in an error's message, `body`, logs and the CLI's
+    output. The variants covered: the key as is, JSON-escaped (`\\"`, `\\/`), as Python's
+    `repr` writes it, percent-encoded, and any prefix of 8 characters or more (an excerpt
     cut inside the key). Keys shorter than 4 characters are not masked: every message would
     be riddled with masks, and no real key is that short.
     """
@@ -126,14 +126,14 @@ class Redactor:
         raise TypeError("a Redactor cannot be pickled")
 
     def text(self, value: str) -> str:
-        """``value`` with every variant of the secret masked."""
+        """`value` with every variant of the secret masked."""
         for needle in self._texts:
             if needle in value:
                 value = value.replace(needle, _MASK)
         return value
 
     def data(self, value: bytes) -> bytes:
-        """``value`` (a body excerpt) with every variant of the secret masked."""
+        """`value` (a body excerpt) with every variant of the secret masked."""
         mask = _MASK.encode()
         for needle in self._bytes:
             if needle in value:
@@ -141,9 +141,9 @@ class Redactor:
         return value
 
     def scrub(self, error: BaseException) -> bool:
-        """Mask the secret in an exception's ``args`` and in its text and bytes attributes.
+        """Mask the secret in an exception's `args` and in its text and bytes attributes.
 
-        Returns ``True`` when something was masked: the caller then also drops what still
+        Returns `True` when something was masked: the caller then also drops what still
         holds the raw text (the traceback's frames keep the response body in their locals).
         """
         if not self._texts:

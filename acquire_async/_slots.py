@@ -1,4 +1,4 @@
-"""``Slots``: the client-wide concurrency gate, with a fast path that needs no coroutine."""
+"""`Slots`: the client-wide concurrency gate, with a fast path that needs no coroutine."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ __all__ = ["Slots"]
 
 
 class Slots:
-    """A counting semaphore whose uncontended :meth:`try_take` is a plain method call.
+    """A counting semaphore whose uncontended `try_take` is a plain method call.
 
-    ``asyncio.Semaphore`` creates two coroutines per ``async with`` even when a slot is free;
+    `asyncio.Semaphore` creates two coroutines per `async with` even when a slot is free;
     on the join path, taken once per attempt, that shows in the profile. A freed slot is
     handed straight to the longest waiter (FIFO), so a waiter cannot be overtaken.
     """
@@ -24,7 +24,7 @@ class Slots:
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     def try_take(self) -> bool:
-        """Take a slot if one is free and nobody is waiting; ``False`` otherwise."""
+        """Take a slot if one is free and nobody is waiting; `False` otherwise."""
         if self._free > 0 and not self._waiters:
             self._free -= 1
             return True

@@ -13,23 +13,24 @@ LATENCY_WINDOW = 10_000
 
 
 class ClientStats:
-    """Live counters of one client (``client.stats``). Read them; the client writes them.
+    """Live counters of one client (`client.stats`). Read them; the client writes them.
 
-    - ``requests``: HTTP attempts sent; ``responses``: attempts that got a status back.
-    - ``replayed``: requests sent again at once because the pooled connection they went out
+    - `requests`: HTTP attempts sent; `responses`: attempts that got a status back.
+    - `replayed`: requests sent again at once because the pooled connection they went out
       on had been closed by the server (not attempts, not retries: the server never saw them).
-    - ``retries``: attempts that were retries; ``rate_limited``: ``429`` answers.
-    - ``succeeded``: successful calls by operation (``{"join_chat": 980, "add_message": 3}``);
-      ``joined`` is ``succeeded["join_chat"]``.
-    - ``already_joined``/``failed``: calls that ended that way (any operation).
-    - ``errors``: failed attempts by error class name (``{"InternalServerError": 3}``).
-    - ``latencies``: seconds per attempt that got a response, for the last 10,000 attempts;
-      :meth:`percentile` reads them.
+    - `retries`: attempts that were retries; `rate_limited`: `429` answers.
+    - `succeeded`: successful calls by operation (`{"join_chat": 980, "add_message": 3}`);
+      `joined` is `succeeded["join_chat"]`.
+    - `already_joined`/`failed`: calls that ended that way (any operation).
+    - `errors`: failed attempts by error class name (`{"InternalServerError": 3}`).
+    - `latencies`: seconds per attempt that got a response, for the last 10,000 attempts;
+      `percentile` reads them.
 
-    Example::
-
+    Example:
+        ```python
         print(client.stats.as_dict())
         p99 = client.stats.percentile(99)
+        ```
     """
 
     __slots__ = (
@@ -58,16 +59,16 @@ class ClientStats:
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
 
     def note_replay(self) -> None:
-        """Count one replay (the transport's ``on_replay``)."""
+        """Count one replay (the transport's `on_replay`)."""
         self.replayed += 1
 
     @property
     def joined(self) -> int:
-        """Joins that succeeded (``succeeded["join_chat"]``)."""
+        """Joins that succeeded (`succeeded["join_chat"]`)."""
         return self.succeeded["join_chat"]
 
     def percentile(self, q: float) -> float | None:
-        """The ``q``-th percentile (0-100, nearest rank) of recent latencies, in seconds."""
+        """The `q`-th percentile (0-100, nearest rank) of recent latencies, in seconds."""
         if not 0 <= q <= 100:
             raise ValueError(f"percentile must be within 0..100 (got {q})")
         if not self.latencies:
@@ -107,9 +108,9 @@ class ClientStats:
 
 @dataclass(frozen=True, slots=True)
 class RequestEvent:
-    """Passed to ``on_request`` before an attempt is sent.
+    """Passed to `on_request` before an attempt is sent.
 
-    ``operation`` names what the call does (``"join_chat"``, ``"add_message"``…).
+    `operation` names what the call does (`"join_chat"`, `"add_message"`…).
     """
 
     method: str
@@ -121,9 +122,9 @@ class RequestEvent:
 
 @dataclass(frozen=True, slots=True)
 class ResponseEvent:
-    """Passed to ``on_response`` after every attempt.
+    """Passed to `on_response` after every attempt.
 
-    ``status`` is ``None`` when no response arrived; ``error`` is the attempt's error, if any.
+    `status` is `None` when no response arrived; `error` is the attempt's error, if any.
     """
 
     method: str
@@ -138,7 +139,7 @@ class ResponseEvent:
 
 @dataclass(frozen=True, slots=True)
 class RetryEvent:
-    """Passed to ``on_retry`` before the client sleeps ``delay`` seconds and tries again."""
+    """Passed to `on_retry` before the client sleeps `delay` seconds and tries again."""
 
     case_id: int
     attempt: int

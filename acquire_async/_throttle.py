@@ -1,15 +1,15 @@
 """Shared pressure from the server: the cool-down gate and the rate limiter, behind one interface.
 
-Every attempt passes the throttle right before it is sent: ``throttle.try_acquire()`` when the
-throttle has that method and it says yes (no ``await``, no coroutine), else
-``await throttle.acquire()``. A ``429``/``503`` with
-``Retry-After`` calls ``throttle.pause(seconds)``, which holds back *new* requests from the whole
+Every attempt passes the throttle right before it is sent: `throttle.try_acquire()` when the
+throttle has that method and it says yes (no `await`, no coroutine), else
+`await throttle.acquire()`. A `429`/`503` with
+`Retry-After` calls `throttle.pause(seconds)`, which holds back *new* requests from the whole
 client until then, instead of each task hitting the server on its own.
 
-:class:`Throttle` is the interface: a limiter shared by many worker processes (on Redis, say)
-implements these two coroutines (and, if it can answer some calls at once, ``try_acquire``) and
-plugs in with ``AcquireClient(throttle=…)``, without touching the request path.
-:class:`LocalThrottle` is the in-process implementation.
+`Throttle` is the interface: a limiter shared by many worker processes (on Redis, say)
+implements these two coroutines (and, if it can answer some calls at once, `try_acquire`) and
+plugs in with `AcquireClient(throttle=…)`, without touching the request path.
+`LocalThrottle` is the in-process implementation.
 """
 
 from __future__ import annotations
@@ -30,46 +30,49 @@ __all__ = ["LocalThrottle", "Throttle"]
 class Throttle(Protocol):
     """Gate every attempt of a client.
 
-    ``acquire`` returns when the next request may be sent (it may sleep); ``pause`` asks the
-    gate to hold every new request for ``seconds`` from now (the longest pause wins).
+    `acquire` returns when the next request may be sent (it may sleep); `pause` asks the
+    gate to hold every new request for `seconds` from now (the longest pause wins).
 
-    Optional: a plain method ``try_acquire() -> bool`` that takes a slot when no wait is needed
-    (``True``) and otherwise takes nothing (``False``, then the client awaits ``acquire``). The
+    Optional: a plain method `try_acquire() -> bool` that takes a slot when no wait is needed
+    (`True`) and otherwise takes nothing (`False`, then the client awaits `acquire`). The
     client looks it up on the throttle itself, so any implementation may offer this fast path;
     it is not part of the protocol's required members.
 
-    Example, a throttle that never waits::
+    Example, a throttle that never waits:
 
-        class Open:
-            def try_acquire(self) -> bool:
-                return True
+    ```python
+    class Open:
+        def try_acquire(self) -> bool:
+            return True
 
-            async def acquire(self) -> None:
-                return None
+        async def acquire(self) -> None:
+            return None
 
-            async def pause(self, seconds: float) -> None:
-                return None
+        async def pause(self, seconds: float) -> None:
+            return None
 
-        AcquireClient("mycompany", key, throttle=Open())
+    AcquireClient("mycompany", key, throttle=Open())
+    ```
     """
 
     async def acquire(self) -> None:
         """Wait until a request may be sent."""
 
     async def pause(self, seconds: float) -> None:
-        """Hold back new requests for ``seconds`` from now."""
+        """Hold back new requests for `seconds` from now."""
 
 
 class LocalThrottle:
-    """In-process :class:`Throttle`: a cool-down gate plus an optional rate limit.
+    """In-process `Throttle`: a cool-down gate plus an optional rate limit.
 
-    ``rate_limit`` is requests per second (``None``: unlimited), enforced as a virtual
-    schedule (GCRA, an exact token bucket): requests are spaced ``1 / rate_limit`` apart,
-    with ``burst`` of them allowed back to back.
+    `rate_limit` is requests per second (`None`: unlimited), enforced as a virtual
+    schedule (GCRA, an exact token bucket): requests are spaced `1 / rate_limit` apart,
+    with `burst` of them allowed back to back.
 
-    Example::
-
+    Example:
+        ```python
         AcquireClient(rate_limit=50)  # builds LocalThrottle(rate_limit=50)
+        ```
     """
 
     __slots__ = ("_clock", "_interval", "_queue", "_resume_at", "_slack", "_sleep", "_tat")
@@ -102,14 +105,14 @@ class LocalThrottle:
 
     @property
     def paused_for(self) -> float:
-        """Seconds left in the current cool-down (``0.0`` when none)."""
+        """Seconds left in the current cool-down (`0.0` when none)."""
         return max(0.0, self._resume_at - self._clock())
 
     def try_acquire(self) -> bool:
-        """Take a slot now if no wait is needed (``True``); else ``False``, take nothing.
+        """Take a slot now if no wait is needed (`True`); else `False`, take nothing.
 
         The client's fast path: with no cool-down and no rate limit this is one check, and
-        the coroutine :meth:`acquire` is not even created. It never jumps the queue of
+        the coroutine `acquire` is not even created. It never jumps the queue of
         callers already waiting.
         """
         return not self._queue and self._take()
@@ -150,6 +153,6 @@ class LocalThrottle:
                 self._queue[0].set_result(None)  # the next in line takes over
 
     async def pause(self, seconds: float) -> None:
-        """Hold back new requests for ``seconds`` (ignored unless finite and > 0)."""
+        """Hold back new requests for `seconds` (ignored unless finite and > 0)."""
         if math.isfinite(seconds) and seconds > 0:
             self._resume_at = max(self._resume_at, self._clock() + seconds)

@@ -1,49 +1,51 @@
 """Acquire's outbound webhooks, sans I/O: check a delivery's signature and read its event.
 
 Nothing here touches the network or a web framework: give it the raw request body (bytes),
-the ``x-acquire-signature`` header and your secret, get back a typed, frozen event or a
-:class:`~acquire_async.errors.WebhookError` whose ``http_status`` is what to answer.
-:mod:`acquire_async.bot` builds its receiver on it; any framework can call
-:func:`construct_event` directly::
+the `x-acquire-signature` header and your secret, get back a typed, frozen event or a
+`WebhookError` whose `http_status` is what to answer.
+`acquire_async.bot` builds its receiver on it; any framework can call
+`construct_event` directly:
 
-    event = construct_event(body, headers.get(SIGNATURE_HEADER), secret,
-                            content_type=headers.get("content-type"))
-    if isinstance(event, CaseInviteEvent) and event.case_id is not None:
-        await client.join_chat(event.case_id)
+```python
+event = construct_event(body, headers.get(SIGNATURE_HEADER), secret,
+                        content_type=headers.get("content-type"))
+if isinstance(event, CaseInviteEvent) and event.case_id is not None:
+    await client.join_chat(event.case_id)
+```
 
-**Published vs assumed.** Published (Acquire's developer docs, see ``docs/webhooks.md``):
-HMAC-SHA256 in lowercase hex in ``x-acquire-signature``, computed by the docs' Node code over
-``JSON.stringify(body)``; the v2 envelope ``{"event": ..., "data": {...}}``; one delivery body,
-``case:status`` (ids as strings, JavaScript ``Date.toString()`` dates, the whole transcript);
-the v1 ``CHAT_ON_START/ACCEPT/MESSAGE/CLOSE`` bodies (mostly flat, some nested JSON sent as
+**Published vs assumed.** Published (Acquire's developer docs, see `docs/webhooks.md`):
+HMAC-SHA256 in lowercase hex in `x-acquire-signature`, computed by the docs' Node code over
+`JSON.stringify(body)`; the v2 envelope `{"event": ..., "data": {...}}`; one delivery body,
+`case:status` (ids as strings, JavaScript `Date.toString()` dates, the whole transcript);
+the v1 `CHAT_ON_START/ACCEPT/MESSAGE/CLOSE` bodies (mostly flat, some nested JSON sent as
 text). ASSUMED (names seen only as subscriptions, no delivery published): the bodies of
-``user:case-invite``, ``user:case-joined`` and ``case:message:new``. Each class says what it
-assumes. Anything else parses as :class:`UnknownEvent` with its raw data.
+`user:case-invite`, `user:case-joined` and `case:message:new`. Each class says what it
+assumes. Anything else parses as `UnknownEvent` with its raw data.
 
 **Theory of operation of verification.** Acquire's docs define the signature only as
-``HMAC-SHA256(secret, JSON.stringify(parsedBody))``. When Acquire sends exactly that compact
-text (the likely case), the raw bytes match: :func:`verify_signature` first compares the HMAC
-of the raw bytes with the header, in constant time (:func:`hmac.compare_digest`). Only when
+`HMAC-SHA256(secret, JSON.stringify(parsedBody))`. When Acquire sends exactly that compact
+text (the likely case), the raw bytes match: `verify_signature` first compares the HMAC
+of the raw bytes with the header, in constant time (`hmac.compare_digest`). Only when
 that fails does it parse the body and compare the HMAC of a compact re-serialisation,
-``json.dumps(tree, separators=(",", ":"), ensure_ascii=False)``: the same bytes as
-``JSON.stringify`` for strings, objects, arrays, integers up to 2^53 and most floats, so a
-pretty-printed or re-indented body still verifies. It differs from ``JSON.stringify`` in three
+`json.dumps(tree, separators=(",", ":"), ensure_ascii=False)`: the same bytes as
+`JSON.stringify` for strings, objects, arrays, integers up to 2^53 and most floats, so a
+pretty-printed or re-indented body still verifies. It differs from `JSON.stringify` in three
 known ways (documented, and tested as failing): a float with an integral value (JS writes
-``1``, Python ``1.0``) or a small exponent (``1e-7`` vs ``1e-07``), an integer above 2^53 (JS
-rounds it), and integer-like keys (JS moves ``"10"`` before the other keys). A body with those
+`1`, Python `1.0`) or a small exponent (`1e-7` vs `1e-07`), an integer above 2^53 (JS
+rounds it), and integer-like keys (JS moves `"10"` before the other keys). A body with those
 verifies only through the raw path. The parsed tree that was verified is the one the event is
 built from.
 
 The fallback runs before anything is known about the sender, so its cost is bounded first:
-it is only tried for a body of at most :data:`MAX_FALLBACK_BODY` bytes (256 KiB) that opens at
-most :data:`MAX_CONTAINERS` objects and arrays (counted on the raw bytes); any other body must
+it is only tried for a body of at most `MAX_FALLBACK_BODY` bytes (256 KiB) that opens at
+most `MAX_CONTAINERS` objects and arrays (counted on the raw bytes); any other body must
 match raw, else it is a 401 whatever its shape. A body that verifies, or is parsed without a
-secret, is refused (400) over :data:`MAX_CONTAINERS` or deeper than :data:`MAX_DEPTH`.
+secret, is refused (400) over `MAX_CONTAINERS` or deeper than `MAX_DEPTH`.
 
 The signature covers the body only: there is no timestamp, so replays cannot be detected by
-the protocol; de-duplicate on ``(event, case_id, fingerprint)``. ``fingerprint`` is the SHA-256
+the protocol; de-duplicate on `(event, case_id, fingerprint)`. `fingerprint` is the SHA-256
 of the bytes the signature covers: the raw body, or the compact form when the fallback matched.
-A replay re-formatted to pass the fallback (other blanks, ``\\u0035`` escapes, a duplicate key)
+A replay re-formatted to pass the fallback (other blanks, `\\u0035` escapes, a duplicate key)
 thus has the fingerprint of the delivery it copies. Without a secret it is the raw body's.
 """
 
@@ -97,61 +99,66 @@ __all__ = [
 SIGNATURE_HEADER: Final = "x-acquire-signature"
 """The header that carries the signature (lowercase; HTTP header names are case-insensitive).
 
-Example::
-
+Example:
+    ```python
     signature = request.headers.get(SIGNATURE_HEADER)
+    ```
 """
 
 DEFAULT_MAX_BODY: Final = 1_048_576
 """The largest body accepted by default, in bytes (1 MiB; the published delivery is 1.4 KB).
 
-Example::
-
+Example:
+    ```python
     parse_event(body, max_body=DEFAULT_MAX_BODY)
+    ```
 """
 
 MAX_DEPTH: Final = 64
 """The deepest nesting of objects and arrays a body may have (the published ones reach 5).
 
-Example::
-
+Example:
+    ```python
     parse_event(b'{"event": "x", "data": ' + b"[" * 100 + b"]" * 100 + b"}")  # 400
+    ```
 """
 
 MAX_CONTAINERS: Final = 20_000
-"""The most objects and arrays a body may open, counted as its ``[`` and ``{`` bytes.
+"""The most objects and arrays a body may open, counted as its `[` and `{` bytes.
 
 Decoding, checking the depth of and re-serialising a body cost time and memory per container
-(a 1 MiB body of ``[],[],...`` is 350,000 lists: seconds of CPU and 25 MiB per parsed event),
+(a 1 MiB body of `[],[],...` is 350,000 lists: seconds of CPU and 25 MiB per parsed event),
 and the count is one C-speed pass over the raw bytes, taken before anything is parsed. It
 counts brackets inside strings too, so it bounds the containers from above. Why 20,000: the
 published delivery opens 11; a transcript of the published shape (200-260 bytes a message)
-fills the 1 MiB default ``max_body`` with about 4,500 messages, one object each; the rest is
+fills the 1 MiB default `max_body` with about 4,500 messages, one object each; the rest is
 room for brackets in message texts. A body over the cap is an
-:class:`~acquire_async.errors.InvalidPayloadError` (400) once it is known to be signed (or
+`InvalidPayloadError` (400) once it is known to be signed (or
 when no secret is set); when a secret is set and the raw bytes do not match the signature, the
-fallback is not tried and the answer is :class:`~acquire_async.errors.InvalidSignatureError`
+fallback is not tried and the answer is `InvalidSignatureError`
 (401), whatever the body's shape.
 
-Example::
-
+Example:
+    ```python
     parse_event(b'{"event": "x", "data": {"a": [' + b"[]," * 20_000 + b"[]]}}")  # 400
+    ```
 """
 
 MAX_FALLBACK_BODY: Final = 262_144
 """The largest body the fallback verification parses and re-serialises (256 KiB).
 
 A body whose raw bytes do not match the signature is only parsed when it is this size or
-smaller; a bigger one must match raw (Acquire's likely compact ``JSON.stringify`` text does)
-or it is an :class:`~acquire_async.errors.InvalidSignatureError` (401). Why: the fallback runs
+smaller; a bigger one must match raw (Acquire's likely compact `JSON.stringify` text does)
+or it is an `InvalidSignatureError` (401). Why: the fallback runs
 before the sender is known, so anyone can make it run; at this size and under
-:data:`MAX_CONTAINERS` its worst case is tens of milliseconds of CPU, against about a second
+`MAX_CONTAINERS` its worst case is tens of milliseconds of CPU, against about a second
 for a 1 MiB body. The published delivery is 2 KB pretty-printed; a pretty transcript of about
 several hundred messages fits.
 
-Example::
-
+Example:
+    ```python
     verify_signature(pretty_body, signature, secret)  # fallback only if <= MAX_FALLBACK_BODY
+    ```
 """
 
 _JSON: Final = "application/json"
@@ -173,12 +180,13 @@ _ECHOED_TYPES: Final = frozenset(
 
 
 class EventName(str, enum.Enum):
-    """The event names this module knows; ``event.event`` is a plain ``str`` equal to one.
+    """The event names this module knows; `event.event` is a plain `str` equal to one.
 
-    Example::
-
+    Example:
+        ```python
         if event.event == EventName.CASE_INVITE:
             ...
+        ```
     """
 
     CASE_STATUS = "case:status"
@@ -200,25 +208,26 @@ class EventName(str, enum.Enum):
 class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
     """What every delivery parses to; the base of every event class (annotate with it).
 
-    - ``event``: the wire name as received (``"case:status"``, ``"CHAT_ON_START"``, ``"x:new"``);
-    - ``case_id``: the case it is about (string ids coerced to ``int``), ``None`` when absent;
-    - ``status``: the case status the event reports, when it reports one, else ``None``;
-    - ``data``: the raw data object as received (a v1 flat body: the body without ``event``);
-    - ``fingerprint``: hex SHA-256 of the bytes the signature covers: the raw body, or its
+    - `event`: the wire name as received (`"case:status"`, `"CHAT_ON_START"`, `"x:new"`);
+    - `case_id`: the case it is about (string ids coerced to `int`), `None` when absent;
+    - `status`: the case status the event reports, when it reports one, else `None`;
+    - `data`: the raw data object as received (a v1 flat body: the body without `event`);
+    - `fingerprint`: hex SHA-256 of the bytes the signature covers: the raw body, or its
       compact form when it verified through the fallback (the raw body when nothing was
-      verified). De-duplicate on ``(event, case_id, fingerprint)``: Acquire sends no delivery
+      verified). De-duplicate on `(event, case_id, fingerprint)`: Acquire sends no delivery
       id, and a re-formatted replay of a delivery gets the same fingerprint as the original;
-    - ``size``: the length of the raw body in bytes (to bound a backlog by bytes).
+    - `size`: the length of the raw body in bytes (to bound a backlog by bytes).
 
-    ``repr`` (and rich's ``__rich_repr__``) shows the event name, case, status and a short
-    fingerprint, never ``data``: a delivery carries contacts' personal data and whole
+    `repr` (and rich's `__rich_repr__`) shows the event name, case, status and a short
+    fingerprint, never `data`: a delivery carries contacts' personal data and whole
     transcripts, which do not belong in logs.
 
-    Example::
-
+    Example:
+        ```python
         event = parse_event(b'{"event":"case:status","data":{"caseId":"72","status":"closed"}}')
         assert isinstance(event, WebhookEvent)
         print(event.event, event.case_id, event.status)  # case:status 72 closed
+        ```
     """
 
     event: str
@@ -247,17 +256,18 @@ class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WebhookContact(msgspec.Struct, frozen=True, kw_only=True):
-    """The contact of a ``case:status`` delivery: ``id`` (coerced to ``int``) and ``fields``.
+    """The contact of a `case:status` delivery: `id` (coerced to `int`) and `fields`.
 
-    ``fields`` is the raw object (published keys: ``name``, ``email``, ``phone``, ``city``,
-    ``state``, ``countryId``, ``ip``); :attr:`name` and :attr:`email` read it leniently.
-    An ``id`` that is not an id, or ``fields`` that is not an object, reads as ``None``.
-    ``repr`` leaves ``fields`` out (personal data).
+    `fields` is the raw object (published keys: `name`, `email`, `phone`, `city`,
+    `state`, `countryId`, `ip`); `name` and `email` read it leniently.
+    An `id` that is not an id, or `fields` that is not an object, reads as `None`.
+    `repr` leaves `fields` out (personal data).
 
-    Example::
-
+    Example:
+        ```python
         if event.contact is not None:
             print(event.contact.id, event.contact.name)
+        ```
     """
 
     id: int | None = None
@@ -265,12 +275,12 @@ class WebhookContact(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def name(self) -> str | None:
-        """``fields["name"]`` when it is a string, else ``None``."""
+        """`fields["name"]` when it is a string, else `None`."""
         return _field_text(self.fields, "name")
 
     @property
     def email(self) -> str | None:
-        """``fields["email"]`` when it is a string, else ``None``."""
+        """`fields["email"]` when it is a string, else `None`."""
         return _field_text(self.fields, "email")
 
     def __repr__(self) -> str:
@@ -281,19 +291,20 @@ class WebhookContact(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WebhookMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """One message of a webhook's transcript, as in the published ``case:status`` delivery.
+    """One message of a webhook's transcript, as in the published `case:status` delivery.
 
-    Ids are coerced to ``int``; ``message`` is the text; ``seen`` is ``True`` for the published
-    ``"yes"`` (or JSON ``true``), ``False`` for ``"no"``/``false`` (``"no"`` is ASSUMED), else
-    ``None``; ``date_created`` is parsed best-effort by :func:`parse_date` and
-    ``date_created_raw`` keeps the text as sent. A field of the wrong type reads as ``None``
-    (the raw value stays in the event's ``data``). ``repr`` leaves the text out.
+    Ids are coerced to `int`; `message` is the text; `seen` is `True` for the published
+    `"yes"` (or JSON `true`), `False` for `"no"`/`false` (`"no"` is ASSUMED), else
+    `None`; `date_created` is parsed best-effort by `parse_date` and
+    `date_created_raw` keeps the text as sent. A field of the wrong type reads as `None`
+    (the raw value stays in the event's `data`). `repr` leaves the text out.
 
-    Example::
-
+    Example:
+        ```python
         for message in event.messages:
             if message.sender_type == "contact" and message.type == "message":
                 print(message.date_created, message.message)
+        ```
     """
 
     id: int | None = None
@@ -329,22 +340,23 @@ class WebhookMessage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CaseStatusEvent(WebhookEvent, frozen=True, kw_only=True):
-    """``case:status``: a case's status changed (the one published v2 delivery).
+    """`case:status`: a case's status changed (the one published v2 delivery).
 
-    ``status`` is ``data.status`` (``"closed"`` in the example; the docs' labels name pending,
-    active, queue and closed). ``contact`` and ``messages`` (the whole transcript) are typed
-    views of ``data``; ``fields`` is ``data.fields`` as sent. ``caseId`` and ``status`` are
+    `status` is `data.status` (`"closed"` in the example; the docs' labels name pending,
+    active, queue and closed). `contact` and `messages` (the whole transcript) are typed
+    views of `data`; `fields` is `data.fields` as sent. `caseId` and `status` are
     checked (an InvalidPayloadError names a wrong one); the rest is read leniently, so one odd
-    value does not cost the delivery: a contact, ``contact.id``, ``contact.fields`` or
-    ``fields`` of the wrong type reads as ``None``, ``messages`` that is not an array reads as
-    ``()``, and an entry of ``messages`` that is not an object is skipped. ``data`` keeps
+    value does not cost the delivery: a contact, `contact.id`, `contact.fields` or
+    `fields` of the wrong type reads as `None`, `messages` that is not an array reads as
+    `()`, and an entry of `messages` that is not an object is skipped. `data` keeps
     everything as sent.
 
-    Example::
-
+    Example:
+        ```python
         event = parse_event(body)
         if isinstance(event, CaseStatusEvent) and event.status == "pending":
             await client.join_chat(event.case_id)
+        ```
     """
 
     contact: WebhookContact | None = None
@@ -353,60 +365,63 @@ class CaseStatusEvent(WebhookEvent, frozen=True, kw_only=True):
 
 
 class CaseInviteEvent(WebhookEvent, frozen=True, kw_only=True):
-    """``user:case-invite``: a user (the bot's agent) is invited to a case.
+    """`user:case-invite`: a user (the bot's agent) is invited to a case.
 
-    ASSUMED shape (no delivery is published): ``{"event": "user:case-invite", "data":
-    {"caseId": "<id>", "userId": "<invited user id>"}}``; ``case_id`` and ``user_id`` are
-    ``None`` when those keys are absent, ``status`` is always ``None``. ``caseId`` is checked
-    (an InvalidPayloadError when it is not an id); ``userId``, being assumed, is read
-    leniently: ``None`` when it is not an id (e.g. ``"bot-3"``), the raw value in ``data``.
+    ASSUMED shape (no delivery is published): `{"event": "user:case-invite", "data":
+    {"caseId": "<id>", "userId": "<invited user id>"}}`; `case_id` and `user_id` are
+    `None` when those keys are absent, `status` is always `None`. `caseId` is checked
+    (an InvalidPayloadError when it is not an id); `userId`, being assumed, is read
+    leniently: `None` when it is not an id (e.g. `"bot-3"`), the raw value in `data`.
 
-    Example::
-
+    Example:
+        ```python
         if isinstance(event, CaseInviteEvent) and event.case_id is not None:
             await client.join_chat(event.case_id)
+        ```
     """
 
     user_id: int | None = None
 
 
 class CaseJoinedEvent(WebhookEvent, frozen=True, kw_only=True):
-    """``user:case-joined``: a user joined a case. ASSUMED shape, as :class:`CaseInviteEvent`.
+    """`user:case-joined`: a user joined a case. ASSUMED shape, as `CaseInviteEvent`.
 
-    Example::
-
+    Example:
+        ```python
         if isinstance(event, CaseJoinedEvent):
             print(event.user_id, "joined", event.case_id)
+        ```
     """
 
     user_id: int | None = None
 
 
 class MessageNewEvent(WebhookEvent, frozen=True, kw_only=True):
-    """``case:message:new``: a message was added to a case.
+    """`case:message:new`: a message was added to a case.
 
-    ASSUMED shape (no delivery is published): ``data.caseId`` and ``data.message``, a message
-    object as in ``case:status``'s ``messages[]``; when ``data.message`` is a string, ``data``
-    itself is read as that message object (a flat body). ``case_id`` falls back to the
-    message's own ``caseId``. ``status`` is always ``None``. ``data.caseId`` is checked;
-    ``data.message`` and the message's fields are read leniently (``None`` when of another
-    type, the raw value in ``data``).
+    ASSUMED shape (no delivery is published): `data.caseId` and `data.message`, a message
+    object as in `case:status`'s `messages[]`; when `data.message` is a string, `data`
+    itself is read as that message object (a flat body). `case_id` falls back to the
+    message's own `caseId`. `status` is always `None`. `data.caseId` is checked;
+    `data.message` and the message's fields are read leniently (`None` when of another
+    type, the raw value in `data`).
 
-    Example::
-
+    Example:
+        ```python
         if isinstance(event, MessageNewEvent) and event.message is not None:
             print(event.case_id, event.message.sender_type, event.message.message)
+        ```
     """
 
     message: WebhookMessage | None = None
 
 
 class _ChatEvent(WebhookEvent, frozen=True, kw_only=True):
-    """The v1 (2018) ``CHAT_ON_*`` events: unsigned by Acquire, mostly flat bodies.
+    """The v1 (2018) `CHAT_ON_*` events: unsigned by Acquire, mostly flat bodies.
 
-    ``case_id`` is the chat's ``id`` (ASSUMED to be the case id of today's API; the published
-    ``CHAT_ON_START`` example spells the key ``" id"``, with a space, which is read too).
-    ``status`` is ``data.status`` as sent. Dates are ``"YYYY-MM-DD HH:MM:SS"`` with no zone:
+    `case_id` is the chat's `id` (ASSUMED to be the case id of today's API; the published
+    `CHAT_ON_START` example spells the key `" id"`, with a space, which is read too).
+    `status` is `data.status` as sent. Dates are `"YYYY-MM-DD HH:MM:SS"` with no zone:
     parsed as naive datetimes, the raw text kept.
     """
 
@@ -417,39 +432,42 @@ class _ChatEvent(WebhookEvent, frozen=True, kw_only=True):
 
 
 class ChatStartEvent(_ChatEvent, frozen=True, kw_only=True):
-    """v1 ``CHAT_ON_START``: a chat started. ``details`` is the visitor's object as sent.
+    """v1 `CHAT_ON_START`: a chat started. `details` is the visitor's object as sent.
 
-    Example::
-
+    Example:
+        ```python
         if isinstance(event, ChatStartEvent):
             print(event.case_id, event.status, (event.details or {}).get("name"))
+        ```
     """
 
     details: dict[str, Any] | None = None
 
 
 class ChatAcceptEvent(_ChatEvent, frozen=True, kw_only=True):
-    """v1 ``CHAT_ON_ACCEPT``: an agent accepted a chat. ``user`` is the agent's object as sent.
+    """v1 `CHAT_ON_ACCEPT`: an agent accepted a chat. `user` is the agent's object as sent.
 
-    Example::
-
+    Example:
+        ```python
         if isinstance(event, ChatAcceptEvent):
             print(event.case_id, (event.user or {}).get("name"))
+        ```
     """
 
     user: dict[str, Any] | None = None
 
 
 class ChatMessageEvent(_ChatEvent, frozen=True, kw_only=True):
-    """v1 ``CHAT_ON_MESSAGE``: a message in a chat.
+    """v1 `CHAT_ON_MESSAGE`: a message in a chat.
 
-    ``message`` is the ``{"type", "msg", "user"}`` object, decoded when the body sends it as
-    a JSON string (the published page does); :attr:`text` is its ``msg``.
+    `message` is the `{"type", "msg", "user"}` object, decoded when the body sends it as
+    a JSON string (the published page does); `text` is its `msg`.
 
-    Example::
-
+    Example:
+        ```python
         if isinstance(event, ChatMessageEvent):
             print(event.case_id, event.text)
+        ```
     """
 
     message: dict[str, Any] | None = None
@@ -458,20 +476,21 @@ class ChatMessageEvent(_ChatEvent, frozen=True, kw_only=True):
 
     @property
     def text(self) -> str | None:
-        """``message["msg"]`` when it is a string, else ``None``."""
+        """`message["msg"]` when it is a string, else `None`."""
         return _field_text(self.message, "msg")
 
 
 class ChatCloseEvent(_ChatEvent, frozen=True, kw_only=True):
-    """v1 ``CHAT_ON_CLOSE``: a chat was closed.
+    """v1 `CHAT_ON_CLOSE`: a chat was closed.
 
-    ``users`` (``{"agent": ..., "visitor": ...}``) is decoded when sent as a JSON string.
-    The published example reports ``"status": "active"``: ``status`` is what was sent.
+    `users` (`{"agent": ..., "visitor": ...}`) is decoded when sent as a JSON string.
+    The published example reports `"status": "active"`: `status` is what was sent.
 
-    Example::
-
+    Example:
+        ```python
         if isinstance(event, ChatCloseEvent):
             print(event.case_id, "closed by", event.by)
+        ```
     """
 
     users: dict[str, Any] | None = None
@@ -481,15 +500,16 @@ class ChatCloseEvent(_ChatEvent, frozen=True, kw_only=True):
 
 
 class UnknownEvent(WebhookEvent, frozen=True, kw_only=True):
-    """Any other event name, kept raw in ``data`` (Acquire's docs list more events than names).
+    """Any other event name, kept raw in `data` (Acquire's docs list more events than names).
 
-    ``case_id`` is read best-effort from ``data.caseId`` (as ``case:status`` names it) and is
-    ``None`` when that is absent or not an id; ``status`` is ``None``.
+    `case_id` is read best-effort from `data.caseId` (as `case:status` names it) and is
+    `None` when that is absent or not an id; `status` is `None`.
 
-    Example::
-
+    Example:
+        ```python
         event = parse_event(b'{"event":"case:new","data":{"caseId":"9"}}')
         assert isinstance(event, UnknownEvent) and event.case_id == 9
+        ```
     """
 
 
@@ -497,13 +517,14 @@ class UnknownEvent(WebhookEvent, frozen=True, kw_only=True):
 
 
 def sign(body: bytes, secret: str | bytes | Secret[bytes]) -> str:
-    """The lowercase hex HMAC-SHA256 of ``body`` keyed with ``secret``: what Acquire sends.
+    """The lowercase hex HMAC-SHA256 of `body` keyed with `secret`: what Acquire sends.
 
-    A ``str`` secret is encoded as UTF-8. For tests, emulators and senders.
+    A `str` secret is encoded as UTF-8. For tests, emulators and senders.
 
-    Example::
-
+    Example:
+        ```python
         headers = {SIGNATURE_HEADER: sign(body, "s3cret"), "Content-Type": "application/json"}
+        ```
     """
     key = _hold(secret)
     del secret  # before anything else can raise: see verify_signature
@@ -516,22 +537,23 @@ def sign(body: bytes, secret: str | bytes | Secret[bytes]) -> str:
 def verify_signature(
     body: bytes, signature: str | None, secret: str | bytes | Secret[bytes] | None
 ) -> None:
-    """Check ``signature`` (the ``x-acquire-signature`` header) against ``body``.
+    """Check `signature` (the `x-acquire-signature` header) against `body`.
 
-    ``secret=None`` turns verification off (an explicit opt-out) and returns at once.
+    `secret=None` turns verification off (an explicit opt-out) and returns at once.
     Otherwise a missing, empty or malformed header, or one that matches neither the raw
     bytes nor the compact re-serialisation (see the module's theory of operation), raises
-    :class:`~acquire_async.errors.InvalidSignatureError` (401). The re-serialisation is only
-    tried for a body of at most :data:`MAX_FALLBACK_BODY` bytes that opens at most
-    :data:`MAX_CONTAINERS` objects and arrays. Hex is compared case-insensitively and in
+    `InvalidSignatureError` (401). The re-serialisation is only
+    tried for a body of at most `MAX_FALLBACK_BODY` bytes that opens at most
+    `MAX_CONTAINERS` objects and arrays. Hex is compared case-insensitively and in
     constant time. The error never holds the expected value.
 
-    Example::
-
+    Example:
+        ```python
         try:
             verify_signature(body, request.headers.get(SIGNATURE_HEADER), secret)
         except InvalidSignatureError:
             ...  # answer 401
+        ```
     """
     key = _hold(secret)
     # From here on no frame holds the plain secret: error trackers record every frame's locals.
@@ -552,8 +574,8 @@ _MISMATCH: Final = "the x-acquire-signature header does not match the body"
 def _verify(
     body: bytes, signature: str | None, key: Secret[bytes]
 ) -> tuple[str | None, bytes, Any]:
-    """``(None, signed bytes, tree or None)`` when ``signature`` signs ``body``, else
-    ``(why, b"", None)``."""
+    """`(None, signed bytes, tree or None)` when `signature` signs `body`, else
+    `(why, b"", None)`."""
     try:
         given = _signature(signature)
     except InvalidSignatureError as exc:
@@ -563,8 +585,8 @@ def _verify(
 
 
 def _signed(body: bytes, given: bytes, holder: Secret[bytes]) -> tuple[bytes | None, Any]:
-    """The bytes ``given`` signs: ``body`` (raw) or its compact form (the fallback), with the
-    tree when it was parsed; ``(None, None)`` when neither matches.
+    """The bytes `given` signs: `body` (raw) or its compact form (the fallback), with the
+    tree when it was parsed; `(None, None)` when neither matches.
 
     The key's bytes sit in a plain local only here, and this frame never raises.
     """
@@ -586,7 +608,7 @@ def _signed(body: bytes, given: bytes, holder: Secret[bytes]) -> tuple[bytes | N
 
 
 def _compact(tree: Any) -> bytes | None:
-    """``JSON.stringify``-like compact bytes of ``tree`` (see the caveats), or ``None``."""
+    """`JSON.stringify`-like compact bytes of `tree` (see the caveats), or `None`."""
     try:
         return json.dumps(tree, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
             "utf-8"
@@ -615,7 +637,7 @@ def _signature(signature: str | None) -> bytes:
 
 
 def _hold(secret: object) -> Secret[bytes] | None:
-    """``secret`` (str, bytes or a held one) as a ``Secret[bytes]``; ``None`` for ``None``."""
+    """`secret` (str, bytes or a held one) as a `Secret[bytes]`; `None` for `None`."""
     if secret is None:
         return None
     value = secret.reveal() if isinstance(secret, Secret) else secret
@@ -648,23 +670,24 @@ def parse_event(
 ) -> WebhookEvent:
     """Read a delivery into its event class, without checking any signature.
 
-    ``content_type`` ``None`` is not checked; otherwise its media type must be
-    ``application/json`` (any case, parameters allowed), else
-    :class:`~acquire_async.errors.UnsupportedContentTypeError` (415). A body over
-    ``max_body`` bytes raises :class:`~acquire_async.errors.PayloadTooLargeError` (413)
-    before anything is parsed. Not JSON, more than :data:`MAX_CONTAINERS` objects and arrays
-    (counted before parsing), nesting deeper than :data:`MAX_DEPTH`, not an object, no
-    ``event`` string, ``data`` that is not an object, or a ``caseId``/``status`` (v1: ``id``,
-    ``status`` and the published fields) of the wrong type raise
-    :class:`~acquire_async.errors.InvalidPayloadError` (400, ``path`` names the field). The
-    transcript, the contact, ``fields`` and the ASSUMED fields are read leniently: a value of
-    the wrong type reads as ``None`` and stays in ``data``. Every field may be missing;
-    ``null`` reads as absent. ``fingerprint`` is the SHA-256 of ``body``.
+    `content_type` `None` is not checked; otherwise its media type must be
+    `application/json` (any case, parameters allowed), else
+    `UnsupportedContentTypeError` (415). A body over
+    `max_body` bytes raises `PayloadTooLargeError` (413)
+    before anything is parsed. Not JSON, more than `MAX_CONTAINERS` objects and arrays
+    (counted before parsing), nesting deeper than `MAX_DEPTH`, not an object, no
+    `event` string, `data` that is not an object, or a `caseId`/`status` (v1: `id`,
+    `status` and the published fields) of the wrong type raise
+    `InvalidPayloadError` (400, `path` names the field). The
+    transcript, the contact, `fields` and the ASSUMED fields are read leniently: a value of
+    the wrong type reads as `None` and stays in `data`. Every field may be missing;
+    `null` reads as absent. `fingerprint` is the SHA-256 of `body`.
 
-    Example::
-
+    Example:
+        ```python
         event = parse_event(b'{"event":"user:case-invite","data":{"caseId":"1684"}}')
         assert isinstance(event, CaseInviteEvent) and event.case_id == 1684
+        ```
     """
     body = _body(body)
     _check_max_body(max_body)
@@ -682,24 +705,25 @@ def construct_event(
     content_type: str | None = None,
     max_body: int = DEFAULT_MAX_BODY,
 ) -> WebhookEvent:
-    """Verify and parse a delivery in one call (stripe's ``Webhook.construct_event``).
+    """Verify and parse a delivery in one call (stripe's `Webhook.construct_event`).
 
     The checks run in the order a receiver answers them: size (413), content type (415),
     signature (401), body (400); each failure is a
-    :class:`~acquire_async.errors.WebhookError` whose ``http_status`` is that answer. An
+    `WebhookError` whose `http_status` is that answer. An
     unsigned sender learns nothing about the body's validity: a bad signature is a 401 even
-    for a body that is not JSON or is over :data:`MAX_CONTAINERS`. ``secret=None`` skips
-    the signature check. ``fingerprint`` is the SHA-256 of the bytes the signature covers
+    for a body that is not JSON or is over `MAX_CONTAINERS`. `secret=None` skips
+    the signature check. `fingerprint` is the SHA-256 of the bytes the signature covers
     (the compact form when the fallback matched), so a re-formatted replay of a delivery
     gets the fingerprint of the original.
 
-    Example::
-
+    Example:
+        ```python
         try:
             event = construct_event(body, headers.get(SIGNATURE_HEADER), secret,
                                     content_type=headers.get("content-type"))
         except WebhookError as exc:
             return Response(status_code=exc.http_status)
+        ```
     """
     key = _hold(secret)
     del secret  # see verify_signature
@@ -768,7 +792,7 @@ def _decode(body: bytes) -> Any:
 
 
 def _too_deep(tree: Any, limit: int) -> bool:
-    """Is ``tree`` nested deeper than ``limit`` containers? Level by level: no recursion, and
+    """Is `tree` nested deeper than `limit` containers? Level by level: no recursion, and
     the per-node work stays in comprehensions (a few times faster than a stack of tuples)."""
     level = [tree] if type(tree) is dict or type(tree) is list else []
     depth = 0
@@ -788,8 +812,8 @@ _CONTAINERS: Final = (dict, list)
 
 
 def _event(tree: Any, signed: bytes, size: int) -> WebhookEvent:
-    """The event of ``tree``; ``signed`` are the bytes its signature covers (the fingerprint's),
-    ``size`` the raw body's length."""
+    """The event of `tree`; `signed` are the bytes its signature covers (the fingerprint's),
+    `size` the raw body's length."""
     if not isinstance(tree, dict):
         raise InvalidPayloadError(
             f"the body is a JSON {_kind(tree)}, not an object with an event", path="$"
@@ -854,7 +878,7 @@ def _wrong(where: str, key: str, expected: str, value: Any) -> InvalidPayloadErr
 
 
 def _id(obj: dict[str, Any], key: str, where: str) -> int | None:
-    """An id: a positive 64-bit integer, or a string of digits for one (Acquire sends ``"72"``)."""
+    """An id: a positive 64-bit integer, or a string of digits for one (Acquire sends `"72"`)."""
     value = obj.get(key)
     if value is None:
         return None
@@ -870,9 +894,9 @@ def _id(obj: dict[str, Any], key: str, where: str) -> int | None:
 
 
 def _as_id(value: Any) -> int | None:
-    """``value`` as an id (1 to 2^63-1, an integer or up to 19 ASCII digits), else ``None``.
+    """`value` as an id (1 to 2^63-1, an integer or up to 19 ASCII digits), else `None`.
 
-    0 and negatives are refused: no Acquire record has them, and ``join_chat`` would raise.
+    0 and negatives are refused: no Acquire record has them, and `join_chat` would raise.
     """
     if type(value) is str:
         if len(value) > 19 or not value.isascii() or not value.isdigit():
@@ -908,8 +932,8 @@ def _object(obj: dict[str, Any], key: str, where: str) -> dict[str, Any] | None:
 
 
 def _json_object(obj: dict[str, Any], key: str, where: str) -> dict[str, Any] | None:
-    """An object, or (v1) a string holding one; any other string (``""``, ``"null"``, text that
-    is not JSON) reads as ``None``, its text kept in ``data``."""
+    """An object, or (v1) a string holding one; any other string (`""`, `"null"`, text that
+    is not JSON) reads as `None`, its text kept in `data`."""
     value = obj.get(key)
     if isinstance(value, str):
         if not value.lstrip().startswith("{"):
@@ -949,17 +973,19 @@ _ISO_LIKE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9:.,]+(?:[Zz
 
 
 def parse_date(text: str) -> datetime | None:
-    """Best-effort date reading for webhook texts; ``None`` when the format is not one of:
+    """Best-effort date reading for webhook texts; `None` when the format is not one of:
 
-    - ISO 8601 (``2021-03-25T12:26:08.150Z``): aware when it has a zone;
-    - ``YYYY-MM-DD HH:MM:SS`` (v1, no zone): a naive datetime, the zone being unknown;
-    - JavaScript ``Date.toString()`` (``Wed Mar 03 2021 10:19:49 GMT+0000 (Coordinated
-      Universal Time)``, the published v2 form): aware, with the given offset.
+    - ISO 8601 (`2021-03-25T12:26:08.150Z`): aware when it has a zone;
+    - `YYYY-MM-DD HH:MM:SS` (v1, no zone): a naive datetime, the zone being unknown;
+    - JavaScript `Date.toString()` (`Wed Mar 03 2021 10:19:49 GMT+0000 (Coordinated
+      Universal Time)`, the published v2 form): aware, with the given offset.
 
-    It never raises for a string. Example::
+    It never raises for a string. Example:
 
-        parse_date("Wed Mar 03 2021 10:19:49 GMT+0000 (Coordinated Universal Time)")
-        # datetime(2021, 3, 3, 10, 19, 49, tzinfo=timezone.utc)
+    ```python
+    parse_date("Wed Mar 03 2021 10:19:49 GMT+0000 (Coordinated Universal Time)")
+    # datetime(2021, 3, 3, 10, 19, 49, tzinfo=timezone.utc)
+    ```
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, not {type(text).__name__}")
@@ -1008,7 +1034,7 @@ _DATE_MAX: Final = 120
 
 
 def _message(value: dict[str, Any]) -> WebhookMessage:
-    """A transcript message, read leniently (see :class:`WebhookMessage`)."""
+    """A transcript message, read leniently (see `WebhookMessage`)."""
     raw = value.get("dateCreated")
     date = None
     if type(raw) is str:

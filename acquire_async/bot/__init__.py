@@ -1,14 +1,14 @@
 """Bots: receive Acquire's signed webhooks, join (and greet) the chats they announce.
 
-:class:`Bot` holds an :class:`~acquire_async.AcquireClient`, the webhook secret, an auto-join
-policy and handlers. Its receiver (``bot.app()``, or ``bot.handle`` mounted in an existing
-``aiohttp.web`` app) answers each delivery at once (200, or 401/400/413/415/405/503) and runs
-the work afterwards in ``concurrency`` workers fed by a bounded backlog; a redelivery within
-``dedupe_window`` runs once. :meth:`Bot.submit` is the framework-neutral path (FastAPI,
-Starlette) after :func:`acquire_async.webhooks.construct_event`. See ``docs/bots.md``.
+`Bot` holds an `AcquireClient`, the webhook secret, an auto-join
+policy and handlers. Its receiver (`bot.app()`, or `bot.handle` mounted in an existing
+`aiohttp.web` app) answers each delivery at once (200, or 401/400/413/415/405/503) and runs
+the work afterwards in `concurrency` workers fed by a bounded backlog; a redelivery within
+`dedupe_window` runs once. `Bot.submit` is the framework-neutral path (FastAPI,
+Starlette) after `acquire_async.webhooks.construct_event`. See `docs/bots.md`.
 
-Example::
-
+Example:
+    ```python
     import os
     from aiohttp import web
     from acquire_async import AcquireClient
@@ -29,6 +29,7 @@ Example::
             await web.TCPSite(runner, "0.0.0.0", 8080).start()
             ...  # until asked to stop
             await runner.cleanup()  # stops accepting, drains the work, leaves the client open
+    ```
 """
 
 from __future__ import annotations

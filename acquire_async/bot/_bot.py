@@ -1,30 +1,32 @@
-"""``Bot``: Acquire's webhooks in, joins and greetings out (ack first, work afterwards).
+"""`Bot`: Acquire's webhooks in, joins and greetings out (ack first, work afterwards).
 
-One delivery travels like this::
+One delivery travels like this:
 
-    POST ── not POST ──────────────────────────────────────────▶ 405 (Allow: POST)
-     │ ── closing ─────────────────────────────────────────────▶ 503 + Retry-After
-     │ ── Content-Length > max_body ───────────────────────────▶ 413 (body unread)
-     │ ── max_receiving bodies already being read ─────────────▶ 503 + Retry-After (unread)
-     ▼ read at most max_body + 1 bytes ── more ────────────────▶ 413
-     │    within read_timeout ── not ──────────────────────────▶ 408 (connection closed)
-     │    sender gone mid-body ────────────────────────────────▶ 400 (nobody hears it)
-    construct_event: size 413 → content type 415 → signature 401 → parse 400
-     ▼
-    submit(event): seen within dedupe_window ──────────────────▶ 200 (duplicate, not rerun)
-     │             client closed, backlog or backlog_bytes full ▶ 503 + Retry-After (not kept)
-     ▼ queued                                                      200 (accepted)
-    a worker (one of ``concurrency``): the auto-join policy (``_policy.py``: the join tried
-    again on a passing failure, one case at a time), then the handlers
+```text
+POST ── not POST ──────────────────────────────────────────▶ 405 (Allow: POST)
+ │ ── closing ─────────────────────────────────────────────▶ 503 + Retry-After
+ │ ── Content-Length > max_body ───────────────────────────▶ 413 (body unread)
+ │ ── max_receiving bodies already being read ─────────────▶ 503 + Retry-After (unread)
+ ▼ read at most max_body + 1 bytes ── more ────────────────▶ 413
+ │    within read_timeout ── not ──────────────────────────▶ 408 (connection closed)
+ │    sender gone mid-body ────────────────────────────────▶ 400 (nobody hears it)
+construct_event: size 413 → content type 415 → signature 401 → parse 400
+ ▼
+submit(event): seen within dedupe_window ──────────────────▶ 200 (duplicate, not rerun)
+ │             client closed, backlog or backlog_bytes full ▶ 503 + Retry-After (not kept)
+ ▼ queued                                                      200 (accepted)
+a worker (one of ``concurrency``): the auto-join policy (``_policy.py``: the join tried
+again on a passing failure, one case at a time), then the handlers
+```
 
 Nothing after the 200 can change the answer, so a slow join or a failing handler never makes
 Acquire retry. A join that fails for good makes the bot forget the delivery, so Acquire's next
 delivery of it runs again. Everything the bot does is also one JSON-able dict to
-``on_record``.
+`on_record`.
 
-Memory is bounded on both sides of the 200: at most ``max_receiving`` bodies of up to
-``max_body + 1`` bytes are being read at once, and the events accepted and not yet handled
-hold at most ``backlog`` events and ``backlog_bytes`` bytes of body (the parsed events cost a
+Memory is bounded on both sides of the 200: at most `max_receiving` bodies of up to
+`max_body + 1` bytes are being read at once, and the events accepted and not yet handled
+hold at most `backlog` events and `backlog_bytes` bytes of body (the parsed events cost a
 few times their bytes). Headers and idle connections are not bounded here: aiohttp has no
 header timeout, so a proxy with header and idle timeouts and connection limits belongs in
 front (docs/bots.md).
@@ -70,7 +72,7 @@ __all__ = [
 log = logging.getLogger("acquire_async.bot")
 
 RETRY_AFTER = 5
-"""Seconds in the ``Retry-After`` of a 503 (backlog full, too many bodies being received, or
+"""Seconds in the `Retry-After` of a 503 (backlog full, too many bodies being received, or
 shutting down). Whether Acquire honours it is not documented."""
 
 DEFAULT_BACKLOG_BYTES = 64 * 1_048_576
@@ -106,25 +108,26 @@ def _check_event(event: object) -> None:
 
 @dataclass
 class BotStats:
-    """What a :class:`Bot` has done so far (``bot.stats``). Read them; the bot writes them.
+    """What a `Bot` has done so far (`bot.stats`). Read them; the bot writes them.
 
-    - ``deliveries``: requests that reached the receiver (any answer);
-      ``accepted``/``duplicates``/``busy``/``rejected``: how they were answered (200 new,
-      200 seen before, 503, 4xx). :meth:`Bot.submit` counts in the same fields.
-    - ``handled``: accepted events whose work has finished (policy and handlers).
-    - ``joined``/``already_joined``/``greeted``: the auto-join policy's successes;
-      ``join_failed``/``greet_failed``: events whose join or greeting failed for good (after
-      ``retry_for`` seconds of the bot's own tries, or at once when not transient; a join
+    - `deliveries`: requests that reached the receiver (any answer);
+      `accepted`/`duplicates`/`busy`/`rejected`: how they were answered (200 new,
+      200 seen before, 503, 4xx). `Bot.submit` counts in the same fields.
+    - `handled`: accepted events whose work has finished (policy and handlers).
+    - `joined`/`already_joined`/`greeted`: the auto-join policy's successes;
+      `join_failed`/`greet_failed`: events whose join or greeting failed for good (after
+      `retry_for` seconds of the bot's own tries, or at once when not transient; a join
       that gave up on a passing failure has its delivery forgotten, so a redelivery runs
-      again); ``retried``: tries made again after a passing failure; ``skipped``: matching
+      again); `retried`: tries made again after a passing failure; `skipped`: matching
       events without a case id.
-    - ``handler_errors``: handler calls that raised.
-    - ``dropped``: accepted events given up at shutdown (queued or cut short).
-    - ``dedupe_evicted``: remembered deliveries forgotten early because the table was full.
+    - `handler_errors`: handler calls that raised.
+    - `dropped`: accepted events given up at shutdown (queued or cut short).
+    - `dedupe_evicted`: remembered deliveries forgotten early because the table was full.
 
-    Example::
-
+    Example:
+        ```python
         print(bot.stats.as_dict())
+        ```
     """
 
     deliveries: int = 0
@@ -153,29 +156,30 @@ class Bot:
     """Receive Acquire's signed webhooks; join (and greet) the chats they announce.
 
     Args:
-        client: the :class:`~acquire_async.AcquireClient` joins and handlers use. The bot
+        client: the `AcquireClient` joins and handlers use. The bot
             never closes it: the caller owns it (close it after the bot).
-        secret: the webhook's HMAC key (``str`` or ``bytes``). ``None`` turns signature
+        secret: the webhook's HMAC key (`str` or `bytes`). `None` turns signature
             checking off, explicitly: anyone who can reach the URL can then make the bot join.
-        auto_join: the policy: ``"event"`` or ``"event=status"`` entries; an event that matches
-            one has its ``case_id`` joined. ``()`` turns it off. Default
-            :data:`DEFAULT_AUTO_JOIN`.
-        greeting: sent with ``add_message`` after a join that joined now (never after
-            ``AlreadyJoinedError``, so never twice).
+        auto_join: the policy: `"event"` or `"event=status"` entries; an event that matches
+            one has its `case_id` joined. `()` turns it off. Default
+            `DEFAULT_AUTO_JOIN`.
+        greeting: sent with `add_message` after a join that joined now (never after
+            `AlreadyJoinedError`, so never twice).
         retry_for: how long, in seconds from its first try, the bot keeps trying a join that
             fails for a passing reason (a connection error or timeout,
             408/429/500/502/503/504), the client's own retries inside each try; a greeting
             only when the server provably did not act (nothing sent, 408/429/503). 600; 0
             turns the bot's own retries off.
-        backoff, backoff_cap: the wait before a try made again: ``backoff`` seconds (0.5)
-            doubling up to ``backoff_cap`` (30.0), half of it jitter; a server's
-            ``Retry-After`` lengthens it (up to the cap). The worker waits: backpressure.
+        backoff: the wait before a try made again: `backoff` seconds (0.5)
+            doubling up to `backoff_cap` (30.0), half of it jitter; a server's
+            `Retry-After` lengthens it (up to the cap). The worker waits: backpressure.
+        backoff_cap: See `backoff`.
         concurrency: worker tasks that run the work (16).
         backlog: accepted events waiting for a worker (1000); beyond it the receiver answers
-            503 with ``Retry-After`` and keeps nothing.
+            503 with `Retry-After` and keeps nothing.
         backlog_bytes: the bytes of body those events (and the running ones) may hold
-            (:data:`DEFAULT_BACKLOG_BYTES`, 64 MiB; at least ``max_body``); beyond it, 503.
-        max_receiving: bodies being read at once (64); beyond it, 503 with ``Retry-After``
+            (`DEFAULT_BACKLOG_BYTES`, 64 MiB; at least `max_body`); beyond it, 503.
+        max_receiving: bodies being read at once (64); beyond it, 503 with `Retry-After`
             before reading.
         read_timeout: seconds a body may take to arrive (10.0); then 408 and the connection
             is closed.
@@ -183,21 +187,21 @@ class Bot:
             case id and body) is answered 200 and not run again. 0 turns de-duplication off.
         dedupe_size: at most this many deliveries are remembered (100,000: about 20 MiB).
         max_body: the largest body accepted, in bytes (1 MiB); more is a 413, unread.
-        on_record: called with one JSON-able dict per thing done (``kind``: ``received``,
-            ``duplicate``, ``busy``, ``rejected``, ``joined``, ``already_joined``,
-            ``greeted``, ``retrying``, ``skipped``, ``handled``, ``failed``, ``dropped``). It
+        on_record: called with one JSON-able dict per thing done (`kind`: `received`,
+            `duplicate`, `busy`, `rejected`, `joined`, `already_joined`,
+            `greeted`, `retrying`, `skipped`, `handled`, `failed`, `dropped`). It
             runs inline: keep it fast. Records never hold the secret, the API key or the
             event's data.
-        router: a :class:`Router` with handlers registered elsewhere (the bot's own
-            :meth:`on` adds to it).
+        router: a `Router` with handlers registered elsewhere (the bot's own
+            `on` adds to it).
 
     Order of work for one event: the policy first (join, then greet), then every handler
     that matches, in registration order, each awaited in turn. A handler runs whatever the
     join did, and its exception is logged (event kind and case id) and recorded; the next
     handler still runs.
 
-    Example::
-
+    Example:
+        ```python
         async with AcquireClient() as client:
             bot = Bot(client, os.environ["ACQUIRE_WEBHOOK_SECRET"], greeting="Hello!")
 
@@ -210,6 +214,7 @@ class Bot:
             await web.TCPSite(runner, "127.0.0.1", 8080).start()
             ...  # until asked to stop
             await runner.cleanup()  # drains the bot; the client closes after it
+        ```
     """
 
     def __init__(
@@ -290,17 +295,17 @@ class Bot:
 
     @property
     def router(self) -> Router:
-        """The :class:`Router` of the bot's handlers."""
+        """The `Router` of the bot's handlers."""
         return self._router
 
     @property
     def auto_join(self) -> tuple[str, ...]:
-        """The policy, as ``"event"``/``"event=status"`` strings."""
+        """The policy, as `"event"`/`"event=status"` strings."""
         return tuple(str(rule) for rule in self._policy.rules)
 
     @property
     def accepting(self) -> bool:
-        """``False`` once shutdown began: deliveries are then answered 503."""
+        """`False` once shutdown began: deliveries are then answered 503."""
         return self._accepting
 
     @property
@@ -315,12 +320,12 @@ class Bot:
 
     @property
     def queued_bytes(self) -> int:
-        """Bytes of body the accepted, unfinished events hold (at most ``backlog_bytes``)."""
+        """Bytes of body the accepted, unfinished events hold (at most `backlog_bytes`)."""
         return self._held_bytes
 
     @property
     def receiving(self) -> int:
-        """Bodies being read right now (at most ``max_receiving``)."""
+        """Bodies being read right now (at most `max_receiving`)."""
         return self._receiving
 
     def __repr__(self) -> str:
@@ -333,29 +338,31 @@ class Bot:
     # ------------------------------------------------------------------ handlers
 
     def on(self, event: str | None = None, **filters: Any) -> Callable[[H], H]:
-        """Register ``async def handler(event, client)`` for ``event`` (``None``: every event).
+        """Register `async def handler(event, client)` for `event` (`None`: every event).
 
-        ``filters`` compare attributes of the event (``status="pending"``). Handlers run
+        `filters` compare attributes of the event (`status="pending"`). Handlers run
         after the auto-join policy, in registration order.
 
-        Example::
-
+        Example:
+            ```python
             @bot.on("case:status", status="closed")
             async def closed(event, client):
                 ...
+            ```
         """
         return self._router.register(event, **filters)
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> Bot:
-        """Start the workers (the first delivery does it too). Returns ``self``.
+        """Start the workers (the first delivery does it too). Returns `self`.
 
-        Example::
-
+        Example:
+            ```python
             await bot.start()
             ...
             await bot.aclose()
+            ```
         """
         self._ensure_started()
         return self
@@ -396,23 +403,24 @@ class Bot:
         await self.aclose()
 
     def stop_accepting(self) -> None:
-        """Answer every further delivery 503 (``submit`` says ``"busy"``); work goes on.
+        """Answer every further delivery 503 (`submit` says `"busy"`); work goes on.
 
-        :meth:`aclose` does this first; call it alone to drain before a restart.
+        `aclose` does this first; call it alone to drain before a restart.
         """
         self._accepting = False
 
     async def aclose(self, timeout: float = 30.0) -> None:
-        """Stop accepting, let the work in hand finish for up to ``timeout`` seconds, then
-        cancel what is left: each event given up is logged, recorded (``dropped``) and counted
-        in ``stats.dropped``. Cancelled work gets 5 more seconds to unwind; a worker that
+        """Stop accepting, let the work in hand finish for up to `timeout` seconds, then
+        cancel what is left: each event given up is logged, recorded (`dropped`) and counted
+        in `stats.dropped`. Cancelled work gets 5 more seconds to unwind; a worker that
         ignores its cancellation longer is abandoned (logged). A join waiting to be tried
         again is work in hand too. The client is not closed. Safe to call twice: a second
-        call waits for the first shutdown, and its ``timeout`` is ignored.
+        call waits for the first shutdown, and its `timeout` is ignored.
 
-        Example::
-
+        Example:
+            ```python
             await bot.aclose(timeout=10.0)
+            ```
         """
         timeout = check_delay("timeout", timeout)
         self._accepting = False
@@ -456,19 +464,20 @@ class Bot:
     # ------------------------------------------------------------------ receiving
 
     def app(self, path: str = "/", *, drain_timeout: float = 30.0) -> web.Application:
-        """An ``aiohttp.web`` application serving the receiver at ``path``. Its startup starts
+        """An `aiohttp.web` application serving the receiver at `path`. Its startup starts
         the bot; its shutdown stops accepting; its cleanup closes the bot
-        (:meth:`aclose` with ``drain_timeout``: the seconds the work in hand may take).
+        (`aclose` with `drain_timeout`: the seconds the work in hand may take).
 
-        aiohttp's ``AppRunner(shutdown_timeout=...)`` (60 s by default) is the other wait at
-        shutdown: for requests still being received. A body takes at most ``read_timeout``,
-        so a ``shutdown_timeout`` a little above it is enough.
+        aiohttp's `AppRunner(shutdown_timeout=...)` (60 s by default) is the other wait at
+        shutdown: for requests still being received. A body takes at most `read_timeout`,
+        so a `shutdown_timeout` a little above it is enough.
 
-        Example::
-
+        Example:
+            ```python
             runner = web.AppRunner(bot.app(path="/acquire", drain_timeout=10.0))
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", 8080).start()
+            ```
         """
         if not isinstance(path, str):
             raise TypeError(f"path must be a str, not {type(path).__name__}")
@@ -493,18 +502,19 @@ class Bot:
         return app
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        """The receiver: an ``aiohttp.web`` handler to mount in an existing app.
+        """The receiver: an `aiohttp.web` handler to mount in an existing app.
 
         200 accepted (or a duplicate); 401/400/413/415 from the delivery's
-        :class:`~acquire_async.errors.WebhookError`; 405 for a method other than POST; 503
-        with ``Retry-After`` when the backlog is full (in events or bytes), ``max_receiving``
+        `WebhookError`; 405 for a method other than POST; 503
+        with `Retry-After` when the backlog is full (in events or bytes), `max_receiving`
         bodies are already being read, the client is closed or the bot is shutting down; 408
-        (connection closed) when the body takes longer than ``read_timeout``; 400 when the
-        sender goes away mid-body. The body is never read past ``max_body + 1`` bytes.
+        (connection closed) when the body takes longer than `read_timeout`; 400 when the
+        sender goes away mid-body. The body is never read past `max_body + 1` bytes.
 
-        Example::
-
+        Example:
+            ```python
             app.router.add_post("/acquire", bot.handle)
+            ```
         """
         self.stats.deliveries += 1
         if request.method != "POST":
@@ -556,7 +566,7 @@ class Bot:
         return web.Response(status=200, text=result)
 
     async def _read(self, request: web.Request) -> bytes | None:
-        """The body, or ``None`` as soon as it passes ``max_body`` (chunked bodies too)."""
+        """The body, or `None` as soon as it passes `max_body` (chunked bodies too)."""
         limit = self._max_body
         parts: list[bytes] = []
         size = 0
@@ -578,18 +588,19 @@ class Bot:
         return response
 
     def submit(self, event: WebhookEvent) -> SubmitResult:
-        """Hand a verified event to the bot without waiting: ``"accepted"`` (queued; answer
-        200), ``"duplicate"`` (seen within ``dedupe_window``; answer 200) or ``"busy"``
+        """Hand a verified event to the bot without waiting: `"accepted"` (queued; answer
+        200), `"duplicate"` (seen within `dedupe_window`; answer 200) or `"busy"`
         (backlog full, client closed or shutting down; answer 503, nothing was kept). The
         first call starts the workers. For receivers on other frameworks (FastAPI,
-        Starlette); call it on the event loop's thread (from an ``async def`` endpoint), as
+        Starlette); call it on the event loop's thread (from an `async def` endpoint), as
         every method of the bot.
 
-        Example::
-
+        Example:
+            ```python
             event = construct_event(body, signature, secret, content_type=content_type)
             if bot.submit(event) == "busy":
                 return Response(status_code=503, headers={"Retry-After": "5"})
+            ```
         """
         _check_event(event)
         self.stats.deliveries += 1
@@ -708,7 +719,7 @@ _PASS_THROUGH = (asyncio.CancelledError, KeyboardInterrupt, SystemExit)
 
 
 async def _close_after(request: web.Request, response: web.Response) -> web.Response:
-    """Send ``response`` now and close the connection without reading the rest of the body
+    """Send `response` now and close the connection without reading the rest of the body
     (aiohttp would otherwise linger up to 10 s reading and dropping it)."""
     with contextlib.suppress(ConnectionError):  # the sender may be gone already
         await response.prepare(request)

@@ -1,14 +1,14 @@
-"""``Deduper``: the deliveries seen lately, bounded in time and in count.
+"""`Deduper`: the deliveries seen lately, bounded in time and in count.
 
 Acquire publishes no delivery id and no retry policy, so the bot assumes at-least-once
 delivery and recognises a redelivery by its content: the key of a delivery is
-``(event, case_id, fingerprint)``, the fingerprint being the SHA-256 of the raw body.
+`(event, case_id, fingerprint)`, the fingerprint being the SHA-256 of the raw body.
 
-Memory is bounded twice: a key is forgotten ``window`` seconds after it was first seen, and at
-most ``max_entries`` keys are kept (the oldest goes first). A key is stored as a 16-byte digest,
+Memory is bounded twice: a key is forgotten `window` seconds after it was first seen, and at
+most `max_entries` keys are kept (the oldest goes first). A key is stored as a 16-byte digest,
 so one entry costs about 200 bytes (the digest, its expiry, an ordered-dict node): the default
 100,000 entries stay under about 20 MiB. A redelivery that comes back after its key was
-forgotten (later than ``window``, or after ``max_entries`` newer deliveries) runs again.
+forgotten (later than `window`, or after `max_entries` newer deliveries) runs again.
 """
 
 from __future__ import annotations
@@ -27,27 +27,29 @@ DEFAULT_DEDUPE_SIZE = 100_000
 
 
 def delivery_key(event: str, case_id: int | None, fingerprint: str) -> bytes:
-    """A compact key for ``(event, case_id, fingerprint)``: 16 bytes of their SHA-256.
+    """A compact key for `(event, case_id, fingerprint)`: 16 bytes of their SHA-256.
 
-    >>> len(delivery_key("case:status", 1684, "ab" * 32))
-    16
+    Examples:
+        >>> len(delivery_key("case:status", 1684, "ab" * 32))
+        16
     """
     text = f"{event}\x00{case_id}\x00{fingerprint}"
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:16]
 
 
 class Deduper:
-    """Keys seen within the last ``window`` seconds, at most ``max_entries`` of them.
+    """Keys seen within the last `window` seconds, at most `max_entries` of them.
 
-    ``window`` 0 remembers nothing (every delivery runs). ``evicted`` counts keys dropped
+    `window` 0 remembers nothing (every delivery runs). `evicted` counts keys dropped
     early because the table was full: each is a redelivery that could run twice.
 
-    Example::
-
+    Example:
+        ```python
         seen = Deduper(600.0)
         key = delivery_key("case:status", 1684, fingerprint)
         if key not in seen:
             seen.add(key)
+        ```
     """
 
     __slots__ = ("_clock", "_entries", "evicted", "max_entries", "window")
@@ -77,7 +79,7 @@ class Deduper:
         return key in self._entries
 
     def add(self, key: bytes) -> None:
-        """Remember ``key`` for ``window`` seconds (dropping the oldest key when full)."""
+        """Remember `key` for `window` seconds (dropping the oldest key when full)."""
         if self.window <= 0:
             return
         now = self._clock()
@@ -89,7 +91,7 @@ class Deduper:
             self.evicted += 1
 
     def discard(self, key: bytes) -> None:
-        """Forget ``key`` (if remembered): a redelivery of it runs again. The bot calls it when
+        """Forget `key` (if remembered): a redelivery of it runs again. The bot calls it when
         an event's join failed for good, so Acquire's next delivery is not a "duplicate"."""
         self._entries.pop(key, None)
 

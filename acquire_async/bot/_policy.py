@@ -1,10 +1,10 @@
 """The auto-join policy: which events make the bot join, and the join and greeting themselves.
 
-A join that fails for a passing reason (:func:`acquire_async._retry.is_transient`: a
+A join that fails for a passing reason (`acquire_async._retry.is_transient`: a
 connection error or timeout, 408/429/500/502/503/504, a garbled answer, the throttle's Redis
-unreachable) is tried again by the bot itself for up to ``retry_for`` seconds from its first
-try, after a jittered exponential backoff (``backoff`` seconds doubling up to
-``backoff_cap``; a server's ``Retry-After`` lengthens it, never shortens it). The client's own
+unreachable) is tried again by the bot itself for up to `retry_for` seconds from its first
+try, after a jittered exponential backoff (`backoff` seconds doubling up to
+`backoff_cap`; a server's `Retry-After` lengthens it, never shortens it). The client's own
 retries happen inside each try; the bot's exist because the 200 is already out, so Acquire
 will not deliver again, and because the client's retry budget runs dry in a storm. A bound in
 time, not in tries: with a count, an event is lost with the probability p^tries in a storm
@@ -13,13 +13,13 @@ workers have spent their tries. The worker waits through the backoff: that is th
 backpressure (the backlog fills, the receiver answers 503, Acquire keeps the rest).
 
 A greeting must never be posted twice, so it is tried again only when the server provably
-did not act on it (:func:`acquire_async._retry.did_not_act`: nothing sent, or 408/429/503).
+did not act on it (`acquire_async._retry.did_not_act`: nothing sent, or 408/429/503).
 
 The join and greeting of one case run one at a time (a per-case lock, dropped when free): an
-invite and a ``pending`` status for the same case do not race; the second waits, then sees
-``AlreadyJoinedError`` and greets nobody. A waiter that gets the lock after the holder gave up
+invite and a `pending` status for the same case do not race; the second waits, then sees
+`AlreadyJoinedError` and greets nobody. A waiter that gets the lock after the holder gave up
 on a passing failure tries once, without a retry cycle of its own: N events for a case whose
-join keeps failing must not hold the workers N times ``retry_for``.
+join keeps failing must not hold the workers N times `retry_for`.
 """
 
 from __future__ import annotations
@@ -47,27 +47,28 @@ __all__ = ["DEFAULT_AUTO_JOIN", "JoinRule", "Policy", "parse_policy"]
 log = logging.getLogger("acquire_async.bot")
 
 DEFAULT_AUTO_JOIN = ("user:case-invite",)
-"""The policy of ``Bot(...)`` unless given another: join the case of an invite (shape
-ASSUMED). Joining every pending case as well (``"case:status=pending"``) makes the bot take
+"""The policy of `Bot(...)` unless given another: join the case of an invite (shape
+ASSUMED). Joining every pending case as well (`"case:status=pending"`) makes the bot take
 every waiting chat of the account: a choice to make on purpose, not a default.
-``auto_join=()`` turns it off."""
+`auto_join=()` turns it off."""
 
 _NAME_LIMIT = 120
 T = TypeVar("T")
 
 
 def short(text: str, limit: int = _NAME_LIMIT) -> str:
-    """``text`` cut to ``limit`` characters (event names and messages come from outside)."""
+    """`text` cut to `limit` characters (event names and messages come from outside)."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
 class JoinRule:
-    """One entry of the auto-join policy: ``"event"`` or ``"event=status"``.
+    """One entry of the auto-join policy: `"event"` or `"event=status"`.
 
-    Example::
-
+    Example:
+        ```python
         JoinRule.parse("case:status=pending")  # JoinRule(event='case:status', status='pending')
+        ```
     """
 
     event: str
@@ -75,7 +76,7 @@ class JoinRule:
 
     @classmethod
     def parse(cls, text: object) -> JoinRule:
-        """The rule written as ``text``; ``TypeError``/``ValueError`` naming ``auto_join``."""
+        """The rule written as `text`; `TypeError`/`ValueError` naming `auto_join`."""
         if not isinstance(text, str):
             raise TypeError(f"auto_join entries must be str, not {type(text).__name__}")
         event, sep, status = text.partition("=")
@@ -88,7 +89,7 @@ class JoinRule:
         return cls(event, status if sep else None)
 
     def matches(self, event: WebhookEvent) -> bool:
-        """Whether ``event`` triggers this rule (exact, case-sensitive names)."""
+        """Whether `event` triggers this rule (exact, case-sensitive names)."""
         return event.event == self.event and (self.status is None or event.status == self.status)
 
     def __str__(self) -> str:
@@ -96,7 +97,7 @@ class JoinRule:
 
 
 def parse_policy(auto_join: object) -> tuple[JoinRule, ...]:
-    """The rules of ``auto_join`` (duplicates dropped); ``TypeError``/``ValueError`` naming it."""
+    """The rules of `auto_join` (duplicates dropped); `TypeError`/`ValueError` naming it."""
     if isinstance(auto_join, (str, bytes)) or not isinstance(auto_join, Iterable):
         raise TypeError(
             "auto_join must be a tuple or list of 'event' or 'event=status' strings, "
@@ -111,7 +112,7 @@ def parse_policy(auto_join: object) -> tuple[JoinRule, ...]:
 
 
 class Recorder(Protocol):
-    """How the policy reports: the bot's ``_record``."""
+    """How the policy reports: the bot's `_record`."""
 
     def __call__(self, kind: str, event: WebhookEvent | None, **details: Any) -> None: ...
 
@@ -126,11 +127,12 @@ class _Slot:
 class Policy:
     """Runs the auto-join policy for one event at a time per case (see the module docstring).
 
-    Example::
-
+    Example:
+        ```python
         policy = Policy(parse_policy(["user:case-invite"]), "Hello!", stats=stats, record=rec)
         if policy.matches(event) and not await policy.run(client, event):
             ...  # the join gave up on a passing failure: forget the delivery
+        ```
     """
 
     def __init__(
@@ -160,11 +162,11 @@ class Policy:
         return len(self._cases)
 
     def matches(self, event: WebhookEvent) -> bool:
-        """Whether ``event`` triggers a join."""
+        """Whether `event` triggers a join."""
         return any(rule.matches(event) for rule in self.rules)
 
     async def run(self, client: AcquireClient, event: WebhookEvent) -> bool:
-        """Join the event's case (then greet). ``False`` only when the join gave up on a
+        """Join the event's case (then greet). `False` only when the join gave up on a
         passing failure: the caller then forgets the delivery, so that a redelivery runs again
         (a permanent failure would fail the same way: its redeliveries stay duplicates)."""
         case_id = event.case_id
@@ -196,8 +198,8 @@ class Policy:
     async def _join_and_greet(
         self, client: AcquireClient, event: WebhookEvent, case_id: int, retry_for: float
     ) -> tuple[bool, bool]:
-        """``(done, gave_up)``: ``done`` is False only when the join gave up on a passing
-        failure (``gave_up`` then True)."""
+        """`(done, gave_up)`: `done` is False only when the join gave up on a passing
+        failure (`gave_up` then True)."""
 
         async def join() -> int | None:
             try:
@@ -241,8 +243,8 @@ class Policy:
         again: Callable[[BaseException], bool],
         retry_for: float,
     ) -> tuple[bool, T | None, bool]:
-        """``(True, result, False)``, or once failed for good (recorded) ``(False, None,
-        passing)``: ``passing`` when the last failure was one ``again`` would have retried
+        """`(True, result, False)`, or once failed for good (recorded) `(False, None,
+        passing)`: `passing` when the last failure was one `again` would have retried
         (the time ran out), not a permanent one."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + retry_for

@@ -1,7 +1,7 @@
-"""``Router``: which handlers an event goes to, in the manner of gidgethub's router.
+"""`Router`: which handlers an event goes to, in the manner of gidgethub's router.
 
-A route is an event name (or ``None``: every event) plus filters: attribute values the event
-must have (``status="pending"`` compares ``event.status``). The router only matches; it runs
+A route is an event name (or `None`: every event) plus filters: attribute values the event
+must have (`status="pending"` compares `event.status`). The router only matches; it runs
 nothing, so the bot decides how handlers are awaited, isolated and logged.
 """
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["Handler", "Router"]
 
 Handler = Callable[["WebhookEvent", "AcquireClient"], Awaitable[None]]
-"""``async def handler(event, client) -> None``: what :meth:`Router.register` accepts."""
+"""`async def handler(event, client) -> None`: what `Router.register` accepts."""
 
 H = TypeVar("H", bound=Handler)
 
@@ -28,11 +28,11 @@ _MISSING = object()
 class Router:
     """Handlers by event name and attribute filters, in registration order.
 
-    ``Router(*others)`` starts with the routes of other routers (build handlers in several
-    modules, merge them in one bot). A handler is ``async def handler(event, client)``.
+    `Router(*others)` starts with the routes of other routers (build handlers in several
+    modules, merge them in one bot). A handler is `async def handler(event, client)`.
 
-    Example::
-
+    Example:
+        ```python
         router = Router()
 
         @router.register("case:status", status="pending")
@@ -40,6 +40,7 @@ class Router:
             await client.join_chat(event.case_id)
 
         bot = Bot(client, secret, router=router)
+        ```
     """
 
     def __init__(self, *others: Router) -> None:
@@ -56,15 +57,16 @@ class Router:
         return f"<Router {len(self._routes)} route(s)>"
 
     def add(self, handler: Handler, event: str | None = None, **filters: Any) -> None:
-        """Route ``event`` (``None``: every event) to ``handler`` when every filter matches.
+        """Route `event` (`None`: every event) to `handler` when every filter matches.
 
-        ``filters`` name attributes of the event (``status``, ``case_id``…); an event without
-        the attribute does not match. Raises ``TypeError`` for a handler that is not an
-        ``async def`` or an event name that is not a ``str``, ``ValueError`` for ``""``.
+        `filters` name attributes of the event (`status`, `case_id`…); an event without
+        the attribute does not match. Raises `TypeError` for a handler that is not an
+        `async def` or an event name that is not a `str`, `ValueError` for `""`.
 
-        Example::
-
+        Example:
+            ```python
             router.add(on_invite, "user:case-invite")
+            ```
         """
         if event is not None:
             if not isinstance(event, str):
@@ -78,12 +80,13 @@ class Router:
         self._routes.append((event, tuple(filters.items()), handler))
 
     def register(self, event: str | None = None, **filters: Any) -> Callable[[H], H]:
-        """Decorator form of :meth:`add`; returns the handler unchanged.
+        """Decorator form of `add`; returns the handler unchanged.
 
-        Example::
-
+        Example:
+            ```python
             @router.register("user:case-invite")
             async def on_invite(event, client): ...
+            ```
         """
 
         def decorator(handler: H) -> H:
@@ -93,12 +96,13 @@ class Router:
         return decorator
 
     def fetch(self, event: WebhookEvent) -> list[Handler]:
-        """The handlers ``event`` goes to, in registration order (catch-alls included).
+        """The handlers `event` goes to, in registration order (catch-alls included).
 
-        Example::
-
+        Example:
+            ```python
             for handler in router.fetch(event):
                 await handler(event, client)
+            ```
         """
         name = event.event
         return [

@@ -1,5 +1,5 @@
-"""What every command that calls Acquire shares: ``--account``, ``--base-url``,
-``--api-key-file``, the key, and the client built from them."""
+"""What every command that calls Acquire shares: `--account`, `--base-url`,
+`--api-key-file`, the key, and the client built from them."""
 
 from __future__ import annotations
 
@@ -18,13 +18,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def account_options(command: F) -> F:
-    """Add ``--account``, ``--base-url`` and ``--api-key-file`` to a command.
+    """Add `--account`, `--base-url` and `--api-key-file` to a command.
 
-    Example::
-
+    Example:
+        ```python
         @click.command()
         @account_options
         def reject(account, base_url, api_key_file): ...
+        ```
     """
     for option in reversed(
         (
@@ -51,7 +52,7 @@ def account_options(command: F) -> F:
 
 
 def read_key(path: Path | None) -> str:
-    """The API key: the stripped text of ``path``, else ``ACQUIRE_API_KEY``; a one-line
+    """The API key: the stripped text of `path`, else `ACQUIRE_API_KEY`; a one-line
     error (exit 2) when there is none or the file cannot be read."""
     if path is not None:
         try:
@@ -70,12 +71,13 @@ def read_key(path: Path | None) -> str:
 def make_client(
     account: str | None, base_url: str | None, api_key_file: Path | None, **options: Any
 ) -> AcquireClient:
-    """An ``AcquireClient`` from the account options (and ``options`` for the client); a
+    """An `AcquireClient` from the account options (and `options` for the client); a
     bad value is a one-line error naming the flag (exit 2). The key is never printed.
 
-    Example::
-
+    Example:
+        ```python
         client = make_client(account, base_url, api_key_file, max_connections=1)
+        ```
     """
     try:
         return AcquireClient(account or None, read_key(api_key_file), base_url=base_url, **options)

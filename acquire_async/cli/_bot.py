@@ -1,14 +1,14 @@
-"""``acquire-async bot``: receive Acquire's webhooks and join (and greet) the chats they announce.
+"""`acquire-async bot`: receive Acquire's webhooks and join (and greet) the chats they announce.
 
-The receiver is :class:`acquire_async.bot.Bot` on ``aiohttp.web``: it answers each delivery as
+The receiver is `acquire_async.bot.Bot` on `aiohttp.web`: it answers each delivery as
 soon as its signature and body check out and does the work afterwards. Every thing it does is
 one JSON line on stdout (the bot's records); the banner and the summary go to stderr. SIGINT or
 SIGTERM stops it gracefully: no new deliveries, the work in hand finished (or dropped after
-``--shutdown-grace`` seconds, and counted), the client closed; exit status 0.
+`--shutdown-grace` seconds, and counted), the client closed; exit status 0.
 
-The webhook secret is read from the environment variable ``--secret-env`` names, never from the
-command line (where ``ps`` would show it), and is never printed. A bot without a secret accepts
-unsigned deliveries only when asked to with ``--no-verify``.
+The webhook secret is read from the environment variable `--secret-env` names, never from the
+command line (where `ps` would show it), and is never printed. A bot without a secret accepts
+unsigned deliveries only when asked to with `--no-verify`.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ DEFAULT_SECRET_ENV = "ACQUIRE_WEBHOOK_SECRET"
 
 
 def read_secret(secret_env: str, no_verify: bool) -> Secret[str] | None:
-    """The webhook secret from the environment variable ``secret_env``, held out of sight;
-    ``None`` only with ``--no-verify``. A one-line error (exit 2) otherwise, before anything
+    """The webhook secret from the environment variable `secret_env`, held out of sight;
+    `None` only with `--no-verify`. A one-line error (exit 2) otherwise, before anything
     listens."""
     if no_verify:
         return None
@@ -70,7 +70,7 @@ def json_lines(
     out: Any = None, on_closed: Callable[[], None] | None = None
 ) -> Callable[[dict[str, Any]], None]:
     """A record sink that prints each record as one JSON line, flushed (a pipe sees it now).
-    When the reader is gone (``bot | head -1``) it calls ``on_closed`` once and prints no more.
+    When the reader is gone (`bot | head -1`) it calls `on_closed` once and prints no more.
     """
     closed = False
 
@@ -100,8 +100,8 @@ async def serve_bot(
     ready: Callable[[str], None],
     stop: asyncio.Event,
 ) -> None:
-    """Serve ``bot`` on ``host:port`` until ``stop`` is set, then close it: deliveries get 503
-    while the work in hand finishes, for up to ``shutdown_grace`` seconds. ``ready`` gets the
+    """Serve `bot` on `host:port` until `stop` is set, then close it: deliveries get 503
+    while the work in hand finishes, for up to `shutdown_grace` seconds. `ready` gets the
     URL once the socket listens."""
     # A sender stalled mid-body must not hold the exit for aiohttp's default 60 s: the bot
     # already answered or dropped everything it accepted when the runner is cleaned up.

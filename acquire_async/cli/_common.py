@@ -20,7 +20,7 @@ EXIT_BROKEN_PIPE = 141
 
 
 def fail(message: str) -> NoReturn:
-    """One line ``acquire-async: error: …`` on stderr, then exit with status 2."""
+    """One line `acquire-async: error: …` on stderr, then exit with status 2."""
     click.echo(f"acquire-async: error: {printable(message)}", err=True)
     sys.exit(EXIT_USAGE)
 
@@ -36,7 +36,7 @@ def exit_status(tally: Tally) -> int:
 
 
 def reason(exc: BaseException) -> str:
-    """A short reason for a failed read: ``exc``'s OS message, without the path."""
+    """A short reason for a failed read: `exc`'s OS message, without the path."""
     if isinstance(exc, UnicodeDecodeError):
         return "not UTF-8 text"
     if isinstance(exc, OSError) and exc.strerror:
@@ -63,9 +63,9 @@ _FLAG_WORDS = (
 
 
 def in_flags(message: str, key_source: str) -> str:
-    """A library message about ``AcquireClient``'s arguments, worded with the CLI's flags.
+    """A library message about `AcquireClient`'s arguments, worded with the CLI's flags.
 
-    Example: ``"base_url must not have a query"`` becomes ``"--base-url must not have a query"``.
+    Example: `"base_url must not have a query"` becomes `"--base-url must not have a query"`.
     """
     for pattern, words in _FLAG_WORDS:
         message = pattern.sub(words.replace("{key}", key_source), message)
@@ -74,11 +74,13 @@ def in_flags(message: str, key_source: str) -> str:
 
 class Command(click.Command):
     """A click command whose usage errors (a bad value, a missing argument, an unknown flag)
-    are one line ``acquire-async: error: …`` with exit status 2, like the command's own
-    errors, instead of click's usage block. Example::
+    are one line `acquire-async: error: …` with exit status 2, like the command's own
+    errors, instead of click's usage block. Example:
 
-        @click.command(cls=Command)
-        def message(...): ...
+    ```text
+    @click.command(cls=Command)
+    def message(...): ...
+    ```
     """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -89,8 +91,8 @@ class Command(click.Command):
 
 
 class Group(click.Group):
-    """A click group whose commands end quietly on a closed pipe (``… | head -1``) or a
-    late Ctrl-C, instead of a traceback or click's ``Aborted!``."""
+    """A click group whose commands end quietly on a closed pipe (`… | head -1`) or a
+    late Ctrl-C, instead of a traceback or click's `Aborted!`."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -1,5 +1,5 @@
-"""``acquire-async serve`` (the emulator in the foreground) and ``acquire-async demo``
-(``demo bot``, the webhook loop, is in ``_bot``)."""
+"""`acquire-async serve` (the emulator in the foreground) and `acquire-async demo`
+(`demo bot`, the webhook loop, is in `_bot`)."""
 
 from __future__ import annotations
 
@@ -57,8 +57,8 @@ def faults_option(spec: str | None, seed: int) -> Faults:
 
 
 def banner(fake: FakeAcquire, default_key: bool) -> list[str]:
-    """What ``serve`` prints once listening: the emulator's own description, with the key to
-    use and a ``join`` command to paste. A key from ``ACQUIRE_API_KEY`` is never shown."""
+    """What `serve` prints once listening: the emulator's own description, with the key to
+    use and a `join` command to paste. A key from `ACQUIRE_API_KEY` is never shown."""
     from acquire_async.testing._serve import describe
 
     example = " ".join(str(i) for i in sorted(fake.cases)[:3]) or "CASE_ID"
@@ -163,7 +163,7 @@ def serve(
 def demo(ctx: click.Context, cases: int, concurrency: int, seed: int) -> None:
     """Join waiting cases on a local emulator with light faults, over real HTTP.
 
-    ``demo bot`` shows the webhook loop instead: a bot joins and greets the cases it is
+    `demo bot` shows the webhook loop instead: a bot joins and greets the cases it is
     invited to.
     """
     if ctx.invoked_subcommand is not None:

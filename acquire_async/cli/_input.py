@@ -1,4 +1,4 @@
-"""Case ids for ``acquire-async join``: lines read as bytes, the stoppable source, ``--resume``."""
+"""Case ids for `acquire-async join`: lines read as bytes, the stoppable source, `--resume`."""
 
 from __future__ import annotations
 
@@ -35,16 +35,17 @@ def _line_text(raw: bytes, *, cut: bool) -> str:
 
 
 def decode_lines(fd: int) -> Iterator[str]:
-    """The lines read from file descriptor ``fd``, as text for :func:`parse_ids`; never raises
+    """The lines read from file descriptor `fd`, as text for `parse_ids`; never raises
     on the bytes.
 
     Each line is decoded as UTF-8 on its own, an undecodable byte becoming U+FFFD; a UTF-8
-    BOM at the very start is dropped; a line of :data:`MAX_LINE` bytes or more is cut short
-    (memory stays bounded whatever the input). ``os.read`` is used, not a buffered file: a
+    BOM at the very start is dropped; a line of `MAX_LINE` bytes or more is cut short
+    (memory stays bounded whatever the input). `os.read` is used, not a buffered file: a
     daemon thread blocked in it holds no lock that the interpreter's exit would wait for.
-    Example::
-
+    Example:
+        ```python
         list(decode_lines(fd))  # b"\\xef\\xbb\\xbf1\\n1\\xff2\\n" gives ['1', '1\\ufffd2']
+        ```
     """
     pending = b""  # the start of a line whose end has not been read yet
     cutting = False  # the line being read was cut: the rest of it is skipped
@@ -84,11 +85,11 @@ def argument_lines(arguments: Iterable[str]) -> Iterator[str]:
 
 
 def parse_ids(lines: Iterable[str]) -> Iterator[Any]:
-    """Case ids from text lines: one per line; blank lines and ``#`` comments skipped.
+    """Case ids from text lines: one per line; blank lines and `#` comments skipped.
 
-    A line that is not an integer is passed on as the text it holds, so ``join_many``
+    A line that is not an integer is passed on as the text it holds, so `join_many`
     reports it as an invalid id (an outcome with an error) instead of stopping the run.
-    Example: ``list(parse_ids(["1000", "# note", "12x"]))`` is ``[1000, "12x"]``.
+    Example: `list(parse_ids(["1000", "# note", "12x"]))` is `[1000, "12x"]`.
     """
     for line in lines:
         text = line.split("#", 1)[0].strip()
@@ -103,11 +104,11 @@ def _holds_id(text: str) -> bool:
 
 
 def count_ids(fd: int) -> Callable[[], int | None] | None:
-    """Start counting the ids left in file ``fd`` when it is a regular file; else ``None``.
+    """Start counting the ids left in file `fd` when it is a regular file; else `None`.
 
     Returns a function that gives the count once a daemon thread has read the file through
-    (``None`` until then), so a long file does not delay the start. The file is read with
-    ``os.pread`` from the current offset: the reader's position is not moved.
+    (`None` until then), so a long file does not delay the start. The file is read with
+    `os.pread` from the current offset: the reader's position is not moved.
     """
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -136,13 +137,13 @@ def count_ids(fd: int) -> Callable[[], int | None] | None:
 
 
 class Skips(Protocol):
-    """Where :func:`skip_done` counts the ids it skips."""
+    """Where `skip_done` counts the ids it skips."""
 
     skipped: int
 
 
 def skip_done(ids: Iterable[Any], done: set[int], tally: Skips) -> Iterator[Any]:
-    """``ids`` without those in ``done`` (recorded by ``--resume``), counted in ``tally``."""
+    """`ids` without those in `done` (recorded by `--resume`), counted in `tally`."""
     for item in ids:
         if isinstance(item, int) and item in done:
             tally.skipped += 1  # one writer (the reader thread); readers only look
@@ -163,21 +164,22 @@ class _Failure:
 
 
 class IdSource:
-    """The ids of one run, as the async iterable ``join_many`` reads; stoppable at once.
+    """The ids of one run, as the async iterable `join_many` reads; stoppable at once.
 
-    - :meth:`stop` ends it now, even while it waits for input that has not come (a pipe on
-      stdin kept open): ``join_many`` then finishes the joins in flight and ends.
-    - The first id goes out alone: the next ones wait until :meth:`answered` reports its
-      outcome (or :data:`PROBE_WAIT` seconds), so a wrong key or URL costs one request.
-    - ``threaded``: the items are read by a daemon thread, so a blocking source (stdin)
-      never blocks the event loop; ``asyncio.run`` does not wait for that thread at exit.
-    - ``error``: the exception reading the items failed with (the source then ended).
+    - `stop` ends it now, even while it waits for input that has not come (a pipe on
+      stdin kept open): `join_many` then finishes the joins in flight and ends.
+    - The first id goes out alone: the next ones wait until `answered` reports its
+      outcome (or `PROBE_WAIT` seconds), so a wrong key or URL costs one request.
+    - `threaded`: the items are read by a daemon thread, so a blocking source (stdin)
+      never blocks the event loop; `asyncio.run` does not wait for that thread at exit.
+    - `error`: the exception reading the items failed with (the source then ended).
 
-    Example::
-
+    Example:
+        ```python
         source = IdSource(parse_ids(decode_lines(sys.stdin.fileno())), threaded=True)
         async for outcome in client.join_many(source):
             source.answered(outcome.case_id)
+        ```
     """
 
     def __init__(
@@ -189,7 +191,7 @@ class IdSource:
         probe_wait: float = PROBE_WAIT,
     ) -> None:
         self.sent = 0
-        """Items handed to ``join_many`` so far."""
+        """Items handed to `join_many` so far."""
         self.error: BaseException | None = None
         self._items = items
         self._threaded = threaded
@@ -203,7 +205,7 @@ class IdSource:
 
     @property
     def stopped(self) -> bool:
-        """``True`` once :meth:`stop` was called."""
+        """`True` once `stop` was called."""
         return self._stopped
 
     def __aiter__(self) -> AsyncIterator[Any]:

@@ -1,4 +1,4 @@
-"""``acquire-async join``: bulk joins through ``join_many``."""
+"""`acquire-async join`: bulk joins through `join_many`."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""``acquire-async message``, ``reject`` and ``close``: one call per case, in turn.
+"""`acquire-async message`, `reject` and `close`: one call per case, in turn.
 
-Each runs through :func:`._run.run_each`: one JSON line per case on stdout, the account-wide
-stop rule and the graceful Ctrl-C of ``join``. ``message`` never sends its text twice.
+Each runs through `._run.run_each`: one JSON line per case on stdout, the account-wide
+stop rule and the graceful Ctrl-C of `join`. `message` never sends its text twice.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ MAYBE_POSTED = (
     "the message may have been posted; it was not sent again: check the chat before sending "
     "it again"
 )
-"""The hint of a failed ``message`` whose text may have reached Acquire."""
+"""The hint of a failed `message` whose text may have reached Acquire."""
 
 _CANCELLED = "interrupted before the answer came: it may or may not have happened"
 
@@ -43,10 +43,10 @@ _CANCELLED = "interrupted before the answer came: it may or may not have happene
 
 
 def case_ids(arguments: tuple[str, ...]) -> list[int]:
-    """The ``CASE_ID`` arguments as ints; a one-line error (exit 2) for any that is not a
+    """The `CASE_ID` arguments as ints; a one-line error (exit 2) for any that is not a
     positive 64-bit integer, before anything is sent.
 
-    Example: ``case_ids(("1684", "1685"))`` is ``[1684, 1685]``.
+    Example: `case_ids(("1684", "1685"))` is `[1684, 1685]`.
     """
     ids: list[int] = []
     for item in parse_ids(argument_lines(arguments)):
@@ -61,7 +61,7 @@ def case_ids(arguments: tuple[str, ...]) -> list[int]:
 
 
 def text_option(name: str, value: str | None) -> str | None:
-    """``value`` checked as the SDK checks it (not empty, UTF-8), errors naming ``name``."""
+    """`value` checked as the SDK checks it (not empty, UTF-8), errors naming `name`."""
     if value is None:
         return None
     try:
@@ -71,7 +71,7 @@ def text_option(name: str, value: str | None) -> str | None:
 
 
 def message_text(text: str) -> str:
-    """``TEXT``, or with ``-`` the text on stdin (UTF-8, at most :data:`MAX_TEXT` bytes,
+    """`TEXT`, or with `-` the text on stdin (UTF-8, at most `MAX_TEXT` bytes,
     the line ends at its end dropped); a one-line error (exit 2) when empty or unreadable."""
     if text != "-":
         return text_option("TEXT", text) or ""
@@ -96,11 +96,11 @@ def message_text(text: str) -> str:
 
 
 def may_have_happened(error: BaseException) -> bool:
-    """Whether the call that failed with ``error`` may have happened all the same.
+    """Whether the call that failed with `error` may have happened all the same.
 
-    ``True`` after a cancellation, a connection lost after the request left, a timeout, an
-    answer that did not decode, or a server error (5xx but 503); ``False`` when nothing
-    reached the server (``request_sent`` is false) or the server answered that it refused
+    `True` after a cancellation, a connection lost after the request left, a timeout, an
+    answer that did not decode, or a server error (5xx but 503); `False` when nothing
+    reached the server (`request_sent` is false) or the server answered that it refused
     (a 4xx, a 503, an error code).
     """
     if isinstance(error, asyncio.CancelledError):
@@ -128,8 +128,8 @@ def _failure(case_id: int, error: BaseException) -> dict[str, Any]:
 def message_line(
     case_id: int, response: Response[Message] | None, error: BaseException | None
 ) -> dict[str, Any]:
-    """The JSON line of ``message``: the posted message, or the error and whether the
-    message may have been posted all the same (``maybe_posted``, with a ``hint``)."""
+    """The JSON line of `message`: the posted message, or the error and whether the
+    message may have been posted all the same (`maybe_posted`, with a `hint`)."""
     if response is None:
         failure = _failure(case_id, error or asyncio.CancelledError())
         maybe = may_have_happened(error or asyncio.CancelledError())
@@ -180,7 +180,7 @@ def _result_line(
 def reject_line(
     case_id: int, response: Response[Case] | None, error: BaseException | None
 ) -> dict[str, Any]:
-    """The JSON line of ``reject``: the case's ``status``, or the error."""
+    """The JSON line of `reject`: the case's `status`, or the error."""
     case = response.data if response is not None else None
     attempts = response.attempts if response is not None else None
     return _result_line(
@@ -191,7 +191,7 @@ def reject_line(
 def close_line(
     case_id: int, response: Response[CloseResult] | None, error: BaseException | None
 ) -> dict[str, Any]:
-    """The JSON line of ``close``: ``forever_closed`` and ``left_user``, or the error."""
+    """The JSON line of `close`: `forever_closed` and `left_user`, or the error."""
     result = response.data if response is not None else None
     fields = {
         "forever_closed": result.forever_closed if result is not None else None,
@@ -213,7 +213,7 @@ def run_calls(
     action: str,
     noun: str,
 ) -> Tally:
-    """Call ``call`` for each of ``ids`` in turn (:func:`run_each`) with Ctrl-C handled; the
+    """Call `call` for each of `ids` in turn (`run_each`) with Ctrl-C handled; the
     account-wide error, if one stopped the run, as the last line on stderr."""
     tally = Tally()
     source = IdSource(ids, threaded=False)

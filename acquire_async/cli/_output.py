@@ -1,4 +1,4 @@
-"""What ``acquire-async join`` prints: JSON lines, the table, the summary; safe terminal text."""
+"""What `acquire-async join` prints: JSON lines, the table, the summary; safe terminal text."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class Tally:
     fatal: str | None = None
     """Why the run stopped early with status 2 (the key refused, the URL wrong…)."""
     resume: bool = False
-    """``--resume`` is in use: the summary may suggest a rerun with it."""
+    """`--resume` is in use: the summary may suggest a rerun with it."""
 
     succeeded: int = 0
     """Calls of another command (reject, close, message) that succeeded."""
@@ -78,19 +78,19 @@ def _escape(match: re.Match[str]) -> str:
 
 
 def printable(text: str) -> str:
-    """``text`` safe for a terminal: controls and escape sequences shown as ``\\x1b``…
+    """`text` safe for a terminal: controls and escape sequences shown as `\\x1b`…
 
-    Example: ``printable("\\x1b[31mred")`` is ``"\\\\x1b[31mred"`` (shown as ``\\x1b[31mred``).
+    Example: `printable("\\x1b[31mred")` is `"\\\\x1b[31mred"` (shown as `\\x1b[31mred`).
     """
     return _UNSAFE.sub(_escape, text)
 
 
 class PipeConsole(Console):
-    """A rich ``Console`` that lets a closed pipe raise ``BrokenPipeError``, for the
+    """A rich `Console` that lets a closed pipe raise `BrokenPipeError`, for the
     command to end quietly (rich's own handling exits with status 1 on the spot)."""
 
     def on_broken_pipe(self) -> None:
-        """Raise ``BrokenPipeError``: the caller decides."""
+        """Raise `BrokenPipeError`: the caller decides."""
         self.quiet = True
         raise BrokenPipeError(errno.EPIPE, "the output was closed")
 
@@ -115,9 +115,9 @@ def outcome_json(outcome: JoinOutcome) -> str:
 
 
 def print_table(rows: Sequence[JoinOutcome], out: IO[str]) -> None:
-    """The outcomes as a table on ``out``, as wide as its terminal (or ``COLUMNS``).
+    """The outcomes as a table on `out`, as wide as its terminal (or `COLUMNS`).
 
-    Every cell is a ``Text`` (no markup is read) of printable text, so ``[/]`` or an escape
+    Every cell is a `Text` (no markup is read) of printable text, so `[/]` or an escape
     sequence from the server or the input is shown as is. Written in pieces: CPython drops
     the rest of one large write that a closing pipe cut short, without an error.
     """

@@ -1,9 +1,9 @@
-"""``acquire-async enqueue``, ``worker``, ``results``, ``queue`` and ``dead``: the queue
-workers of :mod:`acquire_async.worker` from the shell.
+"""`acquire-async enqueue`, `worker`, `results`, `queue` and `dead`: the queue
+workers of `acquire_async.worker` from the shell.
 
-They need the ``redis`` extra as well as ``cli``; without it each prints a one-line hint
-(exit 2). Every one takes ``--redis URL`` (env ``ACQUIRE_REDIS_URL``) and ``--namespace``.
-The URL's password is a secret: messages name the Redis by ``host:port`` only, and any text
+They need the `redis` extra as well as `cli`; without it each prints a one-line hint
+(exit 2). Every one takes `--redis URL` (env `ACQUIRE_REDIS_URL`) and `--namespace`.
+The URL's password is a secret: messages name the Redis by `host:port` only, and any text
 that could quote the URL (a library's error) has the password masked before it is printed.
 """
 
@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 EXTRA_HINT = "pip install 'acquire-async[cli,redis]'"
-"""What to install for these commands (``click`` and ``rich``; ``redis`` and ``taskiq``)."""
+"""What to install for these commands (`click` and `rich`; `redis` and `taskiq`)."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -81,13 +81,14 @@ _FLAGS = {
 
 
 def redis_options(command: F) -> F:
-    """Add ``--redis`` (env ``ACQUIRE_REDIS_URL``) and ``--namespace`` to a command.
+    """Add `--redis` (env `ACQUIRE_REDIS_URL`) and `--namespace` to a command.
 
-    Example::
-
+    Example:
+        ```python
         @click.command(cls=Command)
         @redis_options
         def results(redis_url, namespace): ...
+        ```
     """
     command = click.option(
         "--namespace",
@@ -106,13 +107,14 @@ def redis_options(command: F) -> F:
 
 
 class SettingOption(click.Option):
-    """A ``worker`` option for a :class:`~acquire_async.worker.WorkerSettings` field (the
-    option's name): ``--help`` shows the library's default, read when the help is shown, so
-    the two never disagree and the ``redis`` extra is imported only then.
+    """A `worker` option for a `WorkerSettings` field (the
+    option's name): `--help` shows the library's default, read when the help is shown, so
+    the two never disagree and the `redis` extra is imported only then.
 
-    Example::
-
+    Example:
+        ```text
         @click.option("--burst", cls=SettingOption, type=click.IntRange(1, 1000))
+        ```
     """
 
     def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
@@ -146,8 +148,8 @@ _FLAG_NAMES = re.compile(r"\b(" + "|".join(_FLAGS) + r")\b")
 
 
 def _in_flags(message: str) -> str:
-    """A library message worded with the flags: ``"burst must be >= 1"`` gives
-    ``"--burst must be >= 1"``."""
+    """A library message worded with the flags: `"burst must be >= 1"` gives
+    `"--burst must be >= 1"`."""
     return _FLAG_NAMES.sub(lambda match: _FLAGS[match[1]], message)
 
 
@@ -166,10 +168,10 @@ def _need_extra() -> None:
 
 
 def redis_where(url: str) -> str:
-    """Where ``url`` points, for messages: ``host:port`` (or a socket's path), never the
+    """Where `url` points, for messages: `host:port` (or a socket's path), never the
     credentials.
 
-    Example: ``redis_where("redis://:hunter2@db.internal/0")`` is ``"db.internal:6379"``.
+    Example: `redis_where("redis://:hunter2@db.internal/0")` is `"db.internal:6379"`.
     """
     try:
         parts = urlsplit(url)
@@ -207,7 +209,7 @@ def _scrub(text: str, url: str) -> str:
 
 
 def redis_problem(exc: BaseException, url: str) -> str:
-    """A one-line message for a Redis error, naming ``host:port``, the password masked."""
+    """A one-line message for a Redis error, naming `host:port`, the password masked."""
     from redis.exceptions import AuthenticationError, ResponseError
 
     where = redis_where(url)
@@ -225,7 +227,7 @@ def redis_problem(exc: BaseException, url: str) -> str:
 
 
 def need_url(redis_url: str | None) -> str:
-    """The ``--redis`` URL, or a one-line error when there is none."""
+    """The `--redis` URL, or a one-line error when there is none."""
     _need_extra()
     if not redis_url:
         fail("no Redis: pass --redis URL or set ACQUIRE_REDIS_URL")
@@ -233,7 +235,7 @@ def need_url(redis_url: str | None) -> str:
 
 
 def open_queue(redis_url: str | None, namespace: str) -> tuple[JoinQueue, str]:
-    """A ``JoinQueue`` for the options (no I/O yet), and its URL; a bad option is a one-line
+    """A `JoinQueue` for the options (no I/O yet), and its URL; a bad option is a one-line
     error naming its flag."""
     url = need_url(redis_url)
     from acquire_async.worker import JoinQueue
@@ -245,7 +247,7 @@ def open_queue(redis_url: str | None, namespace: str) -> tuple[JoinQueue, str]:
 
 
 def run_redis(url: str, work: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(work)``; a Redis error ends the command with one line (exit 2)."""
+    """`asyncio.run(work)`; a Redis error ends the command with one line (exit 2)."""
     from redis.exceptions import RedisError
 
     try:
@@ -262,7 +264,7 @@ def run_redis(url: str, work: Coroutine[Any, Any, T]) -> T:
 def result_json(result: Result) -> str:
     """One result as a JSON line (ASCII only, like every line of this CLI).
 
-    Example: ``{"case_id":1684,"status":"joined","generation":0,"attempts":1,...}``.
+    Example: `{"case_id":1684,"status":"joined","generation":0,"attempts":1,...}`.
     """
     import msgspec
 
@@ -275,7 +277,7 @@ def result_json(result: Result) -> str:
 
 
 def counts_json(counts: QueueCounts) -> str:
-    """The counts as one JSON line, with their ``total``."""
+    """The counts as one JSON line, with their `total`."""
     return json.dumps(
         {
             "queued": counts.queued,
@@ -288,7 +290,7 @@ def counts_json(counts: QueueCounts) -> str:
 
 
 class _Bar:
-    """A transient progress line on ``screen`` when it is a terminal; nothing otherwise."""
+    """A transient progress line on `screen` when it is a terminal; nothing otherwise."""
 
     def __init__(self, screen: Console, label: str) -> None:
         self.progress = Progress(
@@ -326,15 +328,16 @@ class LineReader:
 
     The thread appends to a buffer under a lock and wakes the loop only when the buffer was
     empty, so an id costs no hop between the threads (one per id would cost more than the
-    enqueueing itself); it waits while ``limit`` items wait (backpressure). :meth:`stop`
+    enqueueing itself); it waits while `limit` items wait (backpressure). `stop`
     ends the batches at once, even while the thread waits for input that has not come: what
-    was read before is still handed over. ``error``: the exception the input failed with.
+    was read before is still handed over. `error`: the exception the input failed with.
 
-    Example::
-
+    Example:
+        ```python
         reader = LineReader(parse_ids(decode_lines(fd)), limit=10_000)
         async for batch in reader.batches():
             ...
+        ```
     """
 
     def __init__(self, items: Iterable[Any], *, limit: int) -> None:
@@ -356,7 +359,7 @@ class LineReader:
         self._wake.set()
 
     async def batches(self) -> AsyncIterator[list[Any]]:
-        """The items read so far, each time some are there, until the input or :meth:`stop`
+        """The items read so far, each time some are there, until the input or `stop`
         ends them."""
         self._loop = asyncio.get_running_loop()
         threading.Thread(target=self._pump, name="acquire-async-input", daemon=True).start()

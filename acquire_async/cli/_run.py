@@ -1,5 +1,5 @@
-"""A run of calls: ``join_many`` driven to its end (:func:`run_bulk`), or one call per id in
-turn (:func:`run_each`); both stopped gracefully by signals and dead keys."""
+"""A run of calls: `join_many` driven to its end (`run_bulk`), or one call per id in
+turn (`run_each`); both stopped gracefully by signals and dead keys."""
 
 from __future__ import annotations
 
@@ -28,20 +28,22 @@ from ._input import IdSource
 from ._output import Tally, outcome_json, print_table, printable
 
 GRACE = 5.0
-"""Seconds the joins in flight get to finish after the first Ctrl-C (``--grace``)."""
+"""Seconds the joins in flight get to finish after the first Ctrl-C (`--grace`)."""
 
 
 def account_problem(
     error: BaseException | None, base_url: str, action: str = "join chats"
 ) -> str | None:
-    """Why no call of this run can succeed, when ``error`` says so; else ``None``.
+    """Why no call of this run can succeed, when `error` says so; else `None`.
 
-    The key refused (401), or not allowed to do ``action`` (403), or a 404 that is not
-    Acquire's "no such case" (``ERROR_RECORD_NOT_FOUND``): nothing at that URL is the Acquire
-    API. Example::
+    The key refused (401), or not allowed to do `action` (403), or a 404 that is not
+    Acquire's "no such case" (`ERROR_RECORD_NOT_FOUND`): nothing at that URL is the Acquire
+    API. Example:
 
-        account_problem(AuthenticationError("bad key", status=401), url)
-        # 'the API key was refused (HTTP 401): check ACQUIRE_API_KEY or --api-key-file'
+    ```python
+    account_problem(AuthenticationError("bad key", status=401), url)
+    # 'the API key was refused (HTTP 401): check ACQUIRE_API_KEY or --api-key-file'
+    ```
     """
     if isinstance(error, AuthenticationError):
         return (
@@ -68,10 +70,10 @@ def account_problem(
 class Stopper:
     """Ends a run in two steps, from a signal or from the run itself.
 
-    :meth:`stop` ends the input (no new call starts) and leaves the calls in flight
-    ``grace`` seconds to finish (reported and recorded as usual); :meth:`abort` (a second
-    Ctrl-C, or the grace period over) cancels them at once. ``noun`` names a call in the
-    notice a signal prints (``"join"``: "finishing the 4 joins in flight").
+    `stop` ends the input (no new call starts) and leaves the calls in flight
+    `grace` seconds to finish (reported and recorded as usual); `abort` (a second
+    Ctrl-C, or the grace period over) cancels them at once. `noun` names a call in the
+    notice a signal prints (`"join"`: "finishing the 4 joins in flight").
     """
 
     def __init__(
@@ -122,7 +124,7 @@ class Stopper:
         self.stop()
 
     async def run(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` with SIGINT and SIGTERM handled; an abort is not an error here."""
+        """Run `work` with SIGINT and SIGTERM handled; an abort is not an error here."""
         loop = asyncio.get_running_loop()
         task = self._task = asyncio.ensure_future(work)
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -142,7 +144,7 @@ class Stopper:
 
 
 def same_terminal(a: IO[Any], b: IO[Any]) -> bool:
-    """``True`` when both streams write to the same terminal."""
+    """`True` when both streams write to the same terminal."""
     try:
         return (
             a.isatty()
@@ -204,11 +206,11 @@ async def run_bulk(
     total: Callable[[], int | None] = lambda: None,
     resume: IO[str] | None = None,
 ) -> None:
-    """Join the ids of ``source``; write each outcome, record successes in ``resume``.
+    """Join the ids of `source`; write each outcome, record successes in `resume`.
 
-    An account-wide error (:func:`account_problem`) stops the run like a first Ctrl-C, and
-    is kept in ``tally.fatal``. Progress goes to ``stopper.screen``; when that is the
-    terminal ``out`` writes to as well, the lines are printed through it, above the bar.
+    An account-wide error (`account_problem`) stops the run like a first Ctrl-C, and
+    is kept in `tally.fatal`. Progress goes to `stopper.screen`; when that is the
+    terminal `out` writes to as well, the lines are printed through it, above the bar.
     """
     screen = stopper.screen
     through_screen = output == "jsonl" and screen.is_terminal and same_terminal(out, screen.file)
@@ -268,17 +270,18 @@ async def run_each(
     out: IO[str],
     tally: Tally,
 ) -> None:
-    """Await ``call(case_id)`` for each id of ``source``, one at a time, in order, and write
-    ``line(case_id, result, error)`` as a JSON line for each.
+    """Await `call(case_id)` for each id of `source`, one at a time, in order, and write
+    `line(case_id, result, error)` as a JSON line for each.
 
-    The stop rules of :func:`run_bulk`: an account-wide error (:func:`account_problem`, with
-    ``action`` in its 403 message) stops the run and is kept in ``tally.fatal``; a first
-    Ctrl-C lets the call in flight finish. A call that :meth:`Stopper.abort` cancels is
-    reported too, with the ``CancelledError`` as its error: it may or may not have happened.
-    Example::
-
+    The stop rules of `run_bulk`: an account-wide error (`account_problem`, with
+    `action` in its 403 message) stops the run and is kept in `tally.fatal`; a first
+    Ctrl-C lets the call in flight finish. A call that `Stopper.abort` cancels is
+    reported too, with the `CancelledError` as its error: it may or may not have happened.
+    Example:
+        ```python
         await run_each(client, source, stopper, client.reject_chat_response, reject_line,
                        action="reject chats", out=sys.stdout, tally=tally)
+        ```
     """
     async for case_id in source:
         result: Any = None

@@ -1,8 +1,8 @@
 """Optional integrations, each behind its own extra.
 
-- :mod:`acquire_async.contrib.redis`: :class:`~acquire_async.contrib.redis.RedisThrottle`, one
+- `acquire_async.contrib.redis`: `RedisThrottle`, one
   rate limit and one 429 cool-down shared by every process of an account
-  (``pip install 'acquire-async[redis]'``).
+  (`pip install 'acquire-async[redis]'`).
 
 Importing this package imports nothing optional; each module imports its own dependency.
 """

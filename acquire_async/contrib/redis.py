@@ -1,59 +1,59 @@
-"""``RedisThrottle``: one rate limit and one 429 cool-down for every process of an account.
+"""`RedisThrottle`: one rate limit and one 429 cool-down for every process of an account.
 
-A :class:`~acquire_async.Throttle` whose state lives in Redis, so ten worker processes on five
-machines honour the account's limit together, and a ``429``/``503`` with ``Retry-After`` seen
-by any of them holds all of them back. Plug it in with ``AcquireClient(throttle=...)``; the
-request path does not change. Needs the ``redis`` extra (``pip install
-'acquire-async[redis]'``: ``redis>=5``, its asyncio client).
+A `Throttle` whose state lives in Redis, so ten worker processes on five
+machines honour the account's limit together, and a `429`/`503` with `Retry-After` seen
+by any of them holds all of them back. Plug it in with `AcquireClient(throttle=...)`; the
+request path does not change. Needs the `redis` extra (`pip install
+'acquire-async[redis]'`: `redis>=5`, its asyncio client).
 
 How it works
 ------------
-Two keys per account, ``{key}:tat`` (the rate schedule) and ``{key}:pause`` (the cool-down),
+Two keys per account, `{key}:tat` (the rate schedule) and `{key}:pause` (the cool-down),
 with a hash tag so both sit on one Redis Cluster slot. One Lua script does a refill in one
-round trip: it reads the server's clock (``TIME``), checks the cool-down, and leases up to
-``want`` slots of the GCRA schedule (the in-process limiter's algorithm): slot *i* may be sent
-at ``max(now, tat + i * interval - slack)``, ``slack = (burst - 1) * interval``; it grants the
-slots that fall within ``horizon`` seconds from now, moves ``tat`` past them, and sets
+round trip: it reads the server's clock (`TIME`), checks the cool-down, and leases up to
+`want` slots of the GCRA schedule (the in-process limiter's algorithm): slot *i* may be sent
+at `max(now, tat + i * interval - slack)`, `slack = (burst - 1) * interval`; it grants the
+slots that fall within `horizon` seconds from now, moves `tat` past them, and sets
 expiries so an idle account leaves no keys behind. It answers in offsets from the server's
 now, which the process adds to its own monotonic clock when the answer arrives: clocks skewed
 between machines do not matter, and every slot is used at or after its time on the server.
 
-- ``want`` is the number of local waiters, or more when the process used its last lease in
-  full (doubling up to ``max_lease``; halving when a slot went unused). So a process that can
-  go faster than the limit pays about one round trip per ``max_lease`` requests, not one per
+- `want` is the number of local waiters, or more when the process used its last lease in
+  full (doubling up to `max_lease`; halving when a slot went unused). So a process that can
+  go faster than the limit pays about one round trip per `max_lease` requests, not one per
   request, and a slow one does not hoard.
-- A leased slot not used within ``horizon`` seconds after its time is dropped, never spent
+- A leased slot not used within `horizon` seconds after its time is dropped, never spent
   later in a burst: that keeps the limit within a few percent over any 1-s window.
 - No slot within the horizon: the script returns when the next one is due; the process
   sleeps until then and asks again. Nothing is reserved for a caller that may be cancelled;
   the price is that at a rate every process reaches, each waiting process asks about once
   per slot.
-- ``rate_limit=None``: only the shared cool-down. A "not paused" answer is trusted for
-  ``horizon`` seconds, so an unlimited throttle costs about one round trip per horizon per
+- `rate_limit=None`: only the shared cool-down. A "not paused" answer is trusted for
+  `horizon` seconds, so an unlimited throttle costs about one round trip per horizon per
   process.
-- :meth:`RedisThrottle.pause` sets ``{key}:pause`` in a second script, the later deadline
-  winning (compare and set, with a ``PX`` expiry), on the server's clock; it applies in this
+- `RedisThrottle.pause` sets `{key}:pause` in a second script, the later deadline
+  winning (compare and set, with a `PX` expiry), on the server's clock; it applies in this
   process at once and drops its leased slots. Other processes learn of it at their next
-  refill: within ``horizon`` plus a round trip.
+  refill: within `horizon` plus a round trip.
 - One refill in flight per process; waiters are served first come first served, like
-  :class:`~acquire_async.LocalThrottle`. ``CancelledError`` always passes through, and a
+  `LocalThrottle`. `CancelledError` always passes through, and a
   cancelled waiter reserves nothing further.
 
-Every process of an account must use the same ``rate_limit``, ``burst`` and ``key``.
+Every process of an account must use the same `rate_limit`, `burst` and `key`.
 
 Redis unreachable: fail closed, by waiting
 ------------------------------------------
 A rate limit that lets requests through while it cannot count them is no limit, and a local
 fallback in each of ten processes is ten times the limit. So while Redis does not answer
-(``ConnectionError``, ``TimeoutError``, a restart), the throttle holds requests back and tries
+(`ConnectionError`, `TimeoutError`, a restart), the throttle holds requests back and tries
 again with a backoff of 50 ms growing to 1 s. It logs one warning per outage, naming Redis by
-``host:port`` (never its password), and an info line when Redis answers again; redis-py
+`host:port` (never its password), and an info line when Redis answers again; redis-py
 reconnects on the next command, and a connection broken by a restart is retried at once. After
-``unavailable_timeout`` seconds of outage (``None``: wait forever) the waiting calls end with
-:class:`~acquire_async.errors.ThrottleUnavailableError`, an ``AcquireError`` that sent
+`unavailable_timeout` seconds of outage (`None`: wait forever) the waiting calls end with
+`ThrottleUnavailableError`, an `AcquireError` that sent
 nothing: a queue worker treats it as transient. An error *answer* from Redis (a wrong key
-type, a denied command, a failed ``AUTH``) raises it at once: waiting does not heal those.
-:meth:`~RedisThrottle.pause` never raises: with Redis down the cool-down stays in this process
+type, a denied command, a failed `AUTH`) raises it at once: waiting does not heal those.
+`pause` never raises: with Redis down the cool-down stays in this process
 and a warning says so.
 
 Why our own script, not a limiter library
@@ -64,17 +64,18 @@ Both answer one question, "may this request (of cost *n*) go now?", all or nothi
 grants "as many of *n* slots as fall within the next 20 ms, and when each may be sent", which
 is what lets a worker lease slots instead of paying a round trip per request; neither returns
 the exact offset of a slot, and neither has a shared cool-down, which would still be our own
-script. Each adds a dependency for about twenty lines of Lua. Redis's own ``GCRA`` command is
+script. Each adds a dependency for about twenty lines of Lua. Redis's own `GCRA` command is
 not released, and the redis-cell module is not on Debian's or managed Redis.
 
-Example::
-
+Example:
+    ```python
     from acquire_async import AcquireClient
     from acquire_async.contrib.redis import RedisThrottle
 
     async with RedisThrottle("redis://redis:6379/0", rate_limit=50) as throttle:
         async with AcquireClient("mycompany", key, throttle=throttle) as client:
             await client.join_chat(1684)
+    ```
 """
 
 from __future__ import annotations
@@ -193,40 +194,42 @@ def _number(name: str, value: object, *, allow_zero: bool) -> float:
 
 
 class RedisThrottle:
-    """A :class:`~acquire_async.Throttle` shared through Redis by every process of an account.
+    """A `Throttle` shared through Redis by every process of an account.
 
     Args:
-        redis: a Redis URL (``redis://[:password@]host:port/db``, ``rediss://``,
-            ``unix://``), or a ``redis.asyncio.Redis`` you own (then :meth:`aclose` leaves it
+        redis: a Redis URL (`redis://[:password@]host:port/db`, `rediss://`,
+            `unix://`), or a `redis.asyncio.Redis` you own (then `aclose` leaves it
             open). A client built from a URL gets 2-s socket timeouts and no retries of its
             own (the URL's query may set others); give yours socket timeouts too.
-        rate_limit: requests per second for the whole account (``None``: no limit, only
+        rate_limit: requests per second for the whole account (`None`: no limit, only
             the shared cool-down).
         burst: how many requests may go back to back (GCRA's tolerance), as in
-            :class:`~acquire_async.LocalThrottle`.
-        key: the account's name in Redis: the keys are ``{key}:tat`` and ``{key}:pause``
-            (no ``{`` or ``}`` in it).
+            `LocalThrottle`.
+        key: the account's name in Redis: the keys are `{key}:tat` and `{key}:pause`
+            (no `{` or `}` in it).
         horizon: seconds ahead a process may lease slots, how late past its time a leased
             slot may still be used, and how long "not paused" is trusted without a limit.
             Smaller: closer to the limit and quicker to learn of a cool-down, more round
             trips.
         max_lease: the most slots one round trip leases.
         unavailable_timeout: seconds of Redis outage after which waiting calls fail with
-            :class:`~acquire_async.errors.ThrottleUnavailableError` (``None``: wait for
-            Redis forever; ``0``: fail at the first failed try).
-        clock, sleep: the monotonic clock and the sleep (for tests).
+            `ThrottleUnavailableError` (`None`: wait for
+            Redis forever; `0`: fail at the first failed try).
+        clock: the monotonic clock and the sleep (for tests).
+        sleep: See `clock`.
 
-    A wrong type raises ``TypeError``, a wrong value ``ValueError``, before any I/O.
+    A wrong type raises `TypeError`, a wrong value `ValueError`, before any I/O.
 
     Attributes:
         round_trips: Redis script calls made so far (refills, pauses, retries).
 
-    Example::
-
+    Example:
+        ```python
         throttle = RedisThrottle("redis://redis:6379/0", rate_limit=50, burst=5)
         async with throttle, AcquireClient("mycompany", key, throttle=throttle) as client:
             async with client.join_many(ids, concurrency=64) as outcomes:
                 ...
+        ```
     """
 
     __slots__ = (
@@ -358,14 +361,14 @@ class RedisThrottle:
 
     @property
     def paused_for(self) -> float:
-        """Seconds left in the cool-down this process knows of (``0.0`` when none)."""
+        """Seconds left in the cool-down this process knows of (`0.0` when none)."""
         return max(0.0, self._resume_at - self._clock())
 
     # ------------------------------------------------------------------ taking a slot
 
     def try_acquire(self) -> bool:
-        """Take a leased slot whose time has come, if no cool-down is known (``True``); else
-        ``False`` and take nothing.
+        """Take a leased slot whose time has come, if no cool-down is known (`True`); else
+        `False` and take nothing.
 
         No I/O: the client's fast path. It never jumps the queue of callers already waiting.
         """
@@ -391,8 +394,8 @@ class RedisThrottle:
         """Wait for the shared cool-down to end and for a slot of the shared rate schedule.
 
         Waiters queue first come first served; only the first one sleeps or asks Redis. While
-        Redis is unreachable it waits (see the module's docs); after ``unavailable_timeout``
-        it raises :class:`~acquire_async.errors.ThrottleUnavailableError`. ``RuntimeError``
+        Redis is unreachable it waits (see the module's docs); after `unavailable_timeout`
+        it raises `ThrottleUnavailableError`. `RuntimeError`
         once the throttle is closed.
         """
         if self.try_acquire():
@@ -487,7 +490,7 @@ class RedisThrottle:
     # ------------------------------------------------------------------ the cool-down
 
     async def pause(self, seconds: float) -> None:
-        """Hold back every process of the account for ``seconds`` (the later deadline wins).
+        """Hold back every process of the account for `seconds` (the later deadline wins).
 
         Applies here at once, then in Redis; other processes see it at their next refill.
         Never raises (the client awaits it while handling a 429): with Redis down the pause
@@ -539,8 +542,8 @@ class RedisThrottle:
         *,
         patient: bool,
     ) -> Any:
-        """Run a script. ``patient``: through an outage, until ``unavailable_timeout`` (or
-        :data:`_NOBODY` once nobody waits); else one try (the outage error is raised)."""
+        """Run a script. `patient`: through an outage, until `unavailable_timeout` (or
+        `_NOBODY` once nobody waits); else one try (the outage error is raised)."""
         delay = _BACKOFF_FIRST
         # After a Redis restart the pooled connection is dead: its first command fails, the
         # next one reconnects. So a first failure outside an outage is retried at once.
@@ -608,7 +611,7 @@ class RedisThrottle:
     async def aclose(self) -> None:
         """Stop the throttle's tasks; close the Redis client if it was built from a URL.
 
-        Idempotent. Waiting calls end with ``RuntimeError`` (one asleep until a slot or the
+        Idempotent. Waiting calls end with `RuntimeError` (one asleep until a slot or the
         end of a cool-down, when it wakes); so do later ones.
         """
         if self._closed:

@@ -1,6 +1,6 @@
 """Realistic case payloads, and what Acquire's operations do to one: join, reject, close.
 
-Everything here is pure: a case is a plain ``dict`` in the wire shape (camelCase keys, ISO-8601
+Everything here is pure: a case is a plain `dict` in the wire shape (camelCase keys, ISO-8601
 UTC timestamps with milliseconds), modelled on the published join response (2021-04-01, case
 1684). The emulator keeps its store in that shape, so what it serves is what Acquire sends.
 """
@@ -49,10 +49,10 @@ _ROSTER: tuple[tuple[int, str, str], ...] = (
 
 
 def iso(moment: datetime, *, whole_seconds: bool = False) -> str:
-    """``moment`` as Acquire writes it: ``2021-03-24T10:44:48.538Z`` (UTC, milliseconds).
+    """`moment` as Acquire writes it: `2021-03-24T10:44:48.538Z` (UTC, milliseconds).
 
-    ``whole_seconds`` writes ``.000`` for the milliseconds, as Acquire does for the database
-    columns it stores at second precision (``dateCreated`` of a case or a participant).
+    `whole_seconds` writes `.000` for the milliseconds, as Acquire does for the database
+    columns it stores at second precision (`dateCreated` of a case or a participant).
     """
     utc = moment.astimezone(timezone.utc) if moment.tzinfo else moment
     millis = 0 if whole_seconds else utc.microsecond // 1000
@@ -60,7 +60,7 @@ def iso(moment: datetime, *, whole_seconds: bool = False) -> str:
 
 
 def parse_iso(text: object) -> datetime | None:
-    """The aware ``datetime`` of an Acquire timestamp, or ``None`` if ``text`` is not one."""
+    """The aware `datetime` of an Acquire timestamp, or `None` if `text` is not one."""
     if not isinstance(text, str):
         return None
     try:
@@ -71,7 +71,7 @@ def parse_iso(text: object) -> datetime | None:
 
 
 def agent_user(agent_id: int, name: str, *, email: str = "") -> dict[str, Any]:
-    """The nested ``user`` object of an agent participant, in the published shape."""
+    """The nested `user` object of an agent participant, in the published shape."""
     return {
         "roles": [],
         "id": agent_id,
@@ -100,21 +100,22 @@ def make_waiting_case(
 ) -> dict[str, Any]:
     """A realistic case waiting for an agent, shaped like Acquire's published payloads.
 
-    The case is ``"queue"`` or ``"pending"`` (``status`` picks one; by default ``rng`` does),
-    has a contact participant (``type: "contact"``, nested user ``{"name": "#<contactId>"}``)
-    and an agent the router offered it to (``type: "user"``, ``status: "active"``), a ``meta``
-    with ``sessionId``/``queueRecheck``/``queues``, an ``event`` ``lastMessage`` with the
-    ``…|translate`` system text, and ``dateActive: null``. Timestamps are a few seconds to
-    minutes before ``now`` (default: the current time), at second precision like Acquire's
-    ``dateCreated``.
+    The case is `"queue"` or `"pending"` (`status` picks one; by default `rng` does),
+    has a contact participant (`type: "contact"`, nested user `{"name": "#<contactId>"}`)
+    and an agent the router offered it to (`type: "user"`, `status: "active"`), a `meta`
+    with `sessionId`/`queueRecheck`/`queues`, an `event` `lastMessage` with the
+    `…|translate` system text, and `dateActive: null`. Timestamps are a few seconds to
+    minutes before `now` (default: the current time), at second precision like Acquire's
+    `dateCreated`.
 
-    Every random choice comes from ``rng``; without one, from ``random.Random(case_id)``, so
-    a given ``case_id`` (and ``now``) always makes the same case. Participant and message ids
-    are derived from ``case_id`` (``2 * case_id`` and up), so generated cases never share one.
+    Every random choice comes from `rng`; without one, from `random.Random(case_id)`, so
+    a given `case_id` (and `now`) always makes the same case. Participant and message ids
+    are derived from `case_id` (`2 * case_id` and up), so generated cases never share one.
 
-    >>> case = make_waiting_case(1684, status="pending")
-    >>> case["status"], case["users"][1]["user"]["name"] == f"#{case['contactId']}"
-    ('pending', True)
+    Examples:
+        >>> case = make_waiting_case(1684, status="pending")
+        >>> case["status"], case["users"][1]["user"]["name"] == f"#{case['contactId']}"
+        ('pending', True)
     """
     if isinstance(case_id, bool) or not isinstance(case_id, int) or case_id <= 0:
         raise ValueError(f"case_id must be a positive int (got {case_id!r})")
@@ -218,7 +219,7 @@ def _agent_entries(case: Mapping[str, Any], agent_id: int) -> list[dict[str, Any
 
 
 def is_joined_by(case: Mapping[str, Any], agent_id: int) -> bool:
-    """Whether agent ``agent_id`` is a ``"joined"`` participant of ``case`` it has not left."""
+    """Whether agent `agent_id` is a `"joined"` participant of `case` it has not left."""
     return any(
         entry.get("status") == "joined" and entry.get("closed") != "yes"
         for entry in _agent_entries(case, agent_id)
@@ -232,17 +233,17 @@ def apply_join(
     participant_id: int,
     now: datetime,
 ) -> dict[str, Any]:
-    """Join ``agent`` (a nested agent ``user`` object) to ``case`` in place, as Acquire does.
+    """Join `agent` (a nested agent `user` object) to `case` in place, as Acquire does.
 
-    The case becomes ``"active"``; ``dateUpdated`` is ``now``, and so is ``dateActive`` unless
-    the case was already active; ``waitTime`` is the seconds since ``dateQueue``; ``queueId``
-    and ``queueOrder`` are cleared to ``null``/``0`` (as in the published payload). Agents the
-    case was routed to (``status: "active"``) become ``"ignored"``. If the joining agent was
-    itself the routed agent, its entry turns ``"joined"``; otherwise a new entry is appended
-    with id ``participant_id``.
+    The case becomes `"active"`; `dateUpdated` is `now`, and so is `dateActive` unless
+    the case was already active; `waitTime` is the seconds since `dateQueue`; `queueId`
+    and `queueOrder` are cleared to `null`/`0` (as in the published payload). Agents the
+    case was routed to (`status: "active"`) become `"ignored"`. If the joining agent was
+    itself the routed agent, its entry turns `"joined"`; otherwise a new entry is appended
+    with id `participant_id`.
 
-    Returns the response ``data``: a deep copy of the case whose joining entry also carries
-    ``case``, a copy of the case without ``users`` (the store itself never holds that nested
+    Returns the response `data`: a deep copy of the case whose joining entry also carries
+    `case`, a copy of the case without `users` (the store itself never holds that nested
     copy). The caller checks beforehand that the case is neither closed nor already joined.
     """
     agent_id = agent["id"]
@@ -297,7 +298,7 @@ def apply_join(
 
 
 def close(case: dict[str, Any], *, now: datetime, closed_by: int | None = None) -> None:
-    """Close ``case`` in place: ``status: "closed"``, ``dateClosed``/``dateUpdated`` = ``now``."""
+    """Close `case` in place: `status: "closed"`, `dateClosed`/`dateUpdated` = `now`."""
     stamp = iso(now)
     case["status"] = "closed"
     case["dateClosed"] = stamp
@@ -308,11 +309,11 @@ def close(case: dict[str, Any], *, now: datetime, closed_by: int | None = None) 
 def apply_reject(
     case: dict[str, Any], *, agent: Mapping[str, Any], participant_id: int, now: datetime
 ) -> bool:
-    """Reject ``case`` for ``agent`` in place; return whether anything changed.
+    """Reject `case` for `agent` in place; return whether anything changed.
 
-    As published (2021-03-24): the agent's entry turns ``"rejected"`` and nothing else changes,
-    not even ``dateUpdated``. An agent with no entry gets one, ``"rejected"``, with id
-    ``participant_id`` (Acquire does not say what it does then). Rejecting again changes nothing.
+    As published (2021-03-24): the agent's entry turns `"rejected"` and nothing else changes,
+    not even `dateUpdated`. An agent with no entry gets one, `"rejected"`, with id
+    `participant_id` (Acquire does not say what it does then). Rejecting again changes nothing.
     """
     entries = _agent_entries(case, agent["id"])
     if entries:
@@ -351,12 +352,12 @@ def apply_close(
     leave_only: bool,
     now: datetime,
 ) -> tuple[bool, bool, bool]:
-    """Close ``case`` (or only leave it) as agent ``agent_id``, in place.
+    """Close `case` (or only leave it) as agent `agent_id`, in place.
 
-    Returns ``(forever_closed, left_user, changed)``: the first two are the published
-    ``foreverClosed`` and ``leftUser``. The agent's entries get ``closed: "yes"`` (it left);
-    unless ``leave_only``, the case is closed too (:func:`close`, ``closedBy`` the agent,
-    ``closingState`` as asked). A case closed already stays as it is: ``(True, False, False)``.
+    Returns `(forever_closed, left_user, changed)`: the first two are the published
+    `foreverClosed` and `leftUser`. The agent's entries get `closed: "yes"` (it left);
+    unless `leave_only`, the case is closed too (`close`, `closedBy` the agent,
+    `closingState` as asked). A case closed already stays as it is: `(True, False, False)`.
     """
     if case.get("status") == "closed":
         return True, False, False

@@ -1,9 +1,9 @@
 """The bodies of the webhook events the emulator delivers, in Acquire's published shapes.
 
-Only ``case:status`` has a published delivery (``webhooks/README.md@408cd38``, 2021-03-05):
-ids as strings, JavaScript ``Date.toString()`` dates, the contact with its form fields, and the
-whole transcript in ``messages``. ``user:case-invite`` has no published body; its shape here
-is **assumed** (see :func:`invite_data`). Everything here is pure: dicts in, dicts or bytes out.
+Only `case:status` has a published delivery (`webhooks/README.md@408cd38`, 2021-03-05):
+ids as strings, JavaScript `Date.toString()` dates, the contact with its form fields, and the
+whole transcript in `messages`. `user:case-invite` has no published body; its shape here
+is **assumed** (see `invite_data`). Everything here is pure: dicts in, dicts or bytes out.
 """
 
 from __future__ import annotations
@@ -37,10 +37,11 @@ _CONTACT_FIELDS = ("name", "email", "phone", "city", "state", "countryId", "ip")
 
 
 def js_date(moment: datetime) -> str:
-    """``moment`` as JavaScript's ``Date.prototype.toString()`` writes it on a UTC server::
+    """`moment` as JavaScript's `Date.prototype.toString()` writes it on a UTC server:
 
-    >>> js_date(datetime(2021, 3, 3, 10, 19, 49, tzinfo=timezone.utc))
-    'Wed Mar 03 2021 10:19:49 GMT+0000 (Coordinated Universal Time)'
+    Examples:
+        >>> js_date(datetime(2021, 3, 3, 10, 19, 49, tzinfo=timezone.utc))
+        'Wed Mar 03 2021 10:19:49 GMT+0000 (Coordinated Universal Time)'
     """
     utc = moment.astimezone(timezone.utc) if moment.tzinfo else moment
     return (
@@ -100,13 +101,15 @@ def _message(message: Mapping[str, Any]) -> dict[str, Any]:
 def case_status_data(
     case: Mapping[str, Any], transcript: Iterable[Mapping[str, Any]]
 ) -> dict[str, Any]:
-    """The ``data`` of a ``case:status`` delivery for a stored case, in the published shape.
+    """The `data` of a `case:status` delivery for a stored case, in the published shape.
 
-    ``transcript`` is the case's messages, oldest first (store shape: int ids, ISO dates).
-    ``fields`` is always ``{}`` (the store has no custom fields), as in the published example::
+    `transcript` is the case's messages, oldest first (store shape: int ids, ISO dates).
+    `fields` is always `{}` (the store has no custom fields), as in the published example:
 
-        data = case_status_data(fake.cases[1000], [])
-        data["caseId"], data["status"]  # ('1000', 'pending')
+    ```python
+    data = case_status_data(fake.cases[1000], [])
+    data["caseId"], data["status"]  # ('1000', 'pending')
+    ```
     """
     return {
         "caseId": _string_id(case.get("id")),
@@ -118,16 +121,16 @@ def case_status_data(
 
 
 def invite_data(case_id: int, user_id: int) -> dict[str, Any]:
-    """The ``data`` of a ``user:case-invite`` delivery: **assumed**, nothing is published.
+    """The `data` of a `user:case-invite` delivery: **assumed**, nothing is published.
 
-    ``{"caseId": "<id>", "userId": "<agent id>"}``: ids as strings like ``case:status``'s; the
-    audit log's bot subscriptions filter invites on ``params.user``, so the invited user is a
+    `{"caseId": "<id>", "userId": "<agent id>"}`: ids as strings like `case:status`'s; the
+    audit log's bot subscriptions filter invites on `params.user`, so the invited user is a
     guess at what the body names.
     """
     return {"caseId": _string_id(case_id), "userId": _string_id(user_id)}
 
 
 def encode_event(event: str, data: Mapping[str, Any]) -> bytes:
-    """``{"event", "data"}`` as compact JSON, the bytes ``JSON.stringify`` gives (and signs)."""
+    """`{"event", "data"}` as compact JSON, the bytes `JSON.stringify` gives (and signs)."""
     body = {"event": event, "data": data}
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

@@ -1,25 +1,27 @@
-"""``FakeAcquire``: Acquire's chat endpoints, served by ``aiohttp.web`` on a real socket.
+"""`FakeAcquire`: Acquire's chat endpoints, served by `aiohttp.web` on a real socket.
 
-One request travels like this (``FakeAcquire._handle``)::
+One request travels like this (`FakeAcquire._handle`):
 
-    arrival ── rate limit? ─────────────────────────────▶ 429 + Retry-After   (no draw)
-       │ decide the fault (script, else one draw), draw the latency
-       ▼
-    sleep(latency)
-       │ drop_before_read ──────────────────────────────▶ abort, body unread
-       ▼
-    read the body
-       │ http_NNN / error_envelope_200 ─────────────────▶ error envelope, no state change
-       ▼
-    the API: route → method → auth → body → the route's handler   (synchronous: atomic)
-       │ drop_after_read ───────────────────────────────▶ abort (the change happened)
-       │ truncate / malformed / slow_drip ──────────────▶ the answer, damaged or slow
-       ▼
-    the answer
+```text
+arrival ── rate limit? ─────────────────────────────▶ 429 + Retry-After   (no draw)
+   │ decide the fault (script, else one draw), draw the latency
+   ▼
+sleep(latency)
+   │ drop_before_read ──────────────────────────────▶ abort, body unread
+   ▼
+read the body
+   │ http_NNN / error_envelope_200 ─────────────────▶ error envelope, no state change
+   ▼
+the API: route → method → auth → body → the route's handler   (synchronous: atomic)
+   │ drop_after_read ───────────────────────────────▶ abort (the change happened)
+   │ truncate / malformed / slow_drip ──────────────▶ the answer, damaged or slow
+   ▼
+the answer
+```
 
-The routes and their handlers are in ``_routes.py``, the store they share in ``_store.py``;
-the outbound webhooks (the emulator as Acquire's sender) in ``_webhooks.py``, their bodies in
-``_events.py``.
+The routes and their handlers are in `_routes.py`, the store they share in `_store.py`;
+the outbound webhooks (the emulator as Acquire's sender) in `_webhooks.py`, their bodies in
+`_events.py`.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ __all__ = [
 ]
 
 DEFAULT_API_KEY = "acquire-fake-key"
-"""The API key a :class:`FakeAcquire` accepts unless given another. Not a secret."""
+"""The API key a `FakeAcquire` accepts unless given another. Not a secret."""
 
 DEFAULT_AGENT_ID = 25
 """The id of the key's agent (the published example joins agent 25)."""
@@ -81,28 +83,28 @@ _SHUTDOWN_TIMEOUT = 0.25
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request the emulator received, as logged in :attr:`FakeAcquire.requests`.
+    """One request the emulator received, as logged in `FakeAcquire.requests`.
 
-    The ``Authorization`` header is never stored: only whether it matched (``authorized``).
+    The `Authorization` header is never stored: only whether it matched (`authorized`).
 
     Attributes:
         seq: arrival number, from 0.
-        method: the HTTP method (``"POST"``, ``"GET"``…).
-        path: the request path (``"/api/v1/crm/messenger/chat/join"``).
-        case_id: the body's ``caseId`` if it was an int, else ``None``.
-        body: the decoded JSON body, or ``None`` (not read, empty or not JSON).
-        ask_join: the body's ``askJoin`` if it was a bool, else ``None`` (absent means true).
-        authorized: whether ``Authorization: Bearer <api_key>`` matched.
-        status: the status answered, or ``None`` when the connection was dropped unanswered.
-        fault: the fault applied: a :data:`~acquire_async.testing.FaultName`, ``"http_503"``
-            (an injected status), ``"rate_limit"``, or ``None``.
+        method: the HTTP method (`"POST"`, `"GET"`…).
+        path: the request path (`"/api/v1/crm/messenger/chat/join"`).
+        case_id: the body's `caseId` if it was an int, else `None`.
+        body: the decoded JSON body, or `None` (not read, empty or not JSON).
+        ask_join: the body's `askJoin` if it was a bool, else `None` (absent means true).
+        authorized: whether `Authorization: Bearer <api_key>` matched.
+        status: the status answered, or `None` when the connection was dropped unanswered.
+        fault: the fault applied: a `FaultName`, `"http_503"`
+            (an injected status), `"rate_limit"`, or `None`.
         applied: whether this request changed the store (joined, rejected or closed the
             case, or stored a message).
         latency: the seconds the emulator waited before answering.
-        operation: the operation whose path the request named (``"join_chat"``,
-            ``"reject_chat"``, ``"close_chat"``, ``"add_message"``), even when its method was
-            refused; ``None`` for an unknown path.
-        received: when it arrived, on the event loop's clock (``loop.time()``, monotonic
+        operation: the operation whose path the request named (`"join_chat"`,
+            `"reject_chat"`, `"close_chat"`, `"add_message"`), even when its method was
+            refused; `None` for an unknown path.
+        received: when it arrived, on the event loop's clock (`loop.time()`, monotonic
             seconds): what a test of a rate limit counts per window.
     """
 
@@ -122,7 +124,7 @@ class RecordedRequest:
 
 
 def _below_prefix(path: str) -> str | None:
-    """``/api/v1/crm/messenger/chat/join/`` → ``/crm/messenger/chat/join``; ``None`` if the
+    """`/api/v1/crm/messenger/chat/join/` → `/crm/messenger/chat/join`; `None` if the
     path is not below the API prefix."""
     path = path.rstrip("/")
     if not path.startswith(API_PREFIX + "/"):
@@ -143,90 +145,93 @@ def _known(cases: Mapping[int, Any], case_id: int) -> int:
 
 
 class FakeAcquire:
-    """An in-process emulator of Acquire's chat API, on a real ``127.0.0.1`` socket.
+    """An in-process emulator of Acquire's chat API, on a real `127.0.0.1` socket.
 
     It serves the join, reject, close and add-message endpoints on one store of cases, as
     Acquire does where it publishes how, answers with Acquire's envelopes and logs every
-    request; :class:`Faults` make it misbehave on purpose, on every route.
+    request; `Faults` make it misbehave on purpose, on every route.
 
     Args:
-        cases: an int N seeds N realistic waiting cases (:func:`make_waiting_case`) with ids
-            from ``first_case_id``; or an iterable of case dicts (wire shape, camelCase; a
-            published ``{"data": case}`` envelope is unwrapped), deep-copied into the store.
-        api_key: the only key accepted as ``Authorization: Bearer <api_key>``.
+        cases: an int N seeds N realistic waiting cases (`make_waiting_case`) with ids
+            from `first_case_id`; or an iterable of case dicts (wire shape, camelCase; a
+            published `{"data": case}` envelope is unwrapped), deep-copied into the store.
+        api_key: the only key accepted as `Authorization: Bearer <api_key>`.
         faults: the faults to inject (default: none).
-        host, port: where to listen; port 0 picks a free port (see :attr:`base_url`).
+        host: where to listen; port 0 picks a free port (see `base_url`).
+        port: See `host`.
         first_case_id: the id of the first seeded case.
-        agent_id, agent_name: the agent the API key belongs to: the one a join adds.
+        agent_id: the agent the API key belongs to: the one a join adds.
+        agent_name: See `agent_id`.
         already_joined: cases the key's agent has joined before the first request: the ids,
             or a fraction of the initial cases (chosen deterministically).
-        allow_get: also serve the join on ``GET`` with a JSON body (the method of the
-            original reference page). ``POST`` is always served unless refused below.
-        method_not_allowed: ``"POST"`` or ``"GET"``: answer that method of the join with 405.
-            The other routes take ``POST`` only.
-        clock: returns the current time as an aware ``datetime`` (for the timestamps).
+        allow_get: also serve the join on `GET` with a JSON body (the method of the
+            original reference page). `POST` is always served unless refused below.
+        method_not_allowed: `"POST"` or `"GET"`: answer that method of the join with 405.
+            The other routes take `POST` only.
+        clock: returns the current time as an aware `datetime` (for the timestamps).
 
-    Example::
-
+    Example:
+        ```python
         async with FakeAcquire(cases=3, faults=Faults(sequence=["drop_after_read"])) as fake:
             async with aiohttp.ClientSession() as http:
                 await http.post(fake.join_url, json={"caseId": 1000, "askJoin": True},
                                 headers={"Authorization": f"Bearer {fake.api_key}"})
             fake.requests[0].applied  # True: dropped, but joined
+        ```
 
     Semantics (Acquire's, where documented; the rest is marked **invented**):
 
-    * success: ``200 {"data": ...}``; errors: ``{"error": {"code", "message", "data": null}}``;
-    * wrong or missing key: 401 ``ERROR_UNAUTHORIZED``; unknown case: 400
-      ``ERROR_RECORD_NOT_FOUND`` (Acquire's status for it); bad body (not JSON, ``caseId``
+    * success: `200 {"data": ...}`; errors: `{"error": {"code", "message", "data": null}}`;
+    * wrong or missing key: 401 `ERROR_UNAUTHORIZED`; unknown case: 400
+      `ERROR_RECORD_NOT_FOUND` (Acquire's status for it); bad body (not JSON, `caseId`
       missing or not a positive int, a route's own field of the wrong type): 400
-      ``ERROR_INVALID_INPUT``;
+      `ERROR_INVALID_INPUT`;
     * join (POST, and GET unless refused) of a waiting (or active, not yet joined) case: see
-      :func:`apply_join`; again by the same agent: ``CHAT_ALREADY_JOINED`` *with HTTP 200*, as
+      `apply_join`; again by the same agent: `CHAT_ALREADY_JOINED` *with HTTP 200*, as
       published;
-    * reject: the agent's entry turns ``"rejected"``; the answer is the case (published
+    * reject: the agent's entry turns `"rejected"`; the answer is the case (published
       shape); an agent with no entry gets a rejected one (**invented**);
-    * close: the case turns ``"closed"`` (``dateClosed``, ``closedBy``, ``closingState``); the
-      answer is ``{"0": {"foreverClosed", "leftUser", "caseId", "contactId"}, "userId",
-      "userType"}`` as published; ``leaveOnly: true`` only takes the agent out (**invented**);
+    * close: the case turns `"closed"` (`dateClosed`, `closedBy`, `closingState`); the
+      answer is `{"0": {"foreverClosed", "leftUser", "caseId", "contactId"}, "userId",
+      "userType"}` as published; `leaveOnly: true` only takes the agent out (**invented**);
       closing a closed case again answers the same way and changes nothing (**invented**);
-    * add-message: the message is stored (:meth:`messages`) and becomes the case's
-      ``lastMessage``; the answer is the message with its ``case`` and ``sender``;
-    * join, reject or add-message on a closed case: 400 ``ERROR_CASE_CLOSED``: **this code is
+    * add-message: the message is stored (`messages`) and becomes the case's
+      `lastMessage`; the answer is the message with its `case` and `sender`;
+    * join, reject or add-message on a closed case: 400 `ERROR_CASE_CLOSED`: **this code is
       the emulator's invention**; Acquire does not document what those answer;
-    * ``askJoin: false`` is recorded and joins the same way (Acquire does not say what it
-      does); a body without ``askJoin`` (an older revision) is a join too;
-    * unknown path: 404 ``ERROR_NOT_FOUND``; a refused method: 405
-      ``ERROR_METHOD_NOT_ALLOWED`` with ``Allow`` (both codes invented);
-    * each answer has ``X-Request-Id: fake-<seq>`` (the emulator's, for error reports).
+    * `askJoin: false` is recorded and joins the same way (Acquire does not say what it
+      does); a body without `askJoin` (an older revision) is a join too;
+    * unknown path: 404 `ERROR_NOT_FOUND`; a refused method: 405
+      `ERROR_METHOD_NOT_ALLOWED` with `Allow` (both codes invented);
+    * each answer has `X-Request-Id: fake-<seq>` (the emulator's, for error reports).
 
-    Webhooks (:meth:`add_webhook`), the emulator playing Acquire's sender:
+    Webhooks (`add_webhook`), the emulator playing Acquire's sender:
 
-    * a delivery is a ``POST`` of compact JSON (``JSON.stringify``'s bytes) ``{"event",
-      "data"}`` with ``Content-Type: application/json`` and, when the webhook has a secret,
-      ``x-acquire-signature``: lowercase hex HMAC-SHA256 over exactly those bytes, as the
+    * a delivery is a `POST` of compact JSON (`JSON.stringify`'s bytes) `{"event",
+      "data"}` with `Content-Type: application/json` and, when the webhook has a secret,
+      `x-acquire-signature`: lowercase hex HMAC-SHA256 over exactly those bytes, as the
       docs' Node reference computes it. The method and content type are **assumed** (v2 does
-      not say; v1 and the create API's ``format`` say JSON over POST);
-    * ``case:status`` on every change of a stored case's status made through the emulator (a
-      join that makes it ``active``, a close, :meth:`close_case`, :meth:`mark_joined`), in the
-      published shape: ids as strings, ``Date.toString()`` dates, ``fields: {}``, the contact
+      not say; v1 and the create API's `format` say JSON over POST);
+    * `case:status` on every change of a stored case's status made through the emulator (a
+      join that makes it `active`, a close, `close_case`, `mark_joined`), in the
+      published shape: ids as strings, `Date.toString()` dates, `fields: {}`, the contact
       (its name; the other published fields are empty strings: **invented**), and the
-      transcript in ``messages`` (the case's last message when stored, then every message
+      transcript in `messages` (the case's last message when stored, then every message
       added through add-message). The join and close event messages Acquire writes into a
       transcript are not added (the emulator's simplification);
-    * ``case:status`` for a case :meth:`add_case` stores, with its status: **assumed**
+    * `case:status` for a case `add_case` stores, with its status: **assumed**
       (whether Acquire sends one for a new case, and with which status, is not published;
       the events page's "Case new" has no published wire name). Cases given to the
       constructor are stored before any webhook exists, so they deliver nothing;
-    * a change made by editing :attr:`cases` directly delivers nothing; :meth:`deliver_status`
+    * a change made by editing `cases` directly delivers nothing; `deliver_status`
       sends the case as it is;
-    * ``user:case-invite`` only from :meth:`invite`, shaped ``{"caseId", "userId"}`` with
+    * `user:case-invite` only from `invite`, shaped `{"caseId", "userId"}` with
       string ids: **assumed** (no delivery of it was published);
-    * a non-200 answer, a dropped connection or a timeout is retried ``retries`` times (5 by
+    * a non-200 answer, a dropped connection or a timeout is retried `retries` times (5 by
       default: v1's documented "5 more times"; v2 documents no policy: **assumed**),
-      ``retry_delay`` apart (**invented**), then given up; the attempt timeout (10 s) and the
+      `retry_delay` apart (**invented**), then given up; the attempt timeout (10 s) and the
       concurrency (8 in flight per webhook) are **invented**;
-    * duplicates and reordering happen only as :class:`WebhookFaults` say.
+    * duplicates and reordering happen only as `WebhookFaults` say.
     """
 
     def __init__(
@@ -256,13 +261,13 @@ class FakeAcquire:
         if not methods:
             raise ValueError("no method left to join with: allow_get=False and POST refused")
         self.api_key = api_key
-        """The accepted API key (not shown by ``repr``)."""
+        """The accepted API key (not shown by `repr`)."""
         self.agent_id = agent_id
         """The id of the key's agent."""
         self.host = host
         """The host to listen on."""
         self.port = port
-        """The port to listen on; after :meth:`start`, the port actually bound."""
+        """The port to listen on; after `start`, the port actually bound."""
         self.methods = frozenset(methods)
         """The methods the join endpoint serves."""
         self._store = CaseStore(
@@ -272,7 +277,7 @@ class FakeAcquire:
             first_case_id=first_case_id,
         )
         self.agent: dict[str, Any] = self._store.agent
-        """The nested ``user`` object of the key's agent, as a join adds it."""
+        """The nested `user` object of the key's agent, as a join adds it."""
         self._key = api_key.encode("utf-8", "surrogateescape")
         self._routes = route_table(self.methods)
         self._operations = {path: route.operation for (_, path), route in self._routes.items()}
@@ -301,25 +306,25 @@ class FakeAcquire:
 
     @property
     def base_url(self) -> str:
-        """``http://HOST:PORT/api/v1``: pass it as the client's ``base_url``."""
+        """`http://HOST:PORT/api/v1`: pass it as the client's `base_url`."""
         if not self._started:
             raise RuntimeError("FakeAcquire is not started: use 'async with' or await start()")
         return str(URL.build(scheme="http", host=self.host, port=self.port, path=API_PREFIX))
 
     @property
     def join_url(self) -> str:
-        """The join endpoint: ``{base_url}/crm/messenger/chat/join``."""
+        """The join endpoint: `{base_url}/crm/messenger/chat/join`."""
         return self.base_url + JOIN_PATH
 
     @property
     def routes(self) -> dict[tuple[str, str], str]:
-        """The routes served: ``(method, path below base_url)`` → operation name, e.g.
-        ``("POST", "/crm/messenger/chat/add-message")`` → ``"add_message"``. A copy."""
+        """The routes served: `(method, path below base_url)` → operation name, e.g.
+        `("POST", "/crm/messenger/chat/add-message")` → `"add_message"`. A copy."""
         return {key: route.operation for key, route in self._routes.items()}
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """Every request received, in the order answered (``clear()`` it between phases)."""
+        """Every request received, in the order answered (`clear()` it between phases)."""
         return self._requests
 
     @property
@@ -343,16 +348,16 @@ class FakeAcquire:
     ) -> dict[str, Any]:
         """Put a case in the store and return the stored dict.
 
-        Without ``case``, a new waiting case (:func:`make_waiting_case`, ``status`` ``"queue"``
-        or ``"pending"``) with the next free id. A given case is deep-copied; its ``id`` must
+        Without `case`, a new waiting case (`make_waiting_case`, `status` `"queue"`
+        or `"pending"`) with the next free id. A given case is deep-copied; its `id` must
         be a positive int not in the store yet.
         """
         return self._store.add_case(case, status=status)
 
     def close_case(self, case_id: int) -> dict[str, Any]:
-        """Close a stored case, as someone else would (``closedBy: null``); return it.
+        """Close a stored case, as someone else would (`closedBy: null`); return it.
 
-        A later join, reject or message gets ``ERROR_CASE_CLOSED`` (an invented code).
+        A later join, reject or message gets `ERROR_CASE_CLOSED` (an invented code).
         """
         return self._store.close_case(case_id)
 
@@ -360,30 +365,34 @@ class FakeAcquire:
         """Join the key's agent to a stored case now, without a request; return it.
 
         For the state "joined earlier" (a restarted bot, a colleague's script). A closed case
-        raises ``ValueError``; an already joined one is left as it is.
+        raises `ValueError`; an already joined one is left as it is.
         """
         return self._store.mark_joined(case_id)
 
     def is_joined(self, case_id: int) -> bool:
-        """Whether the key's agent has joined the stored case ``case_id``."""
+        """Whether the key's agent has joined the stored case `case_id`."""
         return self._store.is_joined(case_id)
 
     def messages(self, case_id: int) -> list[dict[str, Any]]:
-        """The messages the stored case ``case_id`` received through add-message, oldest
-        first, in the ``lastMessage`` shape; ``KeyError`` if there is no such case::
+        """The messages the stored case `case_id` received through add-message, oldest
+        first, in the `lastMessage` shape; `KeyError` if there is no such case:
 
-            assert len(fake.messages(1000)) == 1  # greeted once, even after a dropped answer
+        ```python
+        assert len(fake.messages(1000)) == 1  # greeted once, even after a dropped answer
+        ```
         """
         return self._store.messages(case_id)
 
     def script(self, faults: Iterable[ScriptItem]) -> None:
         """Force exact faults on the next requests, one entry each, in order.
 
-        An entry is a fault name (``"drop_after_read"``…), an HTTP status to answer (``503``;
-        ``429`` adds ``Retry-After``), or ``None`` for a normal answer. Scripted entries go
-        before random faults; a rate-limited request consumes none::
+        An entry is a fault name (`"drop_after_read"`…), an HTTP status to answer (`503`;
+        `429` adds `Retry-After`), or `None` for a normal answer. Scripted entries go
+        before random faults; a rate-limited request consumes none:
 
-            fake.script(["drop_after_read", 503, None])
+        ```python
+        fake.script(["drop_after_read", 503, None])
+        ```
         """
         self._injector.push(faults)
 
@@ -399,17 +408,19 @@ class FakeAcquire:
         concurrency: int = 8,
         timeout: float = 10.0,
     ) -> Webhook:
-        """Register a webhook: from now on, ``events`` are POSTed to ``url``, signed with
-        ``secret`` (``None``: unsigned), misbehaving as ``faults`` say.
+        """Register a webhook: from now on, `events` are POSTed to `url`, signed with
+        `secret` (`None`: unsigned), misbehaving as `faults` say.
 
         Several may be registered; each gets every event it names. Deliveries run in the
-        background (at most ``concurrency`` at once per webhook, each attempt within
-        ``timeout`` seconds); :attr:`deliveries` logs them and :meth:`webhooks_idle` waits for
-        them. Events of a change made before :meth:`start` wait for it::
+        background (at most `concurrency` at once per webhook, each attempt within
+        `timeout` seconds); `deliveries` logs them and `webhooks_idle` waits for
+        them. Events of a change made before `start` wait for it:
 
-            hook = fake.add_webhook(f"http://127.0.0.1:{port}/hooks", secret="s3cret")
-            fake.add_case(status="pending")   # case:status, status "pending"
-            await fake.webhooks_idle()
+        ```python
+        hook = fake.add_webhook(f"http://127.0.0.1:{port}/hooks", secret="s3cret")
+        fake.add_case(status="pending")   # case:status, status "pending"
+        await fake.webhooks_idle()
+        ```
         """
         return self._webhooks.add(
             url,
@@ -421,7 +432,7 @@ class FakeAcquire:
         )
 
     def remove_webhook(self, hook: Webhook) -> None:
-        """Stop delivering new events to ``hook`` (``ValueError`` if it is not registered);
+        """Stop delivering new events to `hook` (`ValueError` if it is not registered);
         its deliveries in flight finish."""
         self._webhooks.remove(hook)
 
@@ -432,19 +443,21 @@ class FakeAcquire:
 
     @property
     def deliveries(self) -> list[Delivery]:
-        """Every delivery attempt, in the order answered (``clear()`` it between phases)."""
+        """Every delivery attempt, in the order answered (`clear()` it between phases)."""
         return self._webhooks.deliveries
 
     def invite(self, case_id: int, *, user_id: int | None = None) -> int:
-        """Deliver ``user:case-invite`` for a stored case: the key's agent (or ``user_id``)
+        """Deliver `user:case-invite` for a stored case: the key's agent (or `user_id`)
         was invited to it. Returns how many deliveries were queued.
 
-        The body ``{"event": "user:case-invite", "data": {"caseId": "<id>", "userId":
-        "<agent id>"}}`` is **assumed**: Acquire publishes no delivery of this event. The store
-        does not change. A case not in the store is a ``ValueError`` (:meth:`deliver` sends
-        any body)::
+        The body `{"event": "user:case-invite", "data": {"caseId": "<id>", "userId":
+        "<agent id>"}}` is **assumed**: Acquire publishes no delivery of this event. The store
+        does not change. A case not in the store is a `ValueError` (`deliver` sends
+        any body):
 
-            fake.invite(1000)   # the bot hears of case 1000 and joins it
+        ```python
+        fake.invite(1000)   # the bot hears of case 1000 and joins it
+        ```
         """
         case_id = _known(self._store.cases, _case_id(case_id))
         if user_id is None:
@@ -455,22 +468,26 @@ class FakeAcquire:
         return self._webhooks.emit(CASE_INVITE, lambda: data, case_id=case_id)
 
     def deliver_status(self, case_id: int) -> int:
-        """Deliver ``case:status`` for a stored case as it is now (after editing
-        :attr:`cases` by hand, say); returns how many deliveries were queued::
+        """Deliver `case:status` for a stored case as it is now (after editing
+        `cases` by hand, say); returns how many deliveries were queued:
 
-            fake.cases[1000]["status"] = "pending"
-            fake.deliver_status(1000)
+        ```python
+        fake.cases[1000]["status"] = "pending"
+        fake.deliver_status(1000)
+        ```
         """
         case_id = _case_id(case_id)
         return self._on_status(self._store.cases[_known(self._store.cases, case_id)])
 
     def deliver(self, event: str, data: Mapping[str, Any], *, case_id: int | None = None) -> int:
-        """Deliver any event, ``{"event": event, "data": data}``, to the webhooks subscribed to
-        it (an event Acquire may send that the emulator never does, say); ``case_id`` is only
-        for :attr:`deliveries`. Returns how many deliveries were queued::
+        """Deliver any event, `{"event": event, "data": data}`, to the webhooks subscribed to
+        it (an event Acquire may send that the emulator never does, say); `case_id` is only
+        for `deliveries`. Returns how many deliveries were queued:
 
-            fake.add_webhook(url, events=["user:case-joined"])
-            fake.deliver("user:case-joined", {"caseId": "1000", "userId": "25"})
+        ```python
+        fake.add_webhook(url, events=["user:case-joined"])
+        fake.deliver("user:case-joined", {"caseId": "1000", "userId": "25"})
+        ```
         """
         if not isinstance(event, str) or not event:
             raise TypeError("event must be a non-empty str")
@@ -484,12 +501,14 @@ class FakeAcquire:
     async def webhooks_idle(self, timeout: float = 10.0) -> None:
         """Wait until every delivery so far was answered 200 or given up.
 
-        Raises ``TimeoutError`` after ``timeout`` seconds, and ``RuntimeError`` if deliveries
-        are waiting for :meth:`start`::
+        Raises `TimeoutError` after `timeout` seconds, and `RuntimeError` if deliveries
+        are waiting for `start`:
 
-            fake.close_case(1000)
-            await fake.webhooks_idle(timeout=5)
-            assert fake.deliveries[-1].delivered
+        ```python
+        fake.close_case(1000)
+        await fake.webhooks_idle(timeout=5)
+        assert fake.deliveries[-1].delivered
+        ```
         """
         await self._webhooks.wait_idle(timeout)
 
@@ -507,7 +526,7 @@ class FakeAcquire:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> FakeAcquire:
-        """Bind and start serving. Returns ``self``."""
+        """Bind and start serving. Returns `self`."""
         if self._runner is not None:
             raise RuntimeError("FakeAcquire is already started")
         app = web.Application()

@@ -1,8 +1,8 @@
 """The faults the emulator can inject, and the one random stream that decides them.
 
-:class:`Faults` is the configuration (a frozen value, every fault off by default);
-:class:`FaultInjector` is its running state inside one :class:`~acquire_async.testing.FakeAcquire`:
-the seeded ``random.Random``, the script of forced faults and the rate-limit window.
+`Faults` is the configuration (a frozen value, every fault off by default);
+`FaultInjector` is its running state inside one `FakeAcquire`:
+the seeded `random.Random`, the script of forced faults and the rate-limit window.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ FaultName = Literal[
     "error_envelope_200",
     "slow_drip",
 ]
-"""The names of the non-status faults, as used in a script and in ``RecordedRequest.fault``."""
+"""The names of the non-status faults, as used in a script and in `RecordedRequest.fault`."""
 
 FAULT_NAMES: tuple[FaultName, ...] = get_args(FaultName)
 
 ScriptItem: TypeAlias = FaultName | int | None
-"""One forced fault: a :data:`FaultName`, an HTTP status (400-599) or ``None`` (no fault)."""
+"""One forced fault: a `FaultName`, an HTTP status (400-599) or `None` (no fault)."""
 
 
 def _probability(name: str, value: float) -> float:
@@ -57,7 +57,7 @@ def _status(value: object) -> int:
 
 
 def check_script_item(item: object) -> ScriptItem:
-    """Return ``item`` if it is a valid script entry, else raise ``TypeError``/``ValueError``."""
+    """Return `item` if it is a valid script entry, else raise `TypeError`/`ValueError`."""
     if item is None:
         return None
     if isinstance(item, str):
@@ -73,38 +73,39 @@ class Faults:
     """What goes wrong, and how often. Every fault is off by default.
 
     Probabilities are per request; at most one fault applies to a request, so they must sum
-    to at most 1. All random choices come from one ``random.Random(seed)``: the same seed and
-    the same order of requests give the same faults and latencies (``seed=None`` seeds from
+    to at most 1. All random choices come from one `random.Random(seed)`: the same seed and
+    the same order of requests give the same faults and latencies (`seed=None` seeds from
     the OS).
 
     Attributes:
         seed: seed of the random stream.
-        latency: seconds to wait before answering each request: fixed, or a ``(low, high)``
+        latency: seconds to wait before answering each request: fixed, or a `(low, high)`
             range drawn uniformly.
-        error_rates: HTTP status → probability, e.g. ``{503: 0.05, 500: 0.01}``. Answered
-            with Acquire's error envelope (``ERROR_SERVER_ERROR`` for 5xx); no state change.
+        error_rates: HTTP status → probability, e.g. `{503: 0.05, 500: 0.01}`. Answered
+            with Acquire's error envelope (`ERROR_SERVER_ERROR` for 5xx); no state change.
         rate_limit: requests per second, counted over a sliding one-second window; a request
-            above it gets 429 with ``Retry-After: <retry_after>`` and an error envelope.
-        retry_after: the ``Retry-After`` value of a 429, in seconds. RFC 9110 allows whole
+            above it gets 429 with `Retry-After: <retry_after>` and an error envelope.
+        retry_after: the `Retry-After` value of a 429, in seconds. RFC 9110 allows whole
             seconds only; a fraction is this emulator's extension, for fast demos and tests
             (the SDK accepts it).
         drop_before_read: abort the connection before reading the request: no state change.
         drop_after_read: read the request, *apply the join*, then abort without answering:
-            the ambiguous failure (a retry gets ``CHAT_ALREADY_JOINED``).
-        truncate: answer with a ``Content-Length`` larger than the body, then close (the
+            the ambiguous failure (a retry gets `CHAT_ALREADY_JOINED`).
+        truncate: answer with a `Content-Length` larger than the body, then close (the
             join is applied).
         malformed: answer 200 with a body that is not JSON (the join is applied).
-        error_envelope_200: answer 200 with ``{"error": {"code": "ERROR_SERVER_ERROR", …}}``;
+        error_envelope_200: answer 200 with `{"error": {"code": "ERROR_SERVER_ERROR", …}}`;
             no state change.
-        slow_drip: send the (correct) answer ``drip_bytes`` at a time, ``drip_interval``
+        slow_drip: send the (correct) answer `drip_bytes` at a time, `drip_interval`
             seconds apart.
         sequence: faults forced on the first requests, in order, before any random one (see
-            :meth:`FakeAcquire.script <acquire_async.testing.FakeAcquire.script>`).
+            `FakeAcquire.script`).
 
-    Example::
-
+    Example:
+        ```python
         Faults(seed=7, latency=(0.001, 0.01), error_rates={503: 0.05}, drop_after_read=0.02)
         Faults(sequence=["drop_after_read", 503, None])  # exactly these, then nothing
+        ```
     """
 
     seed: int | None = None
@@ -158,7 +159,7 @@ class Faults:
 
     @property
     def latency_range(self) -> tuple[float, float]:
-        """``latency`` as a ``(low, high)`` pair (equal ends for a fixed latency)."""
+        """`latency` as a `(low, high)` pair (equal ends for a fixed latency)."""
         if isinstance(self.latency, tuple):
             low, high = self.latency
             return float(low), float(high)
@@ -187,11 +188,11 @@ _RATE_LIMITED = Decision("rate_limit", 429)
 
 
 class FaultInjector:
-    """The running state of a :class:`Faults`: one seeded RNG, the script, the rate window.
+    """The running state of a `Faults`: one seeded RNG, the script, the rate window.
 
     Not thread-safe; it lives on the emulator's event loop. Each admitted request makes
-    exactly one :meth:`decide` call (one random draw unless scripted) and, when ``latency`` is
-    a range, one :meth:`latency` draw, in arrival order, so the sequence depends only on the
+    exactly one `decide` call (one random draw unless scripted) and, when `latency` is
+    a range, one `latency` draw, in arrival order, so the sequence depends only on the
     seed and the order of requests. Rate limiting depends on the clock, so a rate-limited
     request draws nothing and consumes no script entry.
     """
@@ -219,7 +220,7 @@ class FaultInjector:
         self._script.extend(checked)
 
     def admit(self, now: float) -> Decision | None:
-        """``None`` if a request arriving at ``now`` (monotonic seconds) is within the rate
+        """`None` if a request arriving at `now` (monotonic seconds) is within the rate
         limit (and count it), else the rate-limit decision."""
         limit = self.faults.rate_limit
         if limit is None:

@@ -1,7 +1,7 @@
-"""``MockTransport``: a Transport that answers from a function, for unit tests without HTTP.
+"""`MockTransport`: a Transport that answers from a function, for unit tests without HTTP.
 
-Like httpx's ``MockTransport``: the client builds its requests as usual and hands them to a
-handler of yours, which answers with a :class:`MockResponse` (or raises a connection error).
+Like httpx's `MockTransport`: the client builds its requests as usual and hands them to a
+handler of yours, which answers with a `MockResponse` (or raises a connection error).
 No socket, no body cap, no retries of its own: the client's engine does the rest.
 """
 
@@ -25,24 +25,25 @@ _UNSET: Any = object()
 
 
 class MockRequest:
-    """One request the client sent, as a :class:`MockTransport` handler sees it.
+    """One request the client sent, as a `MockTransport` handler sees it.
 
     Attributes:
-        method: ``"POST"``, ``"GET"``…
-        url: the full URL, as a ``str``.
-        headers: the request headers (names case-insensitive), ``Authorization`` included.
+        method: `"POST"`, `"GET"`…
+        url: the full URL, as a `str`.
+        headers: the request headers (names case-insensitive), `Authorization` included.
         body: the body bytes.
-        timeout: the seconds left before the call's deadline, or ``None``.
-        idempotent: ``False`` when the client must never send this request twice
-            (``add_message``).
+        timeout: the seconds left before the call's deadline, or `None`.
+        idempotent: `False` when the client must never send this request twice
+            (`add_message`).
 
-    Its ``repr`` shows only the method and URL: the headers carry the API key.
+    Its `repr` shows only the method and URL: the headers carry the API key.
 
-    Example::
-
+    Example:
+        ```python
         def handler(request: MockRequest) -> MockResponse:
             assert request.json()["caseId"] == 1684
             return MockResponse(json={"data": {"id": 1684}})
+        ```
     """
 
     __slots__ = ("body", "headers", "idempotent", "method", "timeout", "url")
@@ -65,7 +66,7 @@ class MockRequest:
         self.idempotent = idempotent
 
     def json(self) -> Any:
-        """The body decoded as JSON (a ``ValueError`` if it is not JSON)."""
+        """The body decoded as JSON (a `ValueError` if it is not JSON)."""
         return msgspec.json.decode(self.body)
 
     def __repr__(self) -> str:
@@ -73,16 +74,17 @@ class MockRequest:
 
 
 class MockResponse:
-    """What a :class:`MockTransport` handler answers: a status, headers and a body.
+    """What a `MockTransport` handler answers: a status, headers and a body.
 
-    Give the body as ``json=`` (encoded for you, with ``Content-Type: application/json``
-    unless ``headers`` has one) or as ``body=`` bytes, not both. ``reason`` is the status
-    line's phrase (``"Request Entity Too Large"``), if the test needs one.
+    Give the body as `json=` (encoded for you, with `Content-Type: application/json`
+    unless `headers` has one) or as `body=` bytes, not both. `reason` is the status
+    line's phrase (`"Request Entity Too Large"`), if the test needs one.
 
-    Example::
-
+    Example:
+        ```python
         MockResponse(json={"data": {"id": 1684, "status": "active"}})
         MockResponse(503, body=b"<html>Service Unavailable</html>", headers={"Retry-After": "1"})
+        ```
     """
 
     __slots__ = ("body", "headers", "reason", "status")
@@ -129,25 +131,26 @@ class MockResponse:
 
 
 Handler = Callable[[MockRequest], "MockResponse | Awaitable[MockResponse]"]
-"""A :class:`MockTransport` handler: a function or coroutine function of a request."""
+"""A `MockTransport` handler: a function or coroutine function of a request."""
 
 
 class MockTransport:
-    """A Transport whose answers come from ``handler``: unit tests without a server.
+    """A Transport whose answers come from `handler`: unit tests without a server.
 
-    ``handler`` gets a :class:`MockRequest` and returns a :class:`MockResponse`; it may be
-    ``async``, and it may raise :class:`~acquire_async.APIConnectionError` (or a subclass) to
-    play a network failure. An async handler still running when the attempt's ``timeout``
-    ends is cancelled, and the attempt fails with :class:`~acquire_async.APITimeoutError`
-    (``request_sent=True``). ``aclose()`` does nothing.
+    `handler` gets a `MockRequest` and returns a `MockResponse`; it may be
+    `async`, and it may raise `APIConnectionError` (or a subclass) to
+    play a network failure. An async handler still running when the attempt's `timeout`
+    ends is cancelled, and the attempt fails with `APITimeoutError`
+    (`request_sent=True`). `aclose()` does nothing.
 
-    Example::
-
+    Example:
+        ```python
         def handler(request: MockRequest) -> MockResponse:
             return MockResponse(json={"data": {"id": 1684, "status": "active"}})
 
         async with AcquireClient("acme", "key", transport=MockTransport(handler)) as client:
             case = await client.join_chat(1684)
+        ```
     """
 
     def __init__(self, handler: Handler) -> None:

@@ -1,11 +1,11 @@
-"""The emulated API: a table ``(method, path) -> Route``, each route a handler on the store.
+"""The emulated API: a table `(method, path) -> Route`, each route a handler on the store.
 
-A handler gets the store and the parsed body (the JSON object, its ``caseId`` checked) and
-returns a :class:`Reply`: status, body bytes and whether the store changed. Handlers are
+A handler gets the store and the parsed body (the JSON object, its `caseId` checked) and
+returns a `Reply`: status, body bytes and whether the store changed. Handlers are
 synchronous, so each request's change is atomic on the event loop. Everything before them
-(faults, the key, a 404 or 405) is ``FakeAcquire._handle``'s job.
+(faults, the key, a 404 or 405) is `FakeAcquire._handle`'s job.
 
-Adding an endpoint: a path, a handler, one line in :func:`route_table`, tests, docs.
+Adding an endpoint: a path, a handler, one line in `route_table`, tests, docs.
 """
 
 from __future__ import annotations
@@ -36,16 +36,16 @@ __all__ = [
 ]
 
 API_PREFIX = "/api/v1"
-"""The path of ``base_url``, as on ``https://{account}.acquire.io/api/v1``."""
+"""The path of `base_url`, as on `https://{account}.acquire.io/api/v1`."""
 
 JOIN_PATH = "/crm/messenger/chat/join"
-"""The join endpoint, relative to ``base_url``."""
+"""The join endpoint, relative to `base_url`."""
 REJECT_PATH = "/crm/messenger/chat/reject"
-"""The reject endpoint, relative to ``base_url``."""
+"""The reject endpoint, relative to `base_url`."""
 CLOSE_PATH = "/crm/messenger/chat/close"
-"""The close endpoint, relative to ``base_url``."""
+"""The close endpoint, relative to `base_url`."""
 ADD_MESSAGE_PATH = "/crm/messenger/chat/add-message"
-"""The add-message endpoint, relative to ``base_url``."""
+"""The add-message endpoint, relative to `base_url`."""
 
 _ENCODER = msgspec.json.Encoder()
 _MAX_ID = 2**63 - 1
@@ -72,8 +72,8 @@ _STATUS_MESSAGES = {
 
 
 class Body(NamedTuple):
-    """A request body: the decoded JSON, its ``caseId`` and ``askJoin`` if well typed, and
-    ``problem``, why it is invalid for every route (``ERROR_INVALID_INPUT``), or ``None``."""
+    """A request body: the decoded JSON, its `caseId` and `askJoin` if well typed, and
+    `problem`, why it is invalid for every route (`ERROR_INVALID_INPUT`), or `None`."""
 
     body: Any
     case_id: int | None
@@ -94,7 +94,7 @@ Handler = Callable[[CaseStore, Body], Reply]
 
 @dataclass(frozen=True)
 class Route:
-    """One entry of the table: the operation's name (the SDK's: ``"join_chat"``…) and its
+    """One entry of the table: the operation's name (the SDK's: `"join_chat"`…) and its
     handler."""
 
     operation: str
@@ -102,12 +102,12 @@ class Route:
 
 
 def envelope(code: str, message: str) -> bytes:
-    """Acquire's error envelope: ``{"error": {"code", "message", "data": null}}``."""
+    """Acquire's error envelope: `{"error": {"code", "message", "data": null}}`."""
     return _ENCODER.encode({"error": {"code": code, "message": message, "data": None}})
 
 
 def status_error(status: int) -> tuple[str, str]:
-    """The code and message the emulator answers with an error ``status``."""
+    """The code and message the emulator answers with an error `status`."""
     if status >= 500:
         return "ERROR_SERVER_ERROR", "Internal server error."
     return (
@@ -117,7 +117,7 @@ def status_error(status: int) -> tuple[str, str]:
 
 
 def parse_body(raw: bytes) -> Body:
-    """Decode a request body: every route takes a JSON object with a positive int ``caseId``."""
+    """Decode a request body: every route takes a JSON object with a positive int `caseId`."""
     if not raw.strip():
         return Body(None, None, None, "The request body must be a JSON object.")
     try:
@@ -139,7 +139,7 @@ def parse_body(raw: bytes) -> Body:
 
 
 def route_table(join_methods: Iterable[str]) -> dict[tuple[str, str], Route]:
-    """The table a ``FakeAcquire`` serves; the join on ``join_methods``, the rest on POST."""
+    """The table a `FakeAcquire` serves; the join on `join_methods`, the rest on POST."""
     join = Route("join_chat", _join)
     table = {(method, JOIN_PATH): join for method in sorted(join_methods, reverse=True)}
     table[("POST", REJECT_PATH)] = Route("reject_chat", _reject)
@@ -270,7 +270,7 @@ def _add_message(store: CaseStore, parsed: Body) -> Reply:
 
 
 def _reject_view(case: Mapping[str, Any]) -> dict[str, Any]:
-    """The case as the reject response shows it: no ``lastMessage``, entries without ``user``."""
+    """The case as the reject response shows it: no `lastMessage`, entries without `user`."""
     view = {key: copy.deepcopy(value) for key, value in case.items() if key != "lastMessage"}
     users = view.get("users")
     if isinstance(users, list):
@@ -308,7 +308,7 @@ def _contact(case: Mapping[str, Any]) -> dict[str, Any]:
 
 def _message_case_view(case: Mapping[str, Any]) -> dict[str, Any]:
     """The case nested in an add-message answer, as published (2021-04-08): no
-    ``lastMessage``, the ``contact`` record instead of ``contactId``, ``threadId`` last."""
+    `lastMessage`, the `contact` record instead of `contactId`, `threadId` last."""
     skip = ("contactId", "lastMessage", "users", "threadId")
     view = {key: copy.deepcopy(value) for key, value in case.items() if key not in skip}
     view["contact"] = _contact(case)

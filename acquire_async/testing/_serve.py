@@ -1,4 +1,4 @@
-"""``serve``: run a :class:`FakeAcquire` in the foreground until interrupted (for the CLI)."""
+"""`serve`: run a `FakeAcquire` in the foreground until interrupted (for the CLI)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _signed(signed: bool) -> str:
 
 
 def describe(fake: FakeAcquire, *, default_key: bool) -> list[str]:
-    """The lines ``serve`` prints about a started ``fake``. The API key is never shown."""
+    """The lines `serve` prints about a started `fake`. The API key is never shown."""
     ids = sorted(fake.cases)
     span = f" (ids {ids[0]}-{ids[-1]})" if ids else ""
     key = (
@@ -74,13 +74,15 @@ def announce_webhook(
     invite: bool = False,
     faults: WebhookFaults | None = None,
 ) -> None:
-    """Register a webhook on ``fake`` (started or not) for another process (a bot), then deliver
-    ``case:status`` for every stored case, as if they had just arrived (**assumed**, like
-    :meth:`~FakeAcquire.add_case`'s), and ``user:case-invite`` for every open one if
-    ``invite``. The default faults retry 5 times a second apart, so a bot started a moment
-    after the emulator still gets them::
+    """Register a webhook on `fake` (started or not) for another process (a bot), then deliver
+    `case:status` for every stored case, as if they had just arrived (**assumed**, like
+    `add_case`'s), and `user:case-invite` for every open one if
+    `invite`. The default faults retry 5 times a second apart, so a bot started a moment
+    after the emulator still gets them:
 
-        announce_webhook(fake, "http://127.0.0.1:8081/acquire", secret=os.environ["SECRET"])
+    ```python
+    announce_webhook(fake, "http://127.0.0.1:8081/acquire", secret=os.environ["SECRET"])
+    ```
     """
     fake.add_webhook(url, secret=secret, faults=faults or _SERVE_FAULTS)
     for case_id in sorted(fake.cases):
@@ -119,18 +121,20 @@ def serve(
     invite: bool = False,
     **options: Any,
 ) -> None:
-    """Run a :class:`FakeAcquire` until Ctrl-C or SIGTERM; blocks the calling thread.
+    """Run a `FakeAcquire` until Ctrl-C or SIGTERM; blocks the calling thread.
 
-    Prints (through ``announce``, default ``print``) the base URL, the URL of each endpoint,
+    Prints (through `announce`, default `print`) the base URL, the URL of each endpoint,
     the cases and the faults, but never the API key. Other keyword arguments go to
-    :class:`FakeAcquire` (``first_case_id``, ``already_joined``, ``agent_id``…).
+    `FakeAcquire` (`first_case_id`, `already_joined`, `agent_id`…).
 
-    With ``webhook``, the emulator also delivers webhooks there (signed with
-    ``webhook_secret``), starting with a ``case:status`` for every case and, with ``invite``,
-    an invite for every open one (see :func:`announce_webhook`)::
+    With `webhook`, the emulator also delivers webhooks there (signed with
+    `webhook_secret`), starting with a `case:status` for every case and, with `invite`,
+    an invite for every open one (see `announce_webhook`):
 
-        serve(port=8080, cases=1000, faults=Faults(seed=1, error_rates={503: 0.05}))
-        serve(cases=5, webhook="http://127.0.0.1:8081/acquire", webhook_secret=secret)
+    ```python
+    serve(port=8080, cases=1000, faults=Faults(seed=1, error_rates={503: 0.05}))
+    serve(cases=5, webhook="http://127.0.0.1:8081/acquire", webhook_secret=secret)
+    ```
     """
     fake = FakeAcquire(cases, api_key=api_key, faults=faults, host=host, port=port, **options)
     if webhook is not None:

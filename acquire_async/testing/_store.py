@@ -1,11 +1,11 @@
 """The emulator's state: one store of cases that every route reads and changes.
 
-``CaseStore`` keeps the cases (wire-shape dicts), the messages each case received, the agent
+`CaseStore` keeps the cases (wire-shape dicts), the messages each case received, the agent
 the API key belongs to, and the id counters. Its operations are synchronous, so each request's
 change is one atomic step on the event loop.
 
 Every change of a case's status made here (a new case, a join, a close…) is reported to
-``on_status``: the emulator delivers ``case:status`` webhooks from it.
+`on_status`: the emulator delivers `case:status` webhooks from it.
 """
 
 from __future__ import annotations
@@ -38,14 +38,15 @@ def _int_id(value: object) -> int | None:
 
 
 class CaseStore:
-    """The cases, the messages they received, and the key's agent; see ``FakeAcquire``.
+    """The cases, the messages they received, and the key's agent; see `FakeAcquire`.
 
-    Example::
-
+    Example:
+        ```python
         store = CaseStore(agent_id=25, agent_name="Bot", clock=lambda: now, first_case_id=1)
         case = store.add_case()
         store.add_message(case, text="Hello", type="message", channel=None, meta=None)
         len(store.messages(case["id"]))  # 1
+        ```
     """
 
     def __init__(
@@ -74,7 +75,7 @@ class CaseStore:
     def add_case(
         self, case: Mapping[str, Any] | None = None, *, status: str | None = None
     ) -> dict[str, Any]:
-        """Store a copy of ``case`` (or a new waiting case); return the stored dict."""
+        """Store a copy of `case` (or a new waiting case); return the stored dict."""
         if case is None:
             next_id = max(self.cases, default=self._first_case_id - 1) + 1
             stored = make_waiting_case(next_id, now=self.clock(), status=status)
@@ -99,7 +100,7 @@ class CaseStore:
         return stored
 
     def messages(self, case_id: int) -> list[dict[str, Any]]:
-        """The messages added to the stored case ``case_id``, oldest first (``KeyError`` if no
+        """The messages added to the stored case `case_id`, oldest first (`KeyError` if no
         such case)."""
         if case_id not in self.cases:
             raise KeyError(case_id)
@@ -107,16 +108,16 @@ class CaseStore:
 
     def transcript(self, case_id: int) -> list[dict[str, Any]]:
         """The case's messages as the store knows them, oldest first: its last message when
-        it was stored, then those added through add-message (``KeyError`` if no such case)."""
+        it was stored, then those added through add-message (`KeyError` if no such case)."""
         first = self._first.get(case_id)
         return ([first] if first is not None else []) + self.messages(case_id)
 
     def is_joined(self, case_id: int) -> bool:
-        """Whether the key's agent has joined the stored case ``case_id``."""
+        """Whether the key's agent has joined the stored case `case_id`."""
         return is_joined_by(self.cases[case_id], self.agent_id)
 
     def close_case(self, case_id: int) -> dict[str, Any]:
-        """Close a stored case, as someone else would (``closedBy: null``); return it."""
+        """Close a stored case, as someone else would (`closedBy: null`); return it."""
         case = self.cases[case_id]
         before = case.get("status")
         close(case, now=self.clock())
@@ -133,7 +134,7 @@ class CaseStore:
         return case
 
     def pre_join(self, already_joined: float | Iterable[int]) -> None:
-        """Mark the cases ``already_joined`` names (ids, or a fraction of the open ones)."""
+        """Mark the cases `already_joined` names (ids, or a fraction of the open ones)."""
         if isinstance(already_joined, bool):
             raise TypeError("already_joined must be a fraction or case ids, not a bool")
         if isinstance(already_joined, (int, float)):
@@ -154,7 +155,7 @@ class CaseStore:
     # ------------------------------------------------------------------ the operations
 
     def join(self, case: dict[str, Any]) -> dict[str, Any]:
-        """Join the key's agent to ``case`` (open, not joined yet); return the response data."""
+        """Join the key's agent to `case` (open, not joined yet); return the response data."""
         before = case.get("status")
         data = apply_join(
             case, agent=self.agent, participant_id=self._participant_id(), now=self.clock()
@@ -163,7 +164,7 @@ class CaseStore:
         return data
 
     def reject(self, case: dict[str, Any]) -> bool:
-        """Reject ``case`` (open) for the key's agent; return whether it changed."""
+        """Reject `case` (open) for the key's agent; return whether it changed."""
         before = case.get("status")
         changed = apply_reject(
             case, agent=self.agent, participant_id=self._participant_id(), now=self.clock()
@@ -174,7 +175,7 @@ class CaseStore:
     def close(
         self, case: dict[str, Any], *, closing_state: str, leave_only: bool
     ) -> tuple[bool, bool, bool]:
-        """Close (or leave) ``case``: ``(forever_closed, left_user, changed)``."""
+        """Close (or leave) `case`: `(forever_closed, left_user, changed)`."""
         before = case.get("status")
         outcome = apply_close(
             case,
@@ -195,10 +196,10 @@ class CaseStore:
         channel: str | None,
         meta: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
-        """Add a message from the key's agent to ``case`` (open); return the stored message.
+        """Add a message from the key's agent to `case` (open); return the stored message.
 
-        It is recorded (:meth:`messages`) and becomes the case's ``lastMessage`` (a copy), in
-        the published ``lastMessage`` shape. ``dateCreated`` has whole seconds, as published.
+        It is recorded (`messages`) and becomes the case's `lastMessage` (a copy), in
+        the published `lastMessage` shape. `dateCreated` has whole seconds, as published.
         """
         case_id = case["id"]
         last = case.get("lastMessage")
@@ -223,7 +224,7 @@ class CaseStore:
         return message
 
     def _notify(self, case: dict[str, Any], before: object = _NEW) -> None:
-        """Report ``case`` to ``on_status`` if its status is not ``before`` (a new case: always)."""
+        """Report `case` to `on_status` if its status is not `before` (a new case: always)."""
         if self.on_status is not None and case.get("status") != before:
             self.on_status(case)
 

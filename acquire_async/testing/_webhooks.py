@@ -1,19 +1,21 @@
 """The emulator's outbound webhooks: registered URLs, signed deliveries, retries and faults.
 
 Here the emulator plays Acquire, the *sender*: it POSTs events to a bot's receiver from an
-``aiohttp.ClientSession`` of its own. The SDK's transport rules (one session per client, the
+`aiohttp.ClientSession` of its own. The SDK's transport rules (one session per client, the
 client's retry policy) are the SDK's; they do not apply to this code, which imitates a server.
 
-One event travels like this (:meth:`WebhookDispatcher.emit`)::
+One event travels like this (`WebhookDispatcher.emit`):
 
-    a status change, an invite ── compact JSON bytes, built once ──▶ for each subscribed hook:
-        copies: 1, or 2 on a ``duplicate`` draw; each copy is one background task
-        held back ``reorder_delay`` s on a ``reorder`` draw (later deliveries overtake it)
-        attempt 1..1+retries: POST (at most ``concurrency`` in flight per hook)
-            200 ─▶ done;  other status / connection error / timeout ─▶ sleep retry_delay, again
-        the last attempt fails ─▶ given up
+```text
+a status change, an invite ── compact JSON bytes, built once ──▶ for each subscribed hook:
+    copies: 1, or 2 on a ``duplicate`` draw; each copy is one background task
+    held back ``reorder_delay`` s on a ``reorder`` draw (later deliveries overtake it)
+    attempt 1..1+retries: POST (at most ``concurrency`` in flight per hook)
+        200 ─▶ done;  other status / connection error / timeout ─▶ sleep retry_delay, again
+    the last attempt fails ─▶ given up
+```
 
-Every attempt is recorded as a :class:`Delivery`, after it is answered.
+Every attempt is recorded as a `Delivery`, after it is answered.
 """
 
 from __future__ import annotations
@@ -59,20 +61,21 @@ class WebhookFaults:
     Attributes:
         duplicate: probability that a delivery is sent twice (two copies, the same bytes and
             signature, each with its own retries).
-        reorder: probability that a delivery is held back ``reorder_delay`` seconds, so the
+        reorder: probability that a delivery is held back `reorder_delay` seconds, so the
             deliveries queued after it overtake it.
         retries: how many more times a delivery is sent after a non-200 answer, a dropped
             connection or a timeout. 5 is v1's documented "5 more times"; Acquire documents
             no retry policy for v2 deliveries (**assumed**).
         retry_delay: seconds between two attempts (**invented**: no interval is published).
         reorder_delay: how long a held-back delivery waits (the emulator's).
-        seed: seed of the random stream (``None``: from the OS). Each webhook draws from its
+        seed: seed of the random stream (`None`: from the OS). Each webhook draws from its
             own stream, in the order events are emitted, so a seed reproduces a run.
 
-    Example::
-
+    Example:
+        ```python
         fake.add_webhook(url, secret="s3cret", faults=WebhookFaults(duplicate=0.1, seed=7))
         WebhookFaults(retries=0)  # one attempt, given up on the first failure
+        ```
     """
 
     duplicate: float = 0.0
@@ -96,28 +99,29 @@ class WebhookFaults:
 
 @dataclass(frozen=True)
 class Delivery:
-    """One attempt to deliver an event, as logged in ``FakeAcquire.deliveries``.
+    """One attempt to deliver an event, as logged in `FakeAcquire.deliveries`.
 
     Attributes:
         seq: the delivery (one copy of one event to one webhook), from 0; its attempts share it.
-        event: the event's wire name (``"case:status"``).
+        event: the event's wire name (`"case:status"`).
         case_id: the case it is about.
         attempt: 1 for the first try, 2 for the first retry…
-        status: the status the receiver answered, or ``None`` (no answer: see ``error``).
-        error: why there was no answer: ``"timeout"`` or the aiohttp error's class name
-            (``"ServerDisconnectedError"``…); ``None`` when answered.
+        status: the status the receiver answered, or `None` (no answer: see `error`).
+        error: why there was no answer: `"timeout"` or the aiohttp error's class name
+            (`"ServerDisconnectedError"`…); `None` when answered.
         url: the webhook's URL.
-        duplicate: this copy is the extra one a ``duplicate`` draw added.
-        held: this copy was held back by a ``reorder`` draw.
+        duplicate: this copy is the extra one a `duplicate` draw added.
+        held: this copy was held back by a `reorder` draw.
         given_up: this failed attempt was the last one.
-        sent: when the attempt started, on the event loop's clock (``loop.time()``).
+        sent: when the attempt started, on the event loop's clock (`loop.time()`).
         body: the exact bytes sent (and signed).
-        signature: the ``x-acquire-signature`` sent, or ``None`` (no secret).
+        signature: the `x-acquire-signature` sent, or `None` (no secret).
 
-    Example::
-
+    Example:
+        ```python
         await fake.webhooks_idle()
         assert [d.status for d in fake.deliveries] == [500, 200]  # retried once
+        ```
     """
 
     seq: int
@@ -141,15 +145,16 @@ class Delivery:
 
 
 class Webhook:
-    """A webhook registered with ``FakeAcquire.add_webhook``: URL, events, faults, secret.
+    """A webhook registered with `FakeAcquire.add_webhook`: URL, events, faults, secret.
 
-    The secret is held in a ``Secret`` and never shown: ``repr`` says only ``signed`` or
-    ``unsigned``.
+    The secret is held in a `Secret` and never shown: `repr` says only `signed` or
+    `unsigned`.
 
-    Example::
-
+    Example:
+        ```python
         hook = fake.add_webhook(f"http://127.0.0.1:{port}/", secret="s3cret")
         hook.events  # ('case:status', 'user:case-invite')
+        ```
     """
 
     def __init__(
@@ -167,7 +172,7 @@ class Webhook:
         self.events = events
         """The wire names of the events it receives."""
         self.faults = faults
-        """Its :class:`WebhookFaults`."""
+        """Its `WebhookFaults`."""
         self.concurrency = concurrency
         """At most this many of its deliveries are in flight at once."""
         self.timeout = timeout
@@ -178,11 +183,11 @@ class Webhook:
 
     @property
     def signed(self) -> bool:
-        """Whether deliveries carry ``x-acquire-signature`` (a secret was given)."""
+        """Whether deliveries carry `x-acquire-signature` (a secret was given)."""
         return self._secret is not None
 
     def signature(self, body: bytes) -> str | None:
-        """The ``x-acquire-signature`` of ``body`` for this webhook, or ``None`` if unsigned."""
+        """The `x-acquire-signature` of `body` for this webhook, or `None` if unsigned."""
         # The SDK's own sign(): the receiver's verify_signature is its inverse by construction.
         return sign(body, self._secret) if self._secret is not None else None
 
@@ -203,7 +208,7 @@ class _Job:
 
 
 def check_url(url: object) -> str:
-    """``url`` if it is an absolute http(s) URL with a host, else ``TypeError``/``ValueError``."""
+    """`url` if it is an absolute http(s) URL with a host, else `TypeError`/`ValueError`."""
     if not isinstance(url, str):
         raise TypeError(f"url must be a str, not {type(url).__name__}")
     try:
@@ -216,7 +221,7 @@ def check_url(url: object) -> str:
 
 
 def check_events(events: object) -> tuple[str, ...]:
-    """``events`` as a tuple of non-empty names, else ``TypeError``/``ValueError``."""
+    """`events` as a tuple of non-empty names, else `TypeError`/`ValueError`."""
     if isinstance(events, (str, bytes)) or not isinstance(events, Iterable):
         raise TypeError("events must be an iterable of event names, not a single string")
     names = tuple(events)
@@ -231,9 +236,9 @@ def check_events(events: object) -> tuple[str, ...]:
 
 
 class WebhookDispatcher:
-    """The deliveries of one ``FakeAcquire``: its webhooks, their tasks and their log.
+    """The deliveries of one `FakeAcquire`: its webhooks, their tasks and their log.
 
-    Events emitted before :meth:`start` wait and go out when it runs; after :meth:`aclose`
+    Events emitted before `start` wait and go out when it runs; after `aclose`
     they are dropped. Not thread-safe: it lives on the emulator's event loop.
     """
 
@@ -261,7 +266,7 @@ class WebhookDispatcher:
         concurrency: int,
         timeout: float,
     ) -> Webhook:
-        """Register a webhook; see ``FakeAcquire.add_webhook``."""
+        """Register a webhook; see `FakeAcquire.add_webhook`."""
         url = check_url(url)
         if secret is not None and not isinstance(secret, str):
             raise TypeError(f"secret must be a str or None, not {type(secret).__name__}")
@@ -286,14 +291,14 @@ class WebhookDispatcher:
         return hook
 
     def remove(self, hook: Webhook) -> None:
-        """Stop delivering new events to ``hook`` (those in flight finish)."""
+        """Stop delivering new events to `hook` (those in flight finish)."""
         try:
             self.hooks.remove(hook)
         except ValueError:
             raise ValueError(f"{hook!r} is not registered") from None
 
     def subscribed(self, event: str) -> list[Webhook]:
-        """The webhooks that receive ``event``."""
+        """The webhooks that receive `event`."""
         return [hook for hook in self.hooks if event in hook.events]
 
     # ------------------------------------------------------------------ sending
@@ -301,9 +306,9 @@ class WebhookDispatcher:
     def emit(
         self, event: str, data: Callable[[], Mapping[str, Any]], *, case_id: int | None
     ) -> int:
-        """Queue ``event`` to every webhook subscribed; return how many deliveries it made.
+        """Queue `event` to every webhook subscribed; return how many deliveries it made.
 
-        ``data`` is called once, now (so the body is the state at the change), and only if a
+        `data` is called once, now (so the body is the state at the change), and only if a
         webhook is subscribed.
         """
         hooks = self.subscribed(event)
@@ -413,8 +418,8 @@ class WebhookDispatcher:
             self._spawn(job)
 
     async def wait_idle(self, timeout: float) -> None:
-        """Return once every delivery was answered 200 or given up; ``TimeoutError`` after
-        ``timeout`` seconds."""
+        """Return once every delivery was answered 200 or given up; `TimeoutError` after
+        `timeout` seconds."""
         timeout = check_delay("timeout", timeout)
         if self._pending and self._session is None and not self._closed:
             raise RuntimeError("FakeAcquire is not started: its deliveries are waiting")

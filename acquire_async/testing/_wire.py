@@ -67,7 +67,7 @@ async def truncated(request: web.Request, answer: Answer) -> web.StreamResponse:
 async def dripped(
     request: web.Request, answer: Answer, drip_bytes: int, drip_interval: float
 ) -> web.StreamResponse:
-    """Send the whole answer, ``drip_bytes`` at a time, ``drip_interval`` seconds apart."""
+    """Send the whole answer, `drip_bytes` at a time, `drip_interval` seconds apart."""
     response = web.StreamResponse(status=answer.status, headers=answer.headers)
     response.content_type = _JSON
     response.content_length = len(answer.body)

@@ -1,49 +1,50 @@
 """taskiq-redis's stream broker, with the four changes a queue that loses nothing needs.
 
-``RedisStreamBroker`` (XREADGROUP, XACK after the task ran, XAUTOCLAIM of what a dead consumer
-left) is the engine; :class:`AcquireStreamBroker` keeps it and changes only what would lose or
+`RedisStreamBroker` (XREADGROUP, XACK after the task ran, XAUTOCLAIM of what a dead consumer
+left) is the engine; `AcquireStreamBroker` keeps it and changes only what would lose or
 stall chunks:
 
-1. **The group reads from the start of the stream** (``consumer_id="0"``), not from ``$``:
-   with ``$``, chunks enqueued before the first worker ever started are never read.
+1. **The group reads from the start of the stream** (`consumer_id="0"`), not from `$`:
+   with `$`, chunks enqueued before the first worker ever started are never read.
 2. **Reclaiming runs on a timer, not only after new messages.** The stock loop runs XAUTOCLAIM
    only when XREADGROUP returned something, so the chunk of a worker killed near the end of a
-   run (nothing new arrives) would wait forever. Here it runs every ``idle_timeout / 4`` at
+   run (nothing new arrives) would wait forever. Here it runs every `idle_timeout / 4` at
    most, whether or not anything new came.
 3. **An acknowledged entry is deleted** (XACK and XDEL in one transaction) instead of trimming
-   the stream with ``maxlen``: trimming drops the *oldest* entries whether or not they were
-   processed, so a backlog longer than ``maxlen`` would silently lose chunks. The stream holds
+   the stream with `maxlen`: trimming drops the *oldest* entries whether or not they were
+   processed, so a backlog longer than `maxlen` would silently lose chunks. The stream holds
    exactly the chunks not yet done.
 4. **A lost Redis connection is waited out**, not fatal: the loop logs once per outage, backs
    off up to 2 s, recreates the group if Redis came back empty, and goes on. An
    acknowledgement that meets a dropped connection is tried again (XACK and XDEL are
-   idempotent) for up to ``_ACK_PATIENCE`` seconds, then left for the reclaim.
+   idempotent) for up to `_ACK_PATIENCE` seconds, then left for the reclaim.
    When Redis is back, the loop first reads this consumer's own pending list again: Redis
    may have applied a read (the entry is pending for us, and in its append-only file) and
    gone down before the answer left, and the entry would otherwise wait for idle_timeout.
-   On SIGTERM/SIGINT the loop stops reading at its next turn (within ``xread_block``), even
+   On SIGTERM/SIGINT the loop stops reading at its next turn (within `xread_block`), even
    where a client library turns the cancellation of a read into a connection error (seen on
    Python 3.10 after a Redis restart: the loop then retried for ever and the worker never
    exited).
 5. **A stopping worker gives back what it read but did not do.** taskiq finishes the tasks in
    hand before it shuts the broker down, so whatever is still pending for this consumer then
-   was never run (a read cut short by the shutdown, say): :meth:`shutdown` puts each such
+   was never run (a read cut short by the shutdown, say): `shutdown` puts each such
    entry back at the end of the stream (XADD of its data, XACK and XDEL of the old one, in
-   one transaction) for the next worker to take at once, instead of after ``idle_timeout``.
+   one transaction) for the next worker to take at once, instead of after `idle_timeout`.
 
 6. **A chunk reclaimed too often is dead-lettered**, not retried forever: taskiq-redis has no
    delivery cap, so a chunk whose worker dies every time (or that always outlives
-   ``idle_timeout``) would circle for ever. Past ``max_deliveries`` deliveries (Redis counts
-   them in the pending list) the broker hands the entry to ``on_poison`` (the worker records
-   its ids ``dead``, saying why) and deletes it.
+   `idle_timeout`) would circle for ever. Past `max_deliveries` deliveries (Redis counts
+   them in the pending list) the broker hands the entry to `on_poison` (the worker records
+   its ids `dead`, saying why) and deletes it.
 
-It also reads one chunk at a time (``xread_count=1``): a worker holds only what it works on, so
+It also reads one chunk at a time (`xread_count=1`): a worker holds only what it works on, so
 chunks spread over processes and a stopping worker leaves nothing read-ahead behind.
 
-Example::
-
+Example:
+    ```python
     broker = AcquireStreamBroker("redis://localhost:6379/0", queue_name="{acquire}:stream",
                                  idle_timeout=600_000)
+    ```
 """
 
 from __future__ import annotations
@@ -79,14 +80,15 @@ MAX_DELIVERIES = 5
 
 
 class AcquireStreamBroker(RedisStreamBroker):
-    """A taskiq ``RedisStreamBroker`` that reads from the stream's start, reclaims on a timer,
+    """A taskiq `RedisStreamBroker` that reads from the stream's start, reclaims on a timer,
     deletes what it acknowledged and survives Redis restarts (see the module docstring).
 
-    ``idle_timeout`` is in milliseconds, as in taskiq-redis.
+    `idle_timeout` is in milliseconds, as in taskiq-redis.
 
-    Example::
-
+    Example:
+        ```python
         broker = AcquireStreamBroker(url, queue_name="{acquire}:stream", idle_timeout=600_000)
+        ```
     """
 
     def __init__(
@@ -320,7 +322,7 @@ class AcquireStreamBroker(RedisStreamBroker):
 
 
 async def declare_group(redis: Redis, stream: str) -> None:
-    """Create the workers' consumer group on ``stream`` (and the stream), reading from its
+    """Create the workers' consumer group on `stream` (and the stream), reading from its
     start, unless it exists: for the workers at startup and the producer before it adds."""
     try:
         await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
@@ -330,8 +332,8 @@ async def declare_group(redis: Redis, stream: str) -> None:
 
 
 async def until_redis(where: str, doing: str, call: Callable[..., Awaitable[T]], *args: Any) -> T:
-    """``await call(*args)``, tried again while Redis is unreachable (one warning, naming
-    ``where``, already redacted); for work that must not be given up for an outage."""
+    """`await call(*args)`, tried again while Redis is unreachable (one warning, naming
+    `where`, already redacted); for work that must not be given up for an outage."""
     backoff = 0.05
     warned = False
     while True:
@@ -351,7 +353,7 @@ async def until_redis(where: str, doing: str, call: Callable[..., Awaitable[T]],
 
 
 def _task_id(data: bytes) -> str | None:
-    """The taskiq task id of a stream entry, or ``None`` for one that is not ours."""
+    """The taskiq task id of a stream entry, or `None` for one that is not ours."""
     try:
         task_id = _ENVELOPE.decode(data).task_id
     except (msgspec.DecodeError, TypeError):

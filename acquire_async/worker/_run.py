@@ -12,15 +12,16 @@ BROKER_FACTORY = "acquire_async.worker._tasks:worker_broker"
 
 
 def run_workers(settings: WorkerSettings, *, processes: int = 1, log_level: str = "INFO") -> int:
-    """Run ``processes`` worker processes until SIGTERM or SIGINT; return the exit status.
+    """Run `processes` worker processes until SIGTERM or SIGINT; return the exit status.
 
     taskiq's process manager starts them, restarts one that dies, and on SIGTERM asks each to
     stop: a worker stops reading, finishes the chunks in hand, and exits. A chunk it read but
-    did not finish (killed hard) is reclaimed by another worker after ``idle_timeout``.
+    did not finish (killed hard) is reclaimed by another worker after `idle_timeout`.
 
-    Example::
-
+    Example:
+        ```python
         run_workers(WorkerSettings(redis_url=url, account_id="mycompany"), processes=2)
+        ```
     """
     from taskiq.cli.worker.args import WorkerArgs
     from taskiq.cli.worker.run import run_worker

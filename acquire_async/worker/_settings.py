@@ -22,33 +22,34 @@ SETTINGS_ENV = "ACQUIRE_WORKER_SETTINGS"
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """How the workers of one queue join: where the queue is, which account, how fast.
 
-    - ``redis_url``: the Redis that holds the queue, the results and the shared throttle.
-    - ``namespace``: prefix of every key of this queue (``{acquire}:stream`` …), so several
+    - `redis_url`: the Redis that holds the queue, the results and the shared throttle.
+    - `namespace`: prefix of every key of this queue (`{acquire}:stream` …), so several
       queues (or accounts) can share one Redis.
-    - ``account_id`` / ``base_url``: as for :class:`~acquire_async.AcquireClient`; the API key
-      comes from ``ACQUIRE_API_KEY`` in each worker's environment, never from here.
-    - ``concurrency``: joins in flight at once per worker process.
-    - ``rate_limit`` / ``burst``: the account-wide limit in requests per second, shared by every
-      process on every machine through :class:`~acquire_async.contrib.redis.RedisThrottle`
-      (``None``: no limit, but a 429's ``Retry-After`` still pauses every worker).
-    - ``max_generations``: how many times an id that failed transiently (a connection error, a
+    - `account_id` / `base_url`: as for `AcquireClient`; the API key
+      comes from `ACQUIRE_API_KEY` in each worker's environment, never from here.
+    - `concurrency`: joins in flight at once per worker process.
+    - `rate_limit` / `burst`: the account-wide limit in requests per second, shared by every
+      process on every machine through `RedisThrottle`
+      (`None`: no limit, but a 429's `Retry-After` still pauses every worker).
+    - `max_generations`: how many times an id that failed transiently (a connection error, a
       5xx, a 429 after the client's own retries) is put back on the queue before it is
       dead-lettered with its last error. Permanent failures (not found, invalid) die at once.
-    - ``idle_timeout``: seconds after which a chunk that a worker read but did not acknowledge
+    - `idle_timeout`: seconds after which a chunk that a worker read but did not acknowledge
       (it was killed) is reclaimed by another worker. Keep it above a chunk's worst-case run
       time: a chunk still running when it expires is joined twice, which is safe (a join may
       repeat) but wasted work.
-    - ``shutdown_grace``: on SIGTERM, seconds a chunk in hand may take to finish; past it
+    - `shutdown_grace`: on SIGTERM, seconds a chunk in hand may take to finish; past it
       (the API or Redis is down, say) it is stopped and goes back to the queue unfinished,
       so a worker always exits.
-    - ``chunks_per_process``: chunks a process works on at once, still with at most
-      ``concurrency`` joins in flight: new joins start while a chunk's last ones wait out a
+    - `chunks_per_process`: chunks a process works on at once, still with at most
+      `concurrency` joins in flight: new joins start while a chunk's last ones wait out a
       retry's back-off (with 2, a test of 5,000 ids under faults took 29 s; with 4, 20 s).
 
-    Example::
-
+    Example:
+        ```python
         settings = WorkerSettings(redis_url="redis://localhost:6379/0", account_id="mycompany",
                                   rate_limit=50, concurrency=32)
+        ```
     """
 
     redis_url: str
@@ -98,7 +99,7 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_env(cls, environ: Any = None) -> WorkerSettings:
-        """The settings a worker process was started with (see :meth:`to_env`)."""
+        """The settings a worker process was started with (see `to_env`)."""
         raw = (os.environ if environ is None else environ).get(SETTINGS_ENV)
         if not raw:
             raise RuntimeError(
@@ -109,11 +110,12 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def check_namespace(namespace: object) -> str:
-    """``namespace`` if it can prefix a queue's keys: a non-empty str without braces (they
-    would break the ``{namespace}`` hash tag), spaces or line breaks.
+    """`namespace` if it can prefix a queue's keys: a non-empty str without braces (they
+    would break the `{namespace}` hash tag), spaces or line breaks.
 
-    >>> check_namespace("acquire")
-    'acquire'
+    Examples:
+        >>> check_namespace("acquire")
+        'acquire'
     """
     if not isinstance(namespace, str):
         raise TypeError(f"namespace must be a str, not {type(namespace).__name__}")
@@ -126,14 +128,15 @@ def check_namespace(namespace: object) -> str:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its credentials replaced by ``***``, for logs and errors: the user and
-    password before ``@``, and a ``password=`` in the query (redis-py takes it there too; for
-    a ``unix://`` socket it is the only place).
+    """`url` with its credentials replaced by `***`, for logs and errors: the user and
+    password before `@`, and a `password=` in the query (redis-py takes it there too; for
+    a `unix://` socket it is the only place).
 
-    >>> redact_url("redis://:hunter2@db:6379/0")
-    'redis://***@db:6379/0'
-    >>> redact_url("unix:///run/redis.sock?db=0&password=hunter2")
-    'unix:///run/redis.sock?db=0&password=***'
+    Examples:
+        >>> redact_url("redis://:hunter2@db:6379/0")
+        'redis://***@db:6379/0'
+        >>> redact_url("unix:///run/redis.sock?db=0&password=hunter2")
+        'unix:///run/redis.sock?db=0&password=***'
     """
     scheme, sep, rest = url.partition("://")
     if not sep:

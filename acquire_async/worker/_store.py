@@ -1,28 +1,29 @@
 """The queue's state in Redis: one status per id, changed only by one Lua script.
 
-Theory of operation. Every id given to the queue has exactly one entry in ``{ns}:status``
-(``queued``, ``joined``, ``already_joined`` or ``dead``), its last result in ``{ns}:results``
-(JSON), and ``{ns}:counts`` counts ids per status, so ``queue`` is one ``HGETALL`` however long
-the run. ``{ns}:dead`` lists the dead ones for ``dead --requeue``. Chunks of ids wait in the
-stream ``{ns}:stream`` (see ``_broker``). Every key has the hash tag ``{ns}``, so one script
+Theory of operation. Every id given to the queue has exactly one entry in `{ns}:status`
+(`queued`, `joined`, `already_joined` or `dead`), its last result in `{ns}:results`
+(JSON), and `{ns}:counts` counts ids per status, so `queue` is one `HGETALL` however long
+the run. `{ns}:dead` lists the dead ones for `dead --requeue`. Chunks of ids wait in the
+stream `{ns}:stream` (see `_broker`). Every key has the hash tag `{ns}`, so one script
 may touch them all, on a cluster too.
 
-All changes go through :data:`_TRANSITION`, atomically, with these rules:
+All changes go through `_TRANSITION`, atomically, with these rules:
 
-- *enqueue* always sets ``queued`` (giving an id again means "join it again").
-- a worker's *record* never overwrites a success (``joined`` / ``already_joined``): a chunk
+- *enqueue* always sets `queued` (giving an id again means "join it again").
+- a worker's *record* never overwrites a success (`joined` / `already_joined`): a chunk
   redone after its worker was killed finds its joins already made and would report
-  ``already_joined``; the first, truer, outcome stays. A worker's ``queued`` (an id put back
-  after a transient failure) does not revive a ``dead`` one.
+  `already_joined`; the first, truer, outcome stays. A worker's `queued` (an id put back
+  after a transient failure) does not revive a `dead` one.
 
 So an id has one final outcome however often its chunk runs, and a redone chunk overwrites,
 never duplicates. The counts move with every applied transition and nothing else.
 
-Example::
-
+Example:
+    ```python
     queue = JoinQueue("redis://localhost:6379/0")
     await queue.enqueue(range(1000, 6000), chunk=100)
     print(await queue.counts())
+    ```
 """
 
 from __future__ import annotations
@@ -87,11 +88,12 @@ return applied
 
 
 class Keys:
-    """The Redis keys of one queue namespace (all share the hash tag ``{namespace}``).
+    """The Redis keys of one queue namespace (all share the hash tag `{namespace}`).
 
-    Example::
-
+    Example:
+        ```python
         Keys("acquire").stream  # '{acquire}:stream'
+        ```
     """
 
     __slots__ = ("counts", "dead", "results", "status", "stream")
@@ -111,20 +113,21 @@ class Keys:
 
 
 class Result(msgspec.Struct, frozen=True, kw_only=True):
-    """What became of one id: one JSON line of ``acquire-async results``.
+    """What became of one id: one JSON line of `acquire-async results`.
 
-    - ``case_id``: the id as given (an int; the text of an item that is not an int).
-    - ``status``: ``joined``, ``already_joined``, ``dead``, or ``queued`` (not final yet: it
-      failed transiently and waits for its next ``generation``).
-    - ``generation``: how many times it was put back on the queue before this result.
-    - ``attempts``: HTTP attempts of the last try; ``error``: ``"NotFoundError: …"`` for a
-      failure, with ``http_status`` and Acquire's ``code`` when there were; ``at``: Unix time.
+    - `case_id`: the id as given (an int; the text of an item that is not an int).
+    - `status`: `joined`, `already_joined`, `dead`, or `queued` (not final yet: it
+      failed transiently and waits for its next `generation`).
+    - `generation`: how many times it was put back on the queue before this result.
+    - `attempts`: HTTP attempts of the last try; `error`: `"NotFoundError: …"` for a
+      failure, with `http_status` and Acquire's `code` when there were; `at`: Unix time.
 
-    Example::
-
+    Example:
+        ```python
         async for result in queue.results():
             if result.status == "dead":
                 print(result.case_id, result.error)
+        ```
     """
 
     case_id: int | str
@@ -143,7 +146,7 @@ class Result(msgspec.Struct, frozen=True, kw_only=True):
         status: Status,
         generation: int,
     ) -> Result:
-        """The result of one ``join_many`` outcome, given what the worker decided."""
+        """The result of one `join_many` outcome, given what the worker decided."""
         error = outcome.error
         http_status = code = text = None
         if error is not None:
@@ -164,12 +167,13 @@ class Result(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class QueueCounts(msgspec.Struct, frozen=True):
-    """How many ids are in each status; ``pending`` is what the workers still have to do.
+    """How many ids are in each status; `pending` is what the workers still have to do.
 
-    Example::
-
+    Example:
+        ```python
         counts = await queue.counts()
         print(f"{counts.done}/{counts.total} done, {counts.dead} dead")
+        ```
     """
 
     queued: int = 0
@@ -194,7 +198,7 @@ class QueueCounts(msgspec.Struct, frozen=True):
 
 
 def message(ids: list[int], generation: int, delay: float) -> bytes:
-    """A chunk as the stream carries it: the JSON of a taskiq message for ``join_chunk``."""
+    """A chunk as the stream carries it: the JSON of a taskiq message for `join_chunk`."""
     return msgspec.json.encode(
         {
             "task_id": uuid.uuid4().hex,
@@ -213,12 +217,12 @@ def _text(value: bytes | str) -> str:
 
 def _case_id(key: str) -> int | str:
     """The id a status key stands for: an int for an ASCII number, else the text as given
-    (``"²".isdigit()`` is true, and ``int("²")`` raises)."""
+    (`"²".isdigit()` is true, and `int("²")` raises)."""
     return int(key) if key.isascii() and key.isdigit() else key
 
 
 def encode(result: Result) -> bytes:
-    """A result as stored in ``{ns}:results``."""
+    """A result as stored in `{ns}:results`."""
     return msgspec.json.encode(result)
 
 
@@ -226,15 +230,16 @@ class JoinQueue:
     """The producer's and the operator's side of a worker queue: enqueue ids, watch the
     counts, read the results, list and requeue dead letters.
 
-    ``redis`` is a URL or a ``redis.asyncio.Redis`` (closed by :meth:`aclose` only when this
+    `redis` is a URL or a `redis.asyncio.Redis` (closed by `aclose` only when this
     object made it). Safe to use from many processes at once.
 
-    Example::
-
+    Example:
+        ```python
         async with JoinQueue("redis://localhost:6379/0") as queue:
             await queue.enqueue(ids, chunk=100)
             counts = await queue.wait()
             print(counts.joined, counts.dead)
+        ```
     """
 
     def __init__(self, redis: str | Redis, *, namespace: str = "acquire") -> None:
@@ -268,16 +273,17 @@ class JoinQueue:
         chunk: int = 100,
         on_progress: Callable[[int], object] | None = None,
     ) -> int:
-        """Put ``case_ids`` on the queue in chunks of ``chunk``; return how many were given.
+        """Put `case_ids` on the queue in chunks of `chunk`; return how many were given.
 
-        Each chunk is marked ``queued`` and added to the stream in one transaction. An item
-        that is not a case id is recorded ``dead`` at once (with why), never sent. Giving an
-        id that is already done queues it again. ``on_progress(n)`` is called with the number
+        Each chunk is marked `queued` and added to the stream in one transaction. An item
+        that is not a case id is recorded `dead` at once (with why), never sent. Giving an
+        id that is already done queues it again. `on_progress(n)` is called with the number
         of items taken so far, after each chunk.
 
-        Example::
-
+        Example:
+            ```python
             await queue.enqueue([1684, 1685, 1686], chunk=2)
+            ```
         """
         check_count("chunk", chunk)
         if on_progress is not None and not callable(on_progress):
@@ -339,15 +345,16 @@ class JoinQueue:
         return [_text(a) for a in applied]
 
     async def requeue(self, ids: list[int], generation: int, delay: float) -> None:
-        """Add a chunk of already-``queued`` ids back to the stream (a worker's retry)."""
+        """Add a chunk of already-`queued` ids back to the stream (a worker's retry)."""
         await self._redis.xadd(self.keys.stream, {b"data": message(ids, generation, delay)})
 
     async def counts(self) -> QueueCounts:
         """Ids per status, in one round trip.
 
-        Example::
-
+        Example:
+            ```python
             print((await queue.counts()).pending)
+            ```
         """
         raw = await self._redis.hgetall(self.keys.counts)
         values = {_text(k): int(v) for k, v in raw.items()}
@@ -361,10 +368,11 @@ class JoinQueue:
     async def results(self, *, status: Status | None = None) -> AsyncIterator[Result]:
         """Every id's latest result (final or not), in no particular order.
 
-        Example::
-
+        Example:
+            ```python
             async for result in queue.results(status="dead"):
                 print(result.case_id, result.error)
+            ```
         """
         if status is not None and status not in ("queued", *_FINAL):
             raise ValueError(
@@ -393,10 +401,11 @@ class JoinQueue:
     async def dead(self) -> AsyncIterator[Result]:
         """The dead letters, with their last error.
 
-        Example::
-
+        Example:
+            ```python
             async for result in queue.dead():
                 print(result.case_id, result.error)
+            ```
         """
         decoder = msgspec.json.Decoder(Result)
         cursor = 0
@@ -412,9 +421,10 @@ class JoinQueue:
     async def requeue_dead(self, *, chunk: int = 100) -> int:
         """Put every dead letter that is a valid id back on the queue; return how many.
 
-        Example::
-
+        Example:
+            ```python
             requeued = await queue.requeue_dead()
+            ```
         """
         check_count("chunk", chunk)
         ids: list[int] = []
@@ -435,12 +445,13 @@ class JoinQueue:
     ) -> QueueCounts:
         """Wait until no id is pending; return the final counts.
 
-        ``on_progress(counts)`` is called at every poll. ``timeout`` (seconds) raises
-        ``TimeoutError`` if ids are still pending then.
+        `on_progress(counts)` is called at every poll. `timeout` (seconds) raises
+        `TimeoutError` if ids are still pending then.
 
-        Example::
-
+        Example:
+            ```python
             counts = await queue.wait(on_progress=lambda c: print(c.done, "/", c.total))
+            ```
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:

@@ -1,16 +1,18 @@
 """The taskiq side: the broker a worker process runs, its one task, and the per-process client.
 
-A chunk's life in a worker process: taskiq reads it from the stream (``_broker``), calls
-:func:`join_chunk`, and acknowledges it (XACK + XDEL) only after the task returned. The task
-joins the chunk with the process's one :class:`~acquire_async.AcquireClient` (``join_all``),
-records one result per id (``_store``'s transition script), puts transient failures back on the
+A chunk's life in a worker process: taskiq reads it from the stream (`_broker`), calls
+`join_chunk`, and acknowledges it (XACK + XDEL) only after the task returned. The task
+joins the chunk with the process's one `AcquireClient` (`join_all`),
+records one result per id (`_store`'s transition script), puts transient failures back on the
 stream as a new chunk of the next generation, and returns. Killed at any point before the
-acknowledgement, the chunk is reclaimed after ``idle_timeout`` and done again: joins may
+acknowledgement, the chunk is reclaimed after `idle_timeout` and done again: joins may
 repeat, and the store keeps the first success.
 
-Example (what ``acquire-async worker`` runs in each process)::
+Example (what `acquire-async worker` runs in each process):
 
-    broker = make_broker(WorkerSettings(redis_url=url, account_id="mycompany"))
+```python
+broker = make_broker(WorkerSettings(redis_url=url, account_id="mycompany"))
+```
 """
 
 from __future__ import annotations
@@ -73,8 +75,8 @@ class Worker:
         stopping: asyncio.Event | None,
         grace: float,
     ) -> bool:
-        """:meth:`run_chunk`; once ``stopping`` is set, give it ``grace`` seconds more, then
-        cancel it and return ``False`` (the chunk is then left on the queue, not lost)."""
+        """`run_chunk`; once `stopping` is set, give it `grace` seconds more, then
+        cancel it and return `False` (the chunk is then left on the queue, not lost)."""
         chunk = asyncio.ensure_future(self.run_chunk(ids, generation, delay))
         if stopping is None:  # not in a worker process: nothing asks it to stop
             await chunk
@@ -95,8 +97,8 @@ class Worker:
                 await asyncio.gather(chunk, return_exceptions=True)
 
     def decide(self, outcome: JoinOutcome, generation: int) -> Status:
-        """``joined``/``already_joined`` on success; ``queued`` for a transient failure with
-        generations left; ``dead`` otherwise."""
+        """`joined`/`already_joined` on success; `queued` for a transient failure with
+        generations left; `dead` otherwise."""
         error = outcome.error
         if error is None:
             return "already_joined" if outcome.already_joined else "joined"
@@ -106,17 +108,19 @@ class Worker:
 
 
 def make_broker(settings: WorkerSettings) -> AcquireStreamBroker:
-    """A taskiq broker for ``settings``, with the ``join_chunk`` task registered and the
+    """A taskiq broker for `settings`, with the `join_chunk` task registered and the
     per-process client opened at worker startup and closed at shutdown.
 
-    The client gets a :class:`~acquire_async.contrib.redis.RedisThrottle` on the same Redis:
+    The client gets a `RedisThrottle` on the same Redis:
     the account's rate limit and any 429 cool-down are shared by every worker of the queue.
-    The API key comes from ``ACQUIRE_API_KEY`` in the worker's environment.
+    The API key comes from `ACQUIRE_API_KEY` in the worker's environment.
 
-    Example (your own taskiq app)::
+    Example (your own taskiq app):
 
-        broker = make_broker(WorkerSettings(redis_url=url, account_id="mycompany"))
-        # taskiq worker mymodule:broker
+    ```python
+    broker = make_broker(WorkerSettings(redis_url=url, account_id="mycompany"))
+    # taskiq worker mymodule:broker
+    ```
     """
     if not isinstance(settings, WorkerSettings):
         raise TypeError(f"settings must be a WorkerSettings, not {type(settings).__name__}")
@@ -211,7 +215,7 @@ def make_broker(settings: WorkerSettings) -> AcquireStreamBroker:
 
 
 def _chunk_ids(data: bytes) -> list[int]:
-    """The ids of a chunk as the stream carries it (``[]`` if it is not one of ours)."""
+    """The ids of a chunk as the stream carries it (`[]` if it is not one of ours)."""
     try:
         args = msgspec.json.decode(data).get("args") or [[]]
         return [i for i in args[0] if type(i) is int]
