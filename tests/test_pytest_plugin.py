@@ -96,3 +96,149 @@ async def test_two(fake_acquire):
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*at most one positional argument*"])
+
+
+THREAD_TESTS = """
+import json
+import urllib.request
+
+import pytest
+
+from acquire_async.testing import FakeAcquireThread
+
+
+def join(fake, case_id):
+    request = urllib.request.Request(
+        fake.base_url + "/crm/messenger/chat/join",
+        data=json.dumps({"caseId": case_id}).encode(),
+        headers={"Authorization": f"Bearer {fake.api_key}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.status
+
+
+def test_default_thread_fake(fake_acquire_thread):
+    assert isinstance(fake_acquire_thread, FakeAcquireThread)
+    assert sorted(fake_acquire_thread.cases) == list(range(1000, 1010))
+    assert join(fake_acquire_thread, 1003) == 200
+    assert fake_acquire_thread.is_joined(1003)
+
+
+@pytest.mark.acquire_fake(3, already_joined=[1001], api_key="thread-key")
+def test_marker_configures_the_thread_fake(fake_acquire_thread):
+    assert sorted(fake_acquire_thread.cases) == [1000, 1001, 1002]
+    assert fake_acquire_thread.is_joined(1001)
+    assert fake_acquire_thread.env["ACQUIRE_API_KEY"] == "thread-key"
+
+
+async def test_thread_fake_in_an_async_test(fake_acquire_thread):
+    assert fake_acquire_thread.requests == []
+"""
+
+
+@pytest.mark.parametrize("mode", ["auto", "strict"])
+def test_the_thread_fixture_in_a_user_project(pytester: pytest.Pytester, mode: str) -> None:
+    pytester.makeini(INI.format(mode=mode))
+    pytester.makeconftest(CONFTEST)
+    tests = THREAD_TESTS
+    if mode == "strict":
+        tests = tests.replace("\nasync def", "\n@pytest.mark.asyncio\nasync def")
+    pytester.makepyfile(test_user=tests)
+    result = pytester.runpytest("--strict-markers", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+
+
+SYNC_ASKS_FOR_ASYNC = """
+import pytest
+
+
+def test_sync_fake(fake_acquire):
+    raise AssertionError("the body ran")
+
+
+def test_sync_client(acquire_client):
+    raise AssertionError("the body ran")
+
+
+@pytest.mark.acquire_fake(cases=1)
+async def test_async_is_fine(acquire_client, fake_acquire):
+    await acquire_client.join_chat(1000)
+    assert fake_acquire.is_joined(1000)
+"""
+
+
+@pytest.mark.parametrize("mode", ["auto", "strict"])
+def test_a_sync_test_asking_for_the_async_fixtures_is_told_what_to_use(
+    pytester: pytest.Pytester, mode: str
+) -> None:
+    pytester.makeini(INI.format(mode=mode))
+    pytester.makeconftest(CONFTEST)
+    tests = SYNC_ASKS_FOR_ASYNC
+    if mode == "strict":
+        tests = tests.replace("\nasync def", "\n@pytest.mark.asyncio\nasync def")
+    pytester.makepyfile(test_user=tests)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_sync_fake is a sync test and asks for fake_acquire: *"
+            "Use the fake_acquire_thread fixture*",
+            "*test_sync_client is a sync test and asks for fake_acquire "
+            "(through acquire_client)*fake_acquire_thread*",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*the body ran*")
+
+
+# The issue's case: a FastAPI app whose lifespan builds its client from the environment, driven
+# by the sync TestClient, against the async fixture. The app's requests to the emulator used to
+# wait out the client's retries (4 x 60 s) before failing; now the test errors at setup.
+FASTAPI_HANG = """
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from acquire_async import AcquireClient
+
+
+@asynccontextmanager
+async def lifespan(app):
+    async with AcquireClient() as client:
+        app.state.acquire = client
+        yield
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+@app.post("/cases/{case_id}/join")
+async def join(case_id: int):
+    case = await app.state.acquire.join_chat(case_id)
+    return {"id": case.id}
+
+
+def test_testclient_against_fake_acquire(fake_acquire, monkeypatch):
+    Path("body-ran").touch()
+    monkeypatch.setenv("ACQUIRE_BASE_URL", fake_acquire.base_url)
+    monkeypatch.setenv("ACQUIRE_API_KEY", fake_acquire.api_key)
+    with TestClient(app) as http:
+        assert http.post("/cases/1000/join").status_code == 200
+"""
+
+# Far below the 4 minutes the old behaviour took, far above a pytest start on a busy machine.
+HANG_BOUND = 60
+
+
+@pytest.mark.slow
+def test_the_old_hang_is_an_immediate_clear_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI.format(mode="auto"))
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_user=FASTAPI_HANG)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning", timeout=HANG_BOUND
+    )
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*sync test*fake_acquire*Use the fake_acquire_thread fixture*"])
+    assert not (pytester.path / "body-ran").exists()
