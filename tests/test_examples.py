@@ -182,7 +182,7 @@ async def test_the_fastapi_app_returns_cases_and_maps_errors(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 async def test_the_queue_worker_stops_on_a_signal_and_accounts_for_every_id(
     signum: signal.Signals,
 ) -> None:
