@@ -1,31 +1,35 @@
 """``FakeAcquireThread`` and the ``fake_acquire_thread`` fixture: the emulator for sync tests.
 
+``test_join_through_the_app`` is the example of docs/testing.md (a test checks they agree).
+
 A sync test blocks its thread; these tests block it on purpose (``urllib``, ``asyncio.run``,
 FastAPI's ``TestClient``) and the emulator still answers, from its own thread and loop.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import http.server
 import json
+import re
 import socket
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
-from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
 from acquire_async import AcquireClient, AlreadyJoinedError
 from acquire_async.testing import FakeAcquire, FakeAcquireThread, Faults
+from examples.fastapi_app import app
 
 pytest_plugins = ["acquire_async.testing.pytest_plugin"]
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def _join(fake: FakeAcquireThread, case_id: int) -> int:
@@ -256,36 +260,53 @@ def _client_args(fake: FakeAcquireThread) -> dict[str, str]:
     return {"api_key": fake.api_key, "base_url": fake.base_url}
 
 
-# ---------------------------------------------------------------------- a FastAPI app
+async def test_the_async_fixture_still_works(fake_acquire: FakeAcquire) -> None:
+    assert len(fake_acquire.cases) == 10
 
 
-@asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    async with AcquireClient() as client:  # ACQUIRE_BASE_URL, ACQUIRE_API_KEY
-        app.state.acquire = client
-        yield
+# ---------------------------------------------------------------------- the documented example
 
 
-tiny_app = FastAPI(lifespan=_lifespan)
-
-
-@tiny_app.post("/cases/{case_id}/join")
-async def _join_route(case_id: int, request: Request) -> dict[str, Any]:
-    case = await request.app.state.acquire.join_chat(case_id)
-    return dict(msgspec.to_builtins(case))
-
-
-def test_a_fastapi_test_client(
+def test_join_through_the_app(
     fake_acquire_thread: FakeAcquireThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name, value in fake_acquire_thread.env.items():
-        monkeypatch.setenv(name, value)
-    with TestClient(tiny_app) as http:
-        answer = http.post("/cases/1000/join")
-    assert answer.status_code == 200
-    assert answer.json()["id"] == 1000
+        monkeypatch.setenv(name, value)  # what the app's AcquireClient() reads
+    with TestClient(app) as http:  # runs the lifespan, which opens the app's client
+        joined = http.post("/cases/1000/join")
+        again = http.post("/cases/1000/join")
+        unknown = http.post("/cases/99/join")
+    assert joined.status_code == 200
+    assert joined.json()["id"] == 1000
+    assert again.status_code == 409  # AlreadyJoinedError, as the app maps it
+    assert unknown.status_code == 404
     assert fake_acquire_thread.is_joined(1000)
+    assert [r.case_id for r in fake_acquire_thread.requests] == [1000, 1000, 99]
 
 
-async def test_the_async_fixture_still_works(fake_acquire: FakeAcquire) -> None:
-    assert len(fake_acquire.cases) == 10
+def test_the_documented_example_is_this_file() -> None:
+    _assert_example_is_in(DOCS / "testing.md", "## Sync tests: `FakeAcquireThread`")
+
+
+def _assert_example_is_in(page: Path, heading: str) -> None:
+    """tests/docexample.py's `assert_example_is_in`, for a sync test: the first ``python``
+    block after ``heading`` imports only what this file imports, and each function in it
+    equals this file's function of that name."""
+    section = page.read_text().split(heading, 1)[1]
+    example = re.search(r"```python\n(.+?)```", section, re.DOTALL)
+    assert example is not None, f"no python example after {heading!r} in {page.name}"
+    here = ast.parse(Path(__file__).read_text())
+    functions = {node.name: node for node in here.body if isinstance(node, ast.FunctionDef)}
+    imported = {
+        (getattr(node, "module", None), alias.name)
+        for node in here.body
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    for node in ast.parse(example.group(1)).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                assert (getattr(node, "module", None), alias.name) in imported, alias.name
+        else:
+            assert isinstance(node, ast.FunctionDef)
+            assert ast.dump(node) == ast.dump(functions[node.name]), f"{node.name} differs"
