@@ -1,4 +1,4 @@
-"""``FakeAcquireThread``: a `FakeAcquire` on a thread and event loop of its own, for sync tests.
+"""`FakeAcquireThread`: a `FakeAcquire` on a thread and event loop of its own, for sync tests.
 
 A sync test (FastAPI's `TestClient`, `requests`, any code that blocks) blocks the thread it
 runs on, so an emulator served by that thread's event loop never answers. This one is served

@@ -1,25 +1,38 @@
 """pytest fixtures for code that talks to Acquire: a started fake and a client bound to it.
 
-Enable it in a ``conftest.py`` (pytest-asyncio is required)::
+Enable it in a `conftest.py` (pytest-asyncio is required):
 
-    pytest_plugins = ["acquire_async.testing.pytest_plugin"]
+```python
+pytest_plugins = ["acquire_async.testing.pytest_plugin"]
+```
 
-then::
+then:
 
-    async def test_join(acquire_client, fake_acquire):
-        case = await acquire_client.join_chat(1000)
-        assert fake_acquire.is_joined(case.id)
+```python
+async def test_join(acquire_client, fake_acquire):
+    case = await acquire_client.join_chat(1000)
+    assert fake_acquire.is_joined(case.id)
 
-    @pytest.mark.acquire_fake(cases=3, faults=Faults(sequence=[503]))
-    async def test_join_after_a_503(acquire_client, fake_acquire):
-        await acquire_client.join_chat(1000)
-        assert [r.status for r in fake_acquire.requests] == [503, 200]
+@pytest.mark.acquire_fake(cases=3, faults=Faults(sequence=[503]))
+async def test_join_after_a_503(acquire_client, fake_acquire):
+    await acquire_client.join_chat(1000)
+    assert [r.status for r in fake_acquire.requests] == [503, 200]
 
-``fake_acquire`` is a started :class:`~acquire_async.testing.FakeAcquire` with 10 waiting
-cases (ids 1000-1009); the ``acquire_fake`` marker's keyword arguments replace or add to its
-constructor arguments (a positional argument is ``cases``). ``acquire_client`` is an
-``AcquireClient(api_key=fake.api_key, base_url=fake.base_url)``, entered with ``async with``.
-Both are function-scoped and closed after the test.
+def test_a_sync_client(fake_acquire_thread, monkeypatch):
+    for name, value in fake_acquire_thread.env.items():
+        monkeypatch.setenv(name, value)
+    with TestClient(app) as http:  # FastAPI's: it blocks the test's thread
+        assert http.post("/cases/1000/join").status_code == 200
+```
+
+`fake_acquire` is a started `FakeAcquire` with 10 waiting cases (ids 1000-1009); the
+`acquire_fake` marker's keyword arguments replace or add to its constructor arguments (a
+positional argument is `cases`). `acquire_client` is an
+`AcquireClient(api_key=fake.api_key, base_url=fake.base_url)`, entered with `async with`.
+Both are served by the test's event loop, so they are for `async def` tests: a sync test that
+asks for them fails at setup, with an error naming `fake_acquire_thread`, a started
+`FakeAcquireThread` (the marker applies to it too). All are function-scoped and closed after
+the test.
 """
 
 from __future__ import annotations
@@ -42,7 +55,14 @@ DEFAULT_CASES = 10
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the ``acquire_fake`` marker (so ``--strict-markers`` accepts it)."""
+    """Register the `acquire_fake` marker (so `--strict-markers` accepts it).
+
+    Example:
+        ```python
+        @pytest.mark.acquire_fake(cases=3, faults=Faults(sequence=[503]))
+        async def test_join_after_a_503(acquire_client): ...
+        ```
+    """
     config.addinivalue_line(
         "markers",
         "acquire_fake(cases=10, **options): FakeAcquire arguments for the fake_acquire and "
@@ -66,7 +86,7 @@ def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
 def _refuse_a_sync_test(request: pytest.FixtureRequest) -> None:
     """Fail a sync test that asks for the async fixtures, before the emulator starts.
 
-    ``fake_acquire`` is served by the test's event loop, which a sync test never lets run: every
+    `fake_acquire` is served by the test's event loop, which a sync test never lets run: every
     request to it would wait out the client's timeouts and retries (minutes) and then fail.
     """
     test = getattr(request.node, "obj", None)
@@ -84,9 +104,16 @@ def _refuse_a_sync_test(request: pytest.FixtureRequest) -> None:
 
 @pytest_asyncio.fixture
 async def fake_acquire(request: pytest.FixtureRequest) -> AsyncIterator[FakeAcquire]:
-    """A started :class:`FakeAcquire` (10 cases unless ``@pytest.mark.acquire_fake`` says).
+    """A started `FakeAcquire` (10 cases unless `@pytest.mark.acquire_fake` says).
 
-    For ``async def`` tests; a sync test gets an error naming ``fake_acquire_thread``.
+    For `async def` tests; a sync test gets an error naming `fake_acquire_thread`.
+
+    Example:
+        ```python
+        async def test_join(acquire_client, fake_acquire):
+            await acquire_client.join_chat(1000)
+            assert fake_acquire.is_joined(1000)
+        ```
     """
     _refuse_a_sync_test(request)
     async with FakeAcquire(**_options(request)) as fake:
@@ -95,15 +122,35 @@ async def fake_acquire(request: pytest.FixtureRequest) -> AsyncIterator[FakeAcqu
 
 @pytest.fixture
 def fake_acquire_thread(request: pytest.FixtureRequest) -> Iterator[FakeAcquireThread]:
-    """A started :class:`FakeAcquireThread`: the emulator on its own thread and event loop, for
-    sync tests and sync clients (10 cases unless ``@pytest.mark.acquire_fake`` says)."""
+    """A started `FakeAcquireThread`: the emulator on its own thread and event loop, for
+    sync tests and sync clients (10 cases unless `@pytest.mark.acquire_fake` says).
+
+    Example:
+        ```python
+        @pytest.mark.acquire_fake(cases=3)
+        def test_join(fake_acquire_thread, monkeypatch):
+            for name, value in fake_acquire_thread.env.items():
+                monkeypatch.setenv(name, value)
+            with TestClient(app) as http:
+                assert http.post("/cases/1000/join").status_code == 200
+            assert fake_acquire_thread.is_joined(1000)
+        ```
+    """
     with FakeAcquireThread(**_options(request)) as fake:
         yield fake
 
 
 @pytest_asyncio.fixture
 async def acquire_client(fake_acquire: FakeAcquire) -> AsyncIterator[AcquireClient]:
-    """An ``acquire_async.AcquireClient`` bound to ``fake_acquire``, open for the test."""
+    """An `acquire_async.AcquireClient` bound to `fake_acquire`, open for the test.
+
+    Example:
+        ```python
+        async def test_join(acquire_client):
+            case = await acquire_client.join_chat(1000)
+            assert case.id == 1000
+        ```
+    """
     async with AcquireClient(
         api_key=fake_acquire.api_key, base_url=fake_acquire.base_url
     ) as client:
