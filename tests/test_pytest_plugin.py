@@ -150,6 +150,12 @@ def test_the_thread_fixture_in_a_user_project(pytester: pytest.Pytester, mode: s
 
 SYNC_ASKS_FOR_ASYNC = """
 import pytest
+import pytest_asyncio
+
+
+@pytest_asyncio.fixture
+async def joined(acquire_client):
+    return await acquire_client.join_chat(1000)
 
 
 def test_sync_fake(fake_acquire):
@@ -157,6 +163,10 @@ def test_sync_fake(fake_acquire):
 
 
 def test_sync_client(acquire_client):
+    raise AssertionError("the body ran")
+
+
+def test_sync_through_a_fixture(joined):
     raise AssertionError("the body ran")
 
 
@@ -175,15 +185,17 @@ def test_a_sync_test_asking_for_the_async_fixtures_is_told_what_to_use(
     pytester.makeconftest(CONFTEST)
     tests = SYNC_ASKS_FOR_ASYNC
     if mode == "strict":
-        tests = tests.replace("\nasync def", "\n@pytest.mark.asyncio\nasync def")
+        tests = tests.replace("\nasync def test", "\n@pytest.mark.asyncio\nasync def test")
     pytester.makepyfile(test_user=tests)
     result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1, errors=2)
+    result.assert_outcomes(passed=1, errors=3)
     result.stdout.fnmatch_lines(
         [
             "*test_sync_fake is a sync test and asks for fake_acquire: *"
             "Use the fake_acquire_thread fixture*",
             "*test_sync_client is a sync test and asks for fake_acquire "
+            "(through acquire_client)*fake_acquire_thread*",
+            "*test_sync_through_a_fixture is a sync test and asks for fake_acquire "
             "(through acquire_client)*fake_acquire_thread*",
         ]
     )
@@ -236,9 +248,7 @@ def test_the_old_hang_is_an_immediate_clear_error(pytester: pytest.Pytester) -> 
     pytester.makeini(INI.format(mode="auto"))
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_user=FASTAPI_HANG)
-    result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning", timeout=HANG_BOUND
-    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=HANG_BOUND)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*sync test*fake_acquire*Use the fake_acquire_thread fixture*"])
     assert not (pytester.path / "body-ran").exists()
