@@ -8,6 +8,7 @@ FastAPI's ``TestClient``) and the emulator still answers, from its own thread an
 
 from __future__ import annotations
 
+import _thread
 import ast
 import asyncio
 import http.server
@@ -157,6 +158,32 @@ def test_a_start_error_reaches_the_caller_and_leaves_nothing_running() -> None:
         with pytest.raises(RuntimeError, match="not running"):
             fake.is_joined(1000)
         fake.stop()  # nothing to stop: no error
+
+
+def test_an_interrupted_start_leaves_nothing_running() -> None:
+    fake = FakeAcquireThread()
+    start = fake.fake.start
+    starting = threading.Event()
+
+    async def slow_start() -> FakeAcquire:
+        starting.set()
+        await asyncio.sleep(0.2)
+        return await start()
+
+    def interrupt() -> None:
+        starting.wait(10)
+        _thread.interrupt_main()  # Ctrl-C while the caller waits for the start
+
+    fake.fake.start = slow_start  # type: ignore[method-assign]
+    interrupter = threading.Thread(target=interrupt)
+    interrupter.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fake.start()
+    finally:
+        interrupter.join()
+    assert _emulator_threads() == []
+    assert _refused(fake.fake.port)
 
 
 def test_a_stop_error_reaches_the_caller_and_everything_is_released() -> None:
