@@ -160,6 +160,21 @@ def test_a_start_error_reaches_the_caller_and_leaves_nothing_running() -> None:
         fake.stop()  # nothing to stop: no error
 
 
+def test_a_failure_late_in_the_start_releases_the_socket() -> None:
+    fake = FakeAcquireThread()
+
+    async def fails() -> None:
+        raise OSError("webhooks failed")
+
+    # The emulator's last step of start(), after it bound its socket.
+    fake.fake._webhooks.start = fails  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="webhooks failed"):
+        fake.start()
+    assert _emulator_threads() == []
+    assert fake.fake.port != 0
+    assert _refused(fake.fake.port)
+
+
 def test_an_interrupted_start_leaves_nothing_running() -> None:
     fake = FakeAcquireThread()
     start = fake.fake.start

@@ -166,11 +166,12 @@ class FakeAcquireThread:
             self._loop, self._stop = asyncio.get_running_loop(), stop
             if self._stop_requested:
                 stop.set()
-        await self._fake.start()
         try:
+            await self._fake.start()
             started.set_result(None)
             await stop.wait()
         finally:
+            # Also after a failed start: close() releases whatever start() got to (idempotent).
             await self._fake.close()
 
     # ------------------------------------------------------------------ the loop
