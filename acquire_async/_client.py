@@ -1,6 +1,6 @@
-"""``AcquireClient``: configuration, lifecycle, and one short method per operation.
+"""`AcquireClient`: configuration, lifecycle, and one short method per operation.
 
-Every call goes through the engine (``_engine``): the methods here check their arguments before
+Every call goes through the engine (`_engine`): the methods here check their arguments before
 any I/O, build the request body with the codec, and hand the operation to the engine.
 """
 
@@ -52,49 +52,55 @@ _DEFAULT_USER_AGENT = f"acquire-async/{__version__} {USER_AGENT}"
 class AcquireClient:
     """An asyncio client for the Acquire API, safe to share among thousands of tasks.
 
-    Use it as an async context manager (or call :meth:`aclose`) so its connection pool closes::
+    Use it as an async context manager (or call `aclose`) so its connection pool closes:
 
-        async with AcquireClient("mycompany", api_key) as client:
-            case = await client.join_chat(1684)
-            await client.add_message(1684, "Hello! How can I help?")
+    ```python
+    async with AcquireClient("mycompany", api_key) as client:
+        case = await client.join_chat(1684)
+        await client.add_message(1684, "Hello! How can I help?")
+    ```
 
     A client belongs to the event loop it is first used on (its connection pool does): using
-    it from another loop raises ``RuntimeError``. Create one per loop, where the loop lives:
-    an app's lifespan or ``cleanup_ctx``, a worker's ``main()``.
+    it from another loop raises `RuntimeError`. Create one per loop, where the loop lives:
+    an app's lifespan or `cleanup_ctx`, a worker's `main()`.
 
-    ``account_id`` and ``api_key`` fall back to the environment variables
-    ``ACQUIRE_ACCOUNT_ID`` and ``ACQUIRE_API_KEY``. ``account_id`` must be one DNS label (it
-    becomes ``https://{account_id}.acquire.io/api/v1``); ``base_url`` replaces that URL (the
-    emulator, a proxy) and makes ``account_id`` unnecessary.
+    `account_id` and `api_key` fall back to the environment variables
+    `ACQUIRE_ACCOUNT_ID` and `ACQUIRE_API_KEY`. `account_id` must be one DNS label (it
+    becomes `https://{account_id}.acquire.io/api/v1`); `base_url` replaces that URL (the
+    emulator, a proxy) and makes `account_id` unnecessary.
 
     Keyword arguments:
-        timeout: a :class:`Timeouts`, or a number of seconds for the total of one attempt.
+        timeout: a `Timeouts`, or a number of seconds for the total of one attempt.
         max_connections: size of the owned connection pool (100).
         max_concurrency: calls in flight at once across the whole client (default:
-            ``max_connections``). Callers beyond it wait for a slot before their timers start.
-        session: an ``aiohttp.ClientSession`` to borrow. It is used as is and never closed;
+            `max_connections`). Callers beyond it wait for a slot before their timers start.
+        session: an `aiohttp.ClientSession` to borrow. It is used as is and never closed;
             the client's timeouts still apply to each request.
-        transport: a :class:`Transport` to send requests with instead of the built-in
-            :class:`AiohttpTransport` (``acquire_async.testing.MockTransport`` in unit tests).
-            It excludes the arguments that configure the built-in one (``timeout``,
-            ``max_connections``, ``session``, ``max_body_size``, ``keepalive_timeout``,
-            ``trust_env``, ``trace_configs``).
-        join_method: ``"POST"`` (Acquire's last documented method) or ``"GET"``. On a ``405``
+        transport: a `Transport` to send requests with instead of the built-in
+            `AiohttpTransport` (`acquire_async.testing.MockTransport` in unit tests).
+            It excludes the arguments that configure the built-in one (`timeout`,
+            `max_connections`, `session`, `max_body_size`, `keepalive_timeout`,
+            `trust_env`, `trace_configs`).
+        join_method: `"POST"` (Acquire's last documented method) or `"GET"`. On a `405`
             the client tries the other method once and keeps it for its lifetime.
-        user_agent: a product token put before the SDK's own ``User-Agent``.
-        retry: a :class:`RetryPolicy` (``RetryPolicy.disabled()`` for none).
-        rate_limit: requests per second for the whole client (``None``: no limit).
-        throttle: a custom :class:`Throttle` (shared across processes, say); replaces
-            ``rate_limit``.
+        user_agent: a product token put before the SDK's own `User-Agent`.
+        retry: a `RetryPolicy` (`RetryPolicy.disabled()` for none).
+        rate_limit: requests per second for the whole client (`None`: no limit).
+        throttle: a custom `Throttle` (shared across processes, say); replaces
+            `rate_limit`.
         max_body_size: the largest response body read, in decompressed bytes (1 MiB).
         keepalive_timeout: seconds an idle pooled connection is kept for reuse (default 4,
             below common servers' idle timeouts: Node's 5 s). Owned session only.
         trust_env: let aiohttp read proxy settings from the environment (off by default).
-        trace_configs: aiohttp ``TraceConfig`` objects for the owned session (OpenTelemetry).
-        on_request, on_response, on_retry: hooks called with a :class:`RequestEvent`,
-            :class:`ResponseEvent`, :class:`RetryEvent`. They run inline: keep them fast.
-        clock, sleep, random: the seams tests use: the monotonic clock of deadlines and
-            latencies, the backoff sleep, and the source of jitter in [0, 1).
+        trace_configs: aiohttp `TraceConfig` objects for the owned session (OpenTelemetry).
+        on_request: a hook called with a `RequestEvent` right before each attempt. Hooks
+            run inline: keep them fast.
+        on_response: a hook called with a `ResponseEvent` after each attempt that ended
+            with a response or an error.
+        on_retry: a hook called with a `RetryEvent` before the client sleeps and tries again.
+        clock: the monotonic clock of deadlines and latencies (a seam for tests).
+        sleep: the backoff sleep (a seam for tests).
+        random: the source of jitter in [0, 1) (a seam for tests).
     """
 
     def __init__(
@@ -248,18 +254,18 @@ class AcquireClient:
 
     @property
     def transport(self) -> Transport:
-        """The :class:`Transport` this client sends with (an :class:`AiohttpTransport` unless
+        """The `Transport` this client sends with (an `AiohttpTransport` unless
         one was given)."""
         return self._transport
 
     @property
     def closed(self) -> bool:
-        """``True`` once :meth:`aclose` was called."""
+        """`True` once `aclose` was called."""
         return self._closed
 
     @property
     def join_method(self) -> str:
-        """The HTTP method joins use now (it changes once after a ``405``)."""
+        """The HTTP method joins use now (it changes once after a `405`)."""
         return self._engine.route(JOIN_CHAT).method
 
     def __repr__(self) -> str:
@@ -306,37 +312,39 @@ class AcquireClient:
     async def join_chat(
         self, case_id: int, *, ask_join: bool = True, timeout: float | None = None
     ) -> Case:
-        """Join the chat ``case_id`` as the API key's agent and return the updated case.
+        """Join the chat `case_id` as the API key's agent and return the updated case.
 
-        ``ask_join`` is sent as ``askJoin`` (Acquire does not document it; with ``True`` the
-        agent shows up in ``users`` with status ``"joined"`` at once). ``timeout`` is a
+        `ask_join` is sent as `askJoin` (Acquire does not document it; with `True` the
+        agent shows up in `users` with status `"joined"` at once). `timeout` is a
         deadline in seconds across every attempt and backoff sleep of this call.
 
-        Raises ``TypeError``/``ValueError`` for a bad ``case_id`` (before any I/O), and an
-        :class:`~acquire_async.errors.APIError` subclass when the join fails.
-        :class:`~acquire_async.errors.AlreadyJoinedError` means the agent is already in the
-        chat. ``attempts > 1`` says this call retried: when an earlier attempt failed after
+        Raises `TypeError`/`ValueError` for a bad `case_id` (before any I/O), and an
+        `APIError` subclass when the join fails.
+        `AlreadyJoinedError` means the agent is already in the
+        chat. `attempts > 1` says this call retried: when an earlier attempt failed after
         its request was sent (a dropped connection, a timeout), that attempt probably joined
         and its answer was lost. It is a hint, not proof (a retried 503 changed nothing).
 
-        Example::
-
+        Example:
+            ```python
             try:
                 case = await client.join_chat(1684)
             except AlreadyJoinedError:
                 pass
+            ```
         """
         return (await self._join(*_join_args(case_id, ask_join, timeout))).data
 
     async def join_chat_response(
         self, case_id: int, *, ask_join: bool = True, timeout: float | None = None
     ) -> Response[Case]:
-        """Like :meth:`join_chat`, with the raw body, status, headers and attempts.
+        """Like `join_chat`, with the raw body, status, headers and attempts.
 
-        Example::
-
+        Example:
+            ```python
             response = await client.join_chat_response(1684)
             print(response.data.status, response.request_id)
+            ```
         """
         return await self._join(*_join_args(case_id, ask_join, timeout))
 
@@ -347,26 +355,28 @@ class AcquireClient:
         return self._engine.call(JOIN_CHAT, case_id, JOIN_CHAT.body(case_id, ask_join), timeout)
 
     async def reject_chat(self, case_id: int, *, timeout: float | None = None) -> Case:
-        """Reject the chat ``case_id`` for the API key's agent; return the updated case.
+        """Reject the chat `case_id` for the API key's agent; return the updated case.
 
         Retried like a join (rejecting twice leaves it rejected).
 
-        Example::
-
+        Example:
+            ```python
             case = await client.reject_chat(1681)
             print([u.status for u in case.users])  # the agent's entry reads "rejected"
+            ```
         """
         return (await self.reject_chat_response(case_id, timeout=timeout)).data
 
     async def reject_chat_response(
         self, case_id: int, *, timeout: float | None = None
     ) -> Response[Case]:
-        """Like :meth:`reject_chat`, with the raw body, status, headers and attempts.
+        """Like `reject_chat`, with the raw body, status, headers and attempts.
 
-        Example::
-
+        Example:
+            ```python
             response = await client.reject_chat_response(1681)
             print(response.data.status, response.attempts)
+            ```
         """
         case_id = validate_case_id(case_id)
         timeout = check_seconds("timeout", timeout)
@@ -385,17 +395,18 @@ class AcquireClient:
         leave_event: bool | None = None,
         timeout: float | None = None,
     ) -> CloseResult:
-        """Close the chat ``case_id``; return what Acquire reports about it.
+        """Close the chat `case_id`; return what Acquire reports about it.
 
-        ``closing_state`` and ``archive`` are always sent (Acquire's example sends
-        ``"handled"`` and ``"yes"``). ``ask_feedback``, ``leave_only``, ``force_close`` and
-        ``leave_event`` are sent only when given: Acquire documents their names, not what
+        `closing_state` and `archive` are always sent (Acquire's example sends
+        `"handled"` and `"yes"`). `ask_feedback`, `leave_only`, `force_close` and
+        `leave_event` are sent only when given: Acquire documents their names, not what
         they do, so the server's defaults apply otherwise.
 
-        Example::
-
+        Example:
+            ```python
             result = await client.close_chat(5, ask_feedback=True)
             print(result.forever_closed)
+            ```
         """
         response = await self.close_chat_response(
             case_id,
@@ -421,12 +432,13 @@ class AcquireClient:
         leave_event: bool | None = None,
         timeout: float | None = None,
     ) -> Response[CloseResult]:
-        """Like :meth:`close_chat`, with the raw body, status, headers and attempts.
+        """Like `close_chat`, with the raw body, status, headers and attempts.
 
-        Example::
-
+        Example:
+            ```python
             response = await client.close_chat_response(5)
             print(response.data.forever_closed, response.raw)
+            ```
         """
         case_id = validate_case_id(case_id)
         body = CLOSE_CHAT.body(
@@ -452,24 +464,25 @@ class AcquireClient:
         translate_lang_key: str | None = None,
         timeout: float | None = None,
     ) -> Message:
-        """Post ``text`` to the chat ``case_id`` as the API key's agent; return the message.
+        """Post `text` to the chat `case_id` as the API key's agent; return the message.
 
-        ``type`` is ``"message"`` (seen by the visitor) or ``"note"`` (agents only);
-        ``channel`` (``"chat"``…) and ``translate_lang_key`` (``"en"``…) are sent when given.
+        `type` is `"message"` (seen by the visitor) or `"note"` (agents only);
+        `channel` (`"chat"`…) and `translate_lang_key` (`"en"`…) are sent when given.
 
         **Never sent twice by the SDK.** A failure that may have reached the server (a
         dropped connection after the request was written, a timeout, a 500/502/504) is not
-        retried: it raises with ``request_sent=True``, and the message may or may not be
+        retried: it raises with `request_sent=True`, and the message may or may not be
         posted. Failures that provably never left (refused, a connect timeout) and answers by
         which the server says it did not act (408, 429, 503) are retried.
 
-        Example::
-
+        Example:
+            ```python
             try:
                 await client.add_message(1684, "Hello! How can I help?")
             except APIError as exc:
                 if exc.request_sent:
                     ...  # maybe posted: look at the chat before sending it again
+            ```
         """
         response = await self.add_message_response(
             case_id,
@@ -491,12 +504,13 @@ class AcquireClient:
         translate_lang_key: str | None = None,
         timeout: float | None = None,
     ) -> Response[Message]:
-        """Like :meth:`add_message`, with the raw body, status, headers and attempts.
+        """Like `add_message`, with the raw body, status, headers and attempts.
 
-        Example::
-
+        Example:
+            ```python
             response = await client.add_message_response(1684, "Hello!")
             print(response.data.id, response.request_id)
+            ```
         """
         case_id = validate_case_id(case_id)
         body = ADD_MESSAGE.body(
@@ -520,20 +534,22 @@ class AcquireClient:
         ask_join: bool = True,
         timeout: float | None = None,
     ) -> JoinStream:
-        """Join many chats concurrently; yield one :class:`JoinOutcome` per id, as they finish.
+        """Join many chats concurrently; yield one `JoinOutcome` per id, as they finish.
 
-        ``case_ids`` (an iterable or async iterable) is read lazily: at most ``concurrency``
+        `case_ids` (an iterable or async iterable) is read lazily: at most `concurrency`
         joins are in flight and memory stays bounded whatever its length. Every item yields
-        exactly one outcome, invalid ones included (their ``error`` says why; nothing is sent).
-        ``CHAT_ALREADY_JOINED`` counts as success (``ok`` and ``already_joined`` are true).
+        exactly one outcome, invalid ones included (their `error` says why; nothing is sent).
+        `CHAT_ALREADY_JOINED` counts as success (`ok` and `already_joined` are true).
 
         Use it as an async context manager, so leaving the block early cancels the joins still
-        in flight and returns their connections before the block ends::
+        in flight and returns their connections before the block ends:
 
-            async with client.join_many(ids, concurrency=64) as outcomes:
-                async for outcome in outcomes:
-                    if not outcome.ok:
-                        print(outcome.case_id, outcome.error)
+        ```python
+        async with client.join_many(ids, concurrency=64) as outcomes:
+            async for outcome in outcomes:
+                if not outcome.ok:
+                    print(outcome.case_id, outcome.error)
+        ```
         """
         check_count("concurrency", concurrency)
         if not isinstance(ask_join, bool):
@@ -553,9 +569,10 @@ class AcquireClient:
     ) -> list[JoinOutcome]:
         """Join a small batch and return all outcomes (in completion order) as a list.
 
-        Example::
-
+        Example:
+            ```python
             outcomes = await client.join_all([1684, 1685])
+            ```
         """
         async with self.join_many(
             case_ids, concurrency=concurrency, ask_join=ask_join, timeout=timeout

@@ -1,15 +1,15 @@
-"""The transport seam: :class:`Transport`, and :class:`AiohttpTransport`, the one that ships.
+"""The transport seam: `Transport`, and `AiohttpTransport`, the one that ships.
 
-The engine hands a transport one HTTP request at a time and gets back a ``RawResponse`` (status,
+The engine hands a transport one HTTP request at a time and gets back a `RawResponse` (status,
 headers, the whole capped body) or one of our connection errors. Nothing above this layer
-imports aiohttp's client machinery: this module and ``_pool`` (the owned connection pool) are
-the only ones. Tests and users can put any other :class:`Transport` in its place
-(``acquire_async.testing.MockTransport``).
+imports aiohttp's client machinery: this module and `_pool` (the owned connection pool) are
+the only ones. Tests and users can put any other `Transport` in its place
+(`acquire_async.testing.MockTransport`).
 
 aiohttp's exceptions become ours here, built from their message alone and raised *outside* the
-``except`` block: some aiohttp errors print the request headers (``ClientResponseError`` keeps
-the ``RequestInfo``), so they must not survive as ``__cause__`` or ``__context__``. A request
-lost to a pooled connection the server had closed is replayed here (``_pool`` says when).
+`except` block: some aiohttp errors print the request headers (`ClientResponseError` keeps
+the `RequestInfo`), so they must not survive as `__cause__` or `__context__`. A request
+lost to a pooled connection the server had closed is replayed here (`_pool` says when).
 """
 
 from __future__ import annotations
@@ -54,27 +54,29 @@ class _TooLarge(Exception):
 class Transport(Protocol):
     """Sends one HTTP request and returns the whole answer: what the engine needs of HTTP.
 
-    ``send`` returns a ``RawResponse`` (``status``, ``headers``, ``body``, ``reason``) or raises
-    an :class:`~acquire_async.APIConnectionError` (``request_sent=False`` when the request
-    provably never left), an ``APIStatusError`` (a proxy's refusal) or a
-    ``ResponseDecodeError`` (a body over the cap). ``timeout`` is the time left before the
-    call's deadline, which caps this request; ``idempotent=False`` means a request that may
+    `send` returns a `RawResponse` (`status`, `headers`, `body`, `reason`) or raises
+    an `APIConnectionError` (`request_sent=False` when the request
+    provably never left), an `APIStatusError` (a proxy's refusal) or a
+    `ResponseDecodeError` (a body over the cap). `timeout` is the time left before the
+    call's deadline, which caps this request; `idempotent=False` means a request that may
     have been written must never be sent again by the transport.
 
-    Example, a transport that records what it sends::
+    Example, a transport that records what it sends:
 
-        class Recording:
-            def __init__(self, inner: Transport) -> None:
-                self.inner, self.sent = inner, []
+    ```python
+    class Recording:
+        def __init__(self, inner: Transport) -> None:
+            self.inner, self.sent = inner, []
 
-            async def send(self, method, url, headers, body, *, timeout=None, idempotent=True):
-                self.sent.append((method, str(url)))
-                return await self.inner.send(
-                    method, url, headers, body, timeout=timeout, idempotent=idempotent
-                )
+        async def send(self, method, url, headers, body, *, timeout=None, idempotent=True):
+            self.sent.append((method, str(url)))
+            return await self.inner.send(
+                method, url, headers, body, timeout=timeout, idempotent=idempotent
+            )
 
-            async def aclose(self) -> None:
-                await self.inner.aclose()
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+    ```
     """
 
     async def send(
@@ -94,21 +96,23 @@ class Transport(Protocol):
 
 
 class AiohttpTransport:
-    """The :class:`Transport` over an ``aiohttp.ClientSession``: owned, or borrowed.
+    """The `Transport` over an `aiohttp.ClientSession`: owned, or borrowed.
 
     It owns a pooled session by default, created on the first request inside the running event
-    loop (``max_connections`` connections, idle ones kept ``keepalive_timeout`` seconds, no
-    cookie jar, redirects never followed), or borrows ``session`` and never closes it. Each
-    request is bounded by ``timeouts`` and its body read under ``max_body_size`` decompressed
-    bytes. ``trust_env`` takes a proxy from ``HTTPS_PROXY``/``NO_PROXY`` (and only that: not
-    ``.netrc``); ``trace_configs`` are aiohttp's tracing hooks (OpenTelemetry). ``on_replay`` is
+    loop (`max_connections` connections, idle ones kept `keepalive_timeout` seconds, no
+    cookie jar, redirects never followed), or borrows `session` and never closes it. Each
+    request is bounded by `timeouts` and its body read under `max_body_size` decompressed
+    bytes. `trust_env` takes a proxy from `HTTPS_PROXY`/`NO_PROXY` (and only that: not
+    `.netrc`); `trace_configs` are aiohttp's tracing hooks (OpenTelemetry). `on_replay` is
     called each time a request lost to a closed pooled connection is replayed.
 
-    ``AcquireClient`` builds one from its own arguments; build one yourself to configure it or
-    to wrap it (the client that is given it closes it with its own ``aclose``)::
+    `AcquireClient` builds one from its own arguments; build one yourself to configure it or
+    to wrap it (the client that is given it closes it with its own `aclose`):
 
-        transport = AiohttpTransport(max_connections=20, timeouts=Timeouts(total=10))
-        client = AcquireClient("mycompany", key, transport=transport)
+    ```python
+    transport = AiohttpTransport(max_connections=20, timeouts=Timeouts(total=10))
+    client = AcquireClient("mycompany", key, transport=transport)
+    ```
     """
 
     __slots__ = (
@@ -178,7 +182,7 @@ class AiohttpTransport:
     @property
     def session(self) -> aiohttp.ClientSession | None:
         """The session in use: the borrowed one, or the owned one once the first request made
-        it (``None`` before, and after :meth:`aclose`)."""
+        it (`None` before, and after `aclose`)."""
         return self._session
 
     def __repr__(self) -> str:
@@ -229,13 +233,13 @@ class AiohttpTransport:
         """Send one request and return its status, headers and whole body.
 
         A request that failed on a reused pooled connection before any byte came back is sent
-        again at once on a fresh connection (``_pool`` says when); one that may have been
-        written is sent again only when ``idempotent``.
+        again at once on a fresh connection (`_pool` says when); one that may have been
+        written is sent again only when `idempotent`.
 
-        Raises ``APIConnectionError`` (or ``APITimeoutError``/``APITLSError``) when no complete
-        response arrived, ``APIStatusError`` when a proxy refused the tunnel, and
-        ``ResponseDecodeError`` when the body is larger than ``max_body_size``.
-        ``asyncio.CancelledError`` passes through untouched; the response is released either
+        Raises `APIConnectionError` (or `APITimeoutError`/`APITLSError`) when no complete
+        response arrived, `APIStatusError` when a proxy refused the tunnel, and
+        `ResponseDecodeError` when the body is larger than `max_body_size`.
+        `asyncio.CancelledError` passes through untouched; the response is released either
         way.
         """
         session = self._session or self._open(url)
@@ -370,10 +374,10 @@ class AiohttpTransport:
 
 
 def _client_timeout(timeouts: Timeouts, remaining: float | None) -> aiohttp.ClientTimeout:
-    """aiohttp's timeout for one request; ``remaining`` (a deadline's rest) caps the total.
+    """aiohttp's timeout for one request; `remaining` (a deadline's rest) caps the total.
 
-    ``pool`` is aiohttp's ``connect`` (waiting for a pooled connection plus connecting), and
-    ``connect`` its ``sock_connect``.
+    `pool` is aiohttp's `connect` (waiting for a pooled connection plus connecting), and
+    `connect` its `sock_connect`.
     """
     total = timeouts.total
     if remaining is not None:
