@@ -15,24 +15,25 @@ from pathlib import Path
 
 def assert_example_is_in(page: Path, heading: str, test_file: Path) -> None:
     """The first ``python`` block after ``heading`` in ``page``: each of its imports is one of
-    ``test_file``'s, and each ``async def`` in it equals the one of that name there (compared
-    with ``ast.dump``, which leaves out line numbers and comments)."""
+    ``test_file``'s, and each ``def`` or ``async def`` in it equals the one of that name there
+    (compared with ``ast.dump``, which leaves out line numbers and comments)."""
     section = page.read_text().split(heading, 1)[1]
     example = re.search(r"```python\n(.+?)```", section, re.DOTALL)
     assert example is not None, f"no python example after {heading!r} in {page.name}"
     documented = ast.parse(example.group(1))
     here = ast.parse(test_file.read_text())
-    functions = {node.name: node for node in here.body if isinstance(node, ast.AsyncFunctionDef)}
+    defs = (ast.AsyncFunctionDef, ast.FunctionDef)
+    functions = {node.name: node for node in here.body if isinstance(node, defs)}
     imported = {
-        (node.module, alias.name)
+        (getattr(node, "module", None), alias.name)
         for node in here.body
-        if isinstance(node, ast.ImportFrom)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
         for alias in node.names
     }
     for node in documented.body:
-        if isinstance(node, ast.ImportFrom):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
             for alias in node.names:
-                assert (node.module, alias.name) in imported, alias.name
+                assert (getattr(node, "module", None), alias.name) in imported, alias.name
         else:
-            assert isinstance(node, ast.AsyncFunctionDef)
+            assert isinstance(node, defs)
             assert ast.dump(node) == ast.dump(functions[node.name]), f"{node.name} differs"

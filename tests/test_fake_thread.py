@@ -9,11 +9,9 @@ FastAPI's ``TestClient``) and the emulator still answers, from its own thread an
 from __future__ import annotations
 
 import _thread
-import ast
 import asyncio
 import http.server
 import json
-import re
 import socket
 import threading
 import urllib.error
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from docexample import assert_example_is_in
 from fastapi.testclient import TestClient
 
 from acquire_async import AcquireClient, AlreadyJoinedError
@@ -327,28 +326,4 @@ def test_join_through_the_app(
 
 
 def test_the_documented_example_is_this_file() -> None:
-    _assert_example_is_in(DOCS / "testing.md", "## Sync tests: `FakeAcquireThread`")
-
-
-def _assert_example_is_in(page: Path, heading: str) -> None:
-    """tests/docexample.py's `assert_example_is_in`, for a sync test: the first ``python``
-    block after ``heading`` imports only what this file imports, and each function in it
-    equals this file's function of that name."""
-    section = page.read_text().split(heading, 1)[1]
-    example = re.search(r"```python\n(.+?)```", section, re.DOTALL)
-    assert example is not None, f"no python example after {heading!r} in {page.name}"
-    here = ast.parse(Path(__file__).read_text())
-    functions = {node.name: node for node in here.body if isinstance(node, ast.FunctionDef)}
-    imported = {
-        (getattr(node, "module", None), alias.name)
-        for node in here.body
-        if isinstance(node, (ast.Import, ast.ImportFrom))
-        for alias in node.names
-    }
-    for node in ast.parse(example.group(1)).body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            for alias in node.names:
-                assert (getattr(node, "module", None), alias.name) in imported, alias.name
-        else:
-            assert isinstance(node, ast.FunctionDef)
-            assert ast.dump(node) == ast.dump(functions[node.name]), f"{node.name} differs"
+    assert_example_is_in(DOCS / "testing.md", "## Sync tests: `FakeAcquireThread`", Path(__file__))
