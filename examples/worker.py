@@ -16,10 +16,12 @@ Three commands, run where they belong:
 
 `enqueue` prints how many ids it put on the queue. `work` runs until SIGTERM or Ctrl-C: each
 process stops reading, finishes the chunks in hand and exits; a process that dies is
-restarted, and a chunk it held is taken over by another worker. `results` waits until no id
-is pending, then prints one JSON line per id, `joined`, `already_joined` or `dead` (with its
-error: no such case, not a case id, or a failure that outlived every retry), and a last
-`done` line counting them.
+restarted, and a chunk it held is taken over by another worker after `idle_timeout` (10
+minutes). `results` waits until no id is pending, then prints one JSON line per id,
+`joined`, `already_joined` or `dead` (with its error: no such case, not a case id, or a
+failure that outlived every retry), and a last `done` line counting them. The queue keeps
+every id it was given, earlier batches too: to read one batch's results alone, give it its
+own Redis database (the `/0` of the URL).
 """
 
 from __future__ import annotations
