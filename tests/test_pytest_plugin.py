@@ -149,6 +149,8 @@ def test_the_thread_fixture_in_a_user_project(pytester: pytest.Pytester, mode: s
 
 
 SYNC_ASKS_FOR_ASYNC = """
+import types
+
 import pytest
 import pytest_asyncio
 
@@ -166,8 +168,32 @@ def test_sync_client(acquire_client):
     raise AssertionError("the body ran")
 
 
-def test_sync_through_a_fixture(joined):
+@pytest.fixture
+def http_client(fake_acquire):
+    return object()  # a sync client (FastAPI's TestClient) pointed at the emulator
+
+
+def test_sync_through_a_sync_fixture(http_client):
     raise AssertionError("the body ran")
+
+
+def test_sync_using_what_an_async_fixture_awaited(joined):
+    assert joined.id == 1000  # the join ran on the loop, before this body: nothing blocks
+
+
+async def _inner_test(acquire_client):
+    await acquire_client.join_chat(1001)
+
+
+# What Hypothesis' @given makes of an async test: a sync wrapper whose .hypothesis.inner_test
+# is the coroutine function; pytest-asyncio runs that on the loop.
+@pytest.mark.asyncio
+def test_async_under_a_sync_wrapper(acquire_client):
+    return test_async_under_a_sync_wrapper.hypothesis.inner_test(acquire_client)
+
+
+test_async_under_a_sync_wrapper.is_hypothesis_test = True
+test_async_under_a_sync_wrapper.hypothesis = types.SimpleNamespace(inner_test=_inner_test)
 
 
 @pytest.mark.acquire_fake(cases=1)
@@ -188,15 +214,14 @@ def test_a_sync_test_asking_for_the_async_fixtures_is_told_what_to_use(
         tests = tests.replace("\nasync def test", "\n@pytest.mark.asyncio\nasync def test")
     pytester.makepyfile(test_user=tests)
     result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1, errors=3)
+    result.assert_outcomes(passed=3, errors=3)
     result.stdout.fnmatch_lines(
         [
             "*test_sync_fake is a sync test and asks for fake_acquire: *"
             "Use the fake_acquire_thread fixture*",
-            "*test_sync_client is a sync test and asks for fake_acquire "
-            "(through acquire_client)*fake_acquire_thread*",
-            "*test_sync_through_a_fixture is a sync test and asks for fake_acquire "
-            "(through acquire_client)*fake_acquire_thread*",
+            "*test_sync_client is a sync test and asks for acquire_client: *fake_acquire_thread*",
+            "*test_sync_through_a_sync_fixture is a sync test and asks for fake_acquire "
+            "(through http_client)*fake_acquire_thread*",
         ]
     )
     result.stdout.no_fnmatch_line("*the body ran*")

@@ -30,8 +30,10 @@ def test_a_sync_client(fake_acquire_thread, monkeypatch):
 positional argument is `cases`). `acquire_client` is an
 `AcquireClient(api_key=fake.api_key, base_url=fake.base_url)`, entered with `async with`.
 Both are served by the test's event loop, so they are for `async def` tests: a sync test that
-asks for them fails at setup, with an error naming `fake_acquire_thread`, a started
-`FakeAcquireThread` (the marker applies to it too). All are function-scoped and closed after
+asks for them (itself, or through sync fixtures) fails at setup, with an error naming
+`fake_acquire_thread`, a started `FakeAcquireThread` (the marker applies to it too). A sync
+test may use values that the user's own async fixtures got from them (those awaits ran before
+the body), but must not talk to the emulator itself. All are function-scoped and closed after
 the test.
 """
 
@@ -83,23 +85,65 @@ def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
     return options
 
 
+_ASYNC_FIXTURES = ("fake_acquire", "acquire_client")
+
+
 def _refuse_a_sync_test(request: pytest.FixtureRequest) -> None:
-    """Fail a sync test that asks for the async fixtures, before the emulator starts.
+    """Fail a sync test that reaches the async fixtures without a loop, before they start.
 
     `fake_acquire` is served by the test's event loop, which a sync test never lets run: every
-    request to it would wait out the client's timeouts and retries (minutes) and then fail.
+    request to it during the test would wait out the client's timeouts and retries (minutes)
+    and then fail. The test is refused when it names `fake_acquire` or `acquire_client`, or
+    reaches them through sync fixtures only (one that builds a `TestClient`, say). Through an
+    async fixture it is let be: that fixture's awaits ran on the loop before the body.
     """
-    test = getattr(request.node, "obj", None)
-    if test is None or inspect.iscoroutinefunction(test):
+    node = request.node
+    test = getattr(node, "obj", None)
+    if (
+        test is None
+        or inspect.iscoroutinefunction(test)
+        # An async test under a sync wrapper (Hypothesis' @given), run on the loop.
+        or pytest_asyncio.is_async_test(node)
+    ):
         return
-    through = " (through acquire_client)" if "acquire_client" in request.fixturenames else ""
+    path = _sync_path(node)
+    if path is None:
+        return
+    through = f" (through {' -> '.join(path[:-1])})" if len(path) > 1 else ""
     pytest.fail(
-        f"{request.node.name} is a sync test and asks for fake_acquire{through}: that emulator "
-        "runs on the test's event loop, which a sync test blocks, so no request to it would be "
+        f"{node.name} is a sync test and asks for {path[-1]}{through}: that emulator runs on "
+        "the test's event loop, which a sync test blocks, so no request to it would be "
         "answered. Use the fake_acquire_thread fixture (an emulator on its own thread, for "
         "sync clients such as FastAPI's TestClient), or make the test 'async def'.",
         pytrace=False,
     )
+
+
+def _sync_path(node: Any) -> list[str] | None:
+    """The fixtures from a test to `fake_acquire`/`acquire_client` through sync ones only."""
+    info = getattr(node, "_fixtureinfo", None)  # pytest's; without it, the test's own names
+    defs: dict[str, Any] = getattr(info, "name2fixturedefs", None) or {}
+    start = getattr(info, "argnames", None)
+    if start is None:
+        start = tuple(inspect.signature(node.obj).parameters)
+    seen: set[str] = set()
+
+    def walk(names: Any, path: list[str]) -> list[str] | None:
+        for name in names:
+            if name in _ASYNC_FIXTURES:
+                return [*path, name]
+            if name in seen or not defs.get(name):
+                continue
+            seen.add(name)
+            func = defs[name][-1].func
+            if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+                continue
+            found = walk(defs[name][-1].argnames, [*path, name])
+            if found is not None:
+                return found
+        return None
+
+    return walk(start, [])
 
 
 @pytest_asyncio.fixture
