@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -138,7 +139,9 @@ class _Model(msgspec.Struct, frozen=True, rename="camel", gc=False, omit_default
         """This model as JSON-ready builtins, in the wire shape Acquire sends.
 
         Keys are camelCase, datetimes ISO 8601 strings, fields still at their default are
-        left out: the same shape as `msgspec.json.encode(model)`, as a `dict`.
+        left out: the same shape as `msgspec.json.encode(model)`, as a `dict`, except for a
+        participant of a type this SDK does not know (an `UnknownUser`), which gets back the
+        `type` Acquire sent (`{"type": "bot", ...}`) where msgspec writes the SDK's private tag.
 
         Example:
             ```python
@@ -147,6 +150,11 @@ class _Model(msgspec.Struct, frozen=True, rename="camel", gc=False, omit_default
             ```
         """
         data: dict[str, Any] = msgspec.to_builtins(self)
+        # An unknown participant type is rare: a look at the few attributes that can hold one
+        # (about a tenth of `to_builtins`'s time), and the rewrite only when one is there.
+        untag = _UNTAG.get(type(self))
+        if untag is not None and untag[0](self):
+            data = untag[1](data)
         return data
 
     @classmethod
@@ -156,8 +164,9 @@ class _Model(msgspec.Struct, frozen=True, rename="camel", gc=False, omit_default
         """Let pydantic v2 (and so FastAPI) validate and serialise this model.
 
         Validation keeps an instance as it is and converts a dict (or JSON) in the wire shape
-        with `msgspec.convert`; serialisation is `to_dict`. pydantic is imported here, when
-        pydantic asks, never when `acquire_async` is imported.
+        with `msgspec.convert`, reading what the client reads (a participant of an unknown
+        `type` becomes an `UnknownUser`); serialisation is `to_dict`. pydantic is imported
+        here, when pydantic asks, never when `acquire_async` is imported.
 
         Example:
             ```python
@@ -174,8 +183,16 @@ class _Model(msgspec.Struct, frozen=True, rename="camel", gc=False, omit_default
             try:
                 return msgspec.convert(value, cls)
             except msgspec.ValidationError as exc:
-                # pydantic turns a ValueError into its own validation error (a 422 in FastAPI).
-                raise ValueError(f"not a valid {cls.__name__}: {exc}") from None
+                error = exc
+            # Only a value the typed conversion refused takes the client's lenient pass.
+            tree = _lenient_tree(cls, value)
+            if tree is not None:
+                try:
+                    return msgspec.convert(tree, cls)
+                except msgspec.ValidationError as exc:
+                    error = exc
+            # pydantic turns a ValueError into its own validation error (a 422 in FastAPI).
+            raise ValueError(f"not a valid {cls.__name__}: {error}") from None
 
         return core_schema.no_info_plain_validator_function(
             validate,
@@ -233,7 +250,10 @@ def _inline_schema(cls: type[_Model]) -> dict[str, Any]:
             name = ref.rsplit("/", 1)[-1]
             if name in path:
                 return {"type": "object", "title": name}
-            return resolve(_brief(defs[name]), (*path, name))
+            definition = _brief(defs[name])
+            if name == UnknownUser.__name__:
+                definition = _wire_unknown_user_schema(definition)
+            return resolve(definition, (*path, name))
         # A discriminator's mapping holds references, which inlining leaves dangling; the
         # tag itself is in each inlined alternative, as a one-value `enum`.
         out = {key: resolve(value, path) for key, value in node.items() if key != "discriminator"}
@@ -246,6 +266,21 @@ def _inline_schema(cls: type[_Model]) -> dict[str, Any]:
     resolved: dict[str, Any] = resolve(top, ())
     resolved.pop("$defs", None)
     return resolved
+
+
+def _wire_unknown_user_schema(definition: dict[str, Any]) -> dict[str, Any]:
+    """`UnknownUser` as `to_dict` writes it: any `type` string, no private tag nor `kind`."""
+    properties = {
+        key: value for key, value in definition.get("properties", {}).items() if key != "kind"
+    }
+    properties["type"] = {"type": "string"}
+    wire = {
+        **definition,
+        "description": "A participant of a `type` this SDK does not know yet.",
+        "properties": properties,
+    }
+    wire.pop("required", None)
+    return wire
 
 
 def _brief(definition: dict[str, Any]) -> dict[str, Any]:
@@ -488,3 +523,119 @@ class CloseResult(_Model, kw_only=True, frozen=True):
     def left_user(self) -> bool | None:
         """The first entry's `leftUser` (Acquire does not document its meaning)."""
         return self.closed[0].left_user if self.closed else None
+
+
+# ------------------------------------------------------------ the wire shape of `UnknownUser`
+# `msgspec.to_builtins` writes an `UnknownUser` with its private tag (`"type": UNKNOWN_USER_TAG`
+# and the server's type in `kind`); `to_dict` puts the server's `type` back, and the pydantic
+# validator reads that shape again through the client's own lenient rewrite.
+
+
+def _wire_user(user: dict[str, Any]) -> dict[str, Any]:
+    """An `UnknownUser`'s builtins as Acquire sent them: `kind` is its `type` again."""
+    wire: dict[str, Any] = {"type": user["kind"]} if "kind" in user else {}
+    wire.update((key, value) for key, value in user.items() if key != "kind" and key != "type")
+    return wire
+
+
+def _untag_user(parent: dict[str, Any], key: str) -> None:
+    user = parent.get(key)
+    if user is not None and user.get("type") == UNKNOWN_USER_TAG:
+        parent[key] = _wire_user(user)
+
+
+def _untag_case(case: dict[str, Any]) -> dict[str, Any]:
+    for entry in case.get("users", ()):
+        _untag_entry(entry)
+    message = case.get("lastMessage")
+    if message is not None:
+        _untag_message(message)
+    return case
+
+
+def _untag_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    _untag_user(entry, "user")
+    case = entry.get("case")
+    if case is not None:
+        _untag_case(case)
+    return entry
+
+
+def _untag_message(message: dict[str, Any]) -> dict[str, Any]:
+    _untag_user(message, "sender")
+    case = message.get("case")
+    if case is not None:
+        _untag_case(case)
+    return message
+
+
+def _case_holds_unknown(case: Case) -> bool:
+    for entry in case.users:
+        if _entry_holds_unknown(entry):
+            return True
+    message = case.last_message
+    return message is not None and _message_holds_unknown(message)
+
+
+def _entry_holds_unknown(entry: CaseUser) -> bool:
+    if entry.user.__class__ is UnknownUser:
+        return True
+    case = entry.case
+    return case is not None and _case_holds_unknown(case)
+
+
+def _message_holds_unknown(message: Message) -> bool:
+    if message.sender.__class__ is UnknownUser:
+        return True
+    case = message.case
+    return case is not None and _case_holds_unknown(case)
+
+
+def _always(model: Any) -> bool:
+    return True
+
+
+# The models that can hold an `UnknownUser`: whether one does (a look at the structs, cheaper
+# than at their builtins) and how `to_dict` puts the wire `type` back in their builtins.
+_Holds = Callable[[Any], bool]
+_Untag = Callable[[dict[str, Any]], dict[str, Any]]
+_UNTAG: dict[type[_Model], tuple[_Holds, _Untag]] = {
+    Case: (_case_holds_unknown, _untag_case),
+    CaseUser: (_entry_holds_unknown, _untag_entry),
+    Message: (_message_holds_unknown, _untag_message),
+    UnknownUser: (_always, _wire_user),
+}
+
+
+def _lenient_tree(cls: type[_Model], value: Any) -> Any:
+    """A copy of `value` with the rewrite the client's lenient decode applies, or `None`.
+
+    The client reads a participant of an unknown `type` (and a few other quirks of Acquire's)
+    on a second pass; pydantic input takes the same pass, so it accepts what the client reads
+    and what `to_dict` writes.
+    """
+    if not isinstance(value, dict) or cls not in (Case, CaseUser, Message):
+        return None
+    # _lenient imports this module: imported here, on the path of a refused value only.
+    from ._lenient import _normalize_case, _normalize_message, _normalize_user
+
+    try:
+        tree = _copy_tree(value)  # the rewrite edits dicts in place; the caller's stay as given
+        if cls is Case:
+            _normalize_case(tree)
+        elif cls is Message:
+            _normalize_message(tree)
+        else:
+            _normalize_user(tree, "user", tree.get("type"))
+            _normalize_case(tree.get("case"))
+    except RecursionError:  # absurdly nested input: report the first error
+        return None
+    return tree
+
+
+def _copy_tree(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _copy_tree(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy_tree(item) for item in value]
+    return value

@@ -16,6 +16,7 @@ import pydantic
 import pytest
 from fastapi import Body, FastAPI
 
+from acquire_async._protocol import decode_case
 from acquire_async.models import (
     Agent,
     Case,
@@ -94,7 +95,6 @@ def test_to_dict_is_the_wire_shape_and_the_same_as_msgspec_json_encode() -> None
     [
         (Agent(id=1, first_name="Ann"), {"type": "user", "id": 1, "firstName": "Ann"}),
         (Contact(id=2), {"type": "contact", "id": 2}),
-        (UnknownUser(kind="bot"), {"type": "__acquire_async_unknown__", "kind": "bot"}),
         (CaseUser(user_id=4, date_last_assigned=WHEN), {"userId": 4, "dateLastAssigned": ISO}),
         (Message(id=5, sender_type="user"), {"id": 5, "senderType": "user"}),
         (ClosedCase(case_id=6, forever_closed=True), {"caseId": 6, "foreverClosed": True}),
@@ -108,6 +108,54 @@ def test_to_dict_is_the_wire_shape_and_the_same_as_msgspec_json_encode() -> None
 def test_every_model_has_to_dict(model: msgspec.Struct, expected: dict[str, Any]) -> None:
     assert model.to_dict() == expected  # type: ignore[attr-defined]
     assert json.loads(msgspec.json.encode(model)) == expected
+
+
+# What Acquire sends for a case with participants of a type the SDK does not know: the client
+# reads them as `UnknownUser`, and everything the models hand on gives that wire shape back.
+BOT_WIRE = {
+    "id": 1,
+    "users": [
+        {"type": "bot", "userId": 7, "user": {"type": "bot", "id": 7, "name": "Rob"}},
+        {"type": "user", "userId": 8, "user": {"type": "user", "id": 8}, "case": {"id": 1}},
+        {"type": "user", "case": {"id": 1, "users": [{"user": {"type": "bot", "id": 9}}]}},
+    ],
+    "lastMessage": {"id": 3, "senderType": "bot", "sender": {"type": "bot", "id": 7}},
+}
+
+
+def read_like_the_client(wire: dict[str, Any]) -> Case:
+    return decode_case(200, {}, msgspec.json.encode({"data": wire}))
+
+
+def test_to_dict_gives_the_wire_type_of_an_unknown_participant_not_the_private_tag() -> None:
+    case = read_like_the_client(BOT_WIRE)
+    assert isinstance(case.users[0].user, UnknownUser) and case.users[0].user.kind == "bot"
+    assert isinstance(case.users[2].case.users[0].user, UnknownUser)  # type: ignore[union-attr]
+    assert case.to_dict() == BOT_WIRE
+    assert case.users[0].to_dict() == BOT_WIRE["users"][0]
+    assert case.last_message.to_dict() == BOT_WIRE["lastMessage"]  # type: ignore[union-attr]
+    assert UnknownUser(kind="bot", id=7).to_dict() == {"type": "bot", "id": 7}
+    assert UnknownUser(id=7).to_dict() == {"id": 7}  # the server sent no `type`: none comes back
+    # msgspec itself keeps writing the tag (it reads it back); the docstring says so.
+    assert b"__acquire_async_unknown__" in msgspec.json.encode(case)
+    assert msgspec.json.decode(msgspec.json.encode(case), type=Case) == case
+
+
+def test_pydantic_reads_the_wire_shape_the_client_reads_and_round_trips() -> None:
+    case = read_like_the_client(BOT_WIRE)
+    given = json.loads(json.dumps(BOT_WIRE))
+    adapter = pydantic.TypeAdapter(Case)
+    assert adapter.validate_python(given) == case
+    assert given == BOT_WIRE  # the lenient rewrite works on a copy, not on the caller's dict
+    assert adapter.validate_json(json.dumps(BOT_WIRE)) == case
+    assert adapter.dump_python(case) == BOT_WIRE
+    assert adapter.validate_json(adapter.dump_json(case)) == case
+    assert pydantic.TypeAdapter(CaseUser).validate_python(BOT_WIRE["users"][0]) == case.users[0]
+    assert pydantic.TypeAdapter(Message).validate_python(BOT_WIRE["lastMessage"]) == (
+        case.last_message
+    )
+    with pytest.raises(pydantic.ValidationError, match=r"not a valid Case: .*\$\.users\[0\]"):
+        adapter.validate_python({"id": 1, "users": [{"user": {"type": "bot", "id": "x"}}]})
 
 
 # ------------------------------------------------------------------ pydantic v2
@@ -154,6 +202,10 @@ def test_the_json_schema_is_inlined_with_the_recursion_cut() -> None:
     assert {"title": "Case", "type": "object"} in participant["properties"]["case"]["anyOf"]
     users = participant["properties"]["user"]["anyOf"][0]["anyOf"]
     assert [alternative["title"] for alternative in users] == ["Agent", "Contact", "UnknownUser"]
+    # An unknown participant is shown as `to_dict` writes it: any `type`, not the private tag.
+    unknown = users[2]["properties"]
+    assert unknown["type"] == {"type": "string"} and "kind" not in unknown
+    assert "__acquire_async_unknown__" not in json.dumps(schema)
     # The description is the docstring's first paragraph: no code example in an OpenAPI page.
     message = schema["properties"]["lastMessage"]["anyOf"][0]
     assert "\n\n" not in message["description"] and "add_message" in message["description"]
@@ -185,6 +237,10 @@ def make_app() -> FastAPI:
     async def echo(case: Annotated[Case, Body()]) -> Case:
         return case
 
+    @app.get("/bot")
+    async def bot() -> Case:
+        return read_like_the_client(BOT_WIRE)
+
     @app.get("/dict")
     async def as_dict():  # type: ignore[no-untyped-def]  # unannotated, on purpose
         return CASE.to_dict()
@@ -204,6 +260,9 @@ async def test_fastapi_routes_return_cases_and_openapi_renders() -> None:
 
         echoed = await http.post("/echo", json=WIRE)
         assert echoed.status_code == 200 and echoed.json() == WIRE
+        assert (await http.get("/bot")).json() == BOT_WIRE
+        echoed = await http.post("/echo", json=BOT_WIRE)
+        assert echoed.status_code == 200 and echoed.json() == BOT_WIRE
         refused = await http.post("/echo", json={"status": "active"})
         assert refused.status_code == 422
         assert "not a valid Case" in refused.json()["detail"][0]["msg"]
