@@ -8,10 +8,11 @@ FastAPI's ``TestClient``) and the emulator still answers, from its own thread an
 
 from __future__ import annotations
 
-import _thread
 import asyncio
+import concurrent.futures
 import http.server
 import json
+import signal
 import socket
 import threading
 import urllib.error
@@ -154,8 +155,9 @@ def test_a_start_error_reaches_the_caller_and_leaves_nothing_running() -> None:
         with pytest.raises(OSError):
             fake.__enter__()
         assert _emulator_threads() == []
+        assert fake.requests == []  # it never served
         with pytest.raises(RuntimeError, match="not running"):
-            fake.is_joined(1000)
+            fake.run(asyncio.sleep, 0)
         fake.stop()  # nothing to stop: no error
 
 
@@ -177,16 +179,21 @@ def test_a_failure_late_in_the_start_releases_the_socket() -> None:
 def test_an_interrupted_start_leaves_nothing_running() -> None:
     fake = FakeAcquireThread()
     start = fake.fake.start
-    starting = threading.Event()
+    starting, interrupted = threading.Event(), threading.Event()
 
     async def slow_start() -> FakeAcquire:
         starting.set()
-        await asyncio.sleep(0.2)
+        # Finish only once the Ctrl-C is sent, so it lands while the caller waits (under load
+        # a fixed sleep could end first, and the Ctrl-C would hit a started emulator).
+        await asyncio.to_thread(interrupted.wait, 10)
         return await start()
 
     def interrupt() -> None:
         starting.wait(10)
-        _thread.interrupt_main()  # Ctrl-C while the caller waits for the start
+        # A real SIGINT to the main thread interrupts its wait at once (interrupt_main only
+        # sets a flag, seen at the main thread's next bytecode: maybe after start() returned).
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        interrupted.set()
 
     fake.fake.start = slow_start  # type: ignore[method-assign]
     interrupter = threading.Thread(target=interrupt)
@@ -227,8 +234,7 @@ def test_stop_releases_the_thread_the_loop_and_the_port() -> None:
     assert loop.is_closed()
     assert _refused(port)
     fake.stop()  # idempotent
-    with pytest.raises(RuntimeError, match="not running"):
-        _ = fake.requests
+    assert [r.case_id for r in fake.requests] == [1000]  # still readable after the block
     with pytest.raises(RuntimeError, match="starts once"):
         fake.start()
 
@@ -327,3 +333,45 @@ def test_join_through_the_app(
 
 def test_the_documented_example_is_this_file() -> None:
     assert_example_is_in(DOCS / "testing.md", "## Sync tests: `FakeAcquireThread`", Path(__file__))
+
+
+def test_reads_work_after_the_block_as_with_the_async_fake() -> None:
+    with FakeAcquireThread(cases=2) as fake:
+        assert _join(fake, 1000) == 200
+    assert [r.case_id for r in fake.requests] == [1000]
+    assert fake.is_joined(1000)
+    assert not fake.is_joined(1001)
+    assert sorted(fake.cases) == [1000, 1001]
+    with pytest.raises(RuntimeError, match="not running"):
+        fake.run(asyncio.sleep, 0)  # there is no loop to await on
+
+
+def test_a_run_the_loop_never_got_to_is_cancelled_at_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The race of a run() against stop(): its callback reaches a loop that is shutting down
+    # and is never run. Simulated here by a schedule that goes nowhere; the caller must get an
+    # answer when the loop ends, not wait for ever.
+    scheduled = threading.Event()
+
+    def lost(coro: Any, loop: asyncio.AbstractEventLoop) -> concurrent.futures.Future[Any]:
+        coro.close()
+        scheduled.set()
+        return concurrent.futures.Future()
+
+    outcome: list[BaseException] = []
+    with FakeAcquireThread(cases=1) as fake:
+        monkeypatch.setattr(asyncio, "run_coroutine_threadsafe", lost)
+
+        def caller() -> None:
+            try:
+                fake.run(asyncio.sleep, 0)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        waiting = threading.Thread(target=caller, daemon=True)  # daemon: if it hangs
+        waiting.start()
+        assert scheduled.wait(10)
+    waiting.join(10)
+    assert not waiting.is_alive(), "run() still waits after stop()"
+    assert [type(exc) for exc in outcome] == [concurrent.futures.CancelledError]
