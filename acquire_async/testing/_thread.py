@@ -64,6 +64,11 @@ class FakeAcquireThread:
         self._stop_requested = False
         self._running = False
         self._base_url = ""
+        # Futures of run() waiting on the loop. The loop thread cancels those left when its
+        # loop ends (under _lock, with _loop_done), so no caller waits for ever on a loop that
+        # will never run its callback.
+        self._pending: set[concurrent.futures.Future[Any]] = set()
+        self._loop_done = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -115,9 +120,10 @@ class FakeAcquireThread:
         thread = self._thread
         if thread is None or not self._running:
             return
-        self._running = False
         self._signal_stop()
         thread.join()
+        # Only now: a Ctrl-C during the join leaves it running, and a later stop() tries again.
+        self._running = False
         self._finished.result()  # the emulator's close() error, if any
 
     def __enter__(self) -> FakeAcquireThread:
@@ -148,7 +154,14 @@ class FakeAcquireThread:
     ) -> None:
         # Every exception ends up in one of the two futures, none escapes the thread.
         try:
-            asyncio.run(self._serve(started))
+            try:
+                asyncio.run(self._serve(started))
+            finally:
+                with self._lock:
+                    self._loop_done = True
+                    left, self._pending = self._pending, set()
+                for future in left:
+                    future.cancel()
         except BaseException as exc:
             if not started.done():
                 started.set_exception(exc)
@@ -180,7 +193,8 @@ class FakeAcquireThread:
         """Run `fn(*args, **kwargs)` on the emulator's event loop; return its result.
 
         Its exception is raised in the caller. The way to change the emulator safely from a
-        sync test: `fake.fake` is the `FakeAcquire` itself.
+        sync test: `fake.fake` is the `FakeAcquire` itself. After `stop()` it runs `fn` in the
+        caller's thread (the loop is gone), so the reads below still work after the block.
 
         Example:
             ```python
@@ -188,8 +202,14 @@ class FakeAcquireThread:
             fake.call(fake.fake.requests.clear)
             ```
         """
-        if self._thread is not None and threading.current_thread() is self._thread:
-            return fn(*args, **kwargs)  # already on the loop (a webhook handler, say)
+        thread = self._thread
+        if thread is not None and (
+            threading.current_thread() is thread
+            # Stopped: the loop and its thread are gone, nothing else touches the emulator,
+            # so what the test reads after its `with` block is read directly.
+            or (not self._running and not thread.is_alive())
+        ):
+            return fn(*args, **kwargs)
 
         async def invoke() -> T:
             return fn(*args, **kwargs)
@@ -208,12 +228,19 @@ class FakeAcquireThread:
             fake.run(fake.fake.webhooks_idle, 5.0)
             ```
         """
-        loop = self._loop
-        if not self._running or loop is None:
-            raise RuntimeError("FakeAcquireThread is not running: use 'with' or start()")
         if threading.current_thread() is self._thread:
             raise RuntimeError("FakeAcquireThread.run from the emulator's own loop would deadlock")
-        return asyncio.run_coroutine_threadsafe(_awaited(coro_fn, args, kwargs), loop).result()
+        with self._lock:
+            loop = self._loop
+            if not self._running or loop is None or self._stop_requested or self._loop_done:
+                raise RuntimeError("FakeAcquireThread is not running: use 'with' or start()")
+            future = asyncio.run_coroutine_threadsafe(_awaited(coro_fn, args, kwargs), loop)
+            self._pending.add(future)
+        try:
+            return future.result()
+        finally:
+            with self._lock:
+                self._pending.discard(future)
 
     # ------------------------------------------------------------------ reads and common changes
 
