@@ -4,6 +4,7 @@ broker, each shown on a real redis-server; and _tasks.Worker's decisions per out
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -317,3 +318,18 @@ async def test_a_read_answered_as_redis_went_down_is_read_again(
         reading.cancel()
         await listen.aclose()
         await broker.shutdown()
+
+
+async def test_shutdown_puts_back_the_signal_handlers_it_replaced(
+    redis_server: RedisServer,
+) -> None:
+    # A worker broker chains SIGTERM/SIGINT while it runs; after shutdown (its loop may close)
+    # a handler of its own left behind would turn a Ctrl-C into "Event loop is closed".
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    broker = _broker(redis_server.url)
+    await broker.startup()
+    try:
+        assert signal.getsignal(signal.SIGINT) is not before[signal.SIGINT]
+    finally:
+        await broker.shutdown()
+    assert {signum: signal.getsignal(signum) for signum in before} == before

@@ -123,6 +123,9 @@ class AcquireStreamBroker(RedisStreamBroker):
         # failed. It is then given back at shutdown or reclaimed, and done again.
         self.keep_pending: set[str] = set()
         self._in_hand: set[Any] = set()  # entry ids yielded and not acknowledged yet
+        # The handlers _chain_signal replaced, put back at shutdown: after this broker's loop
+        # is closed, a handler of ours would raise "Event loop is closed" on Ctrl-C.
+        self._replaced_signals: dict[int, Any] = {}
 
     async def declare_group(self) -> None:
         """Create the consumer group (and the stream) if they do not exist yet."""
@@ -151,12 +154,20 @@ class AcquireStreamBroker(RedisStreamBroker):
 
         def handler(sig: int, frame: Any) -> None:
             self.stopping = True
-            if event is not None:
+            if event is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(event.set)
             if callable(previous):
                 previous(sig, frame)
 
+        self._replaced_signals.setdefault(signum, previous)
         signal.signal(signum, handler)
+
+    def _restore_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        while self._replaced_signals:
+            signum, previous = self._replaced_signals.popitem()
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
 
     async def shutdown(self) -> None:
         """Give back the entries this consumer read but did not run, then close the pool."""
@@ -172,6 +183,8 @@ class AcquireStreamBroker(RedisStreamBroker):
                     self._where,
                     type(exc).__name__,
                 )
+            finally:
+                self._restore_signals()
         await super().shutdown()
 
     async def release_pending(self) -> int:
