@@ -161,6 +161,26 @@ def test_a_start_error_reaches_the_caller_and_leaves_nothing_running() -> None:
         fake.stop()  # nothing to stop: no error
 
 
+def test_a_ctrl_c_inside_thread_start_leaves_nothing_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Thread.start() waits for the new thread to begin: a Ctrl-C can land there, with the
+    # emulator's thread already running (seen in CI, 1 run in 10 of the test above).
+    start = threading.Thread.start
+
+    def interrupted_start(thread: threading.Thread) -> None:
+        start(thread)
+        if thread.name == "FakeAcquireThread":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading.Thread, "start", interrupted_start)
+    fake = FakeAcquireThread()
+    with pytest.raises(KeyboardInterrupt):
+        fake.start()
+    assert _emulator_threads() == []
+    assert _refused(fake.fake.port)
+
+
 def test_a_failure_late_in_the_start_releases_the_socket() -> None:
     fake = FakeAcquireThread()
 

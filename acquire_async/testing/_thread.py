@@ -94,14 +94,17 @@ class FakeAcquireThread:
             target=self._main, args=(started, self._finished), name="FakeAcquireThread", daemon=True
         )
         self._thread = thread
-        thread.start()
         try:
+            # Inside the try: a Ctrl-C can land in thread.start() itself (it waits for the
+            # thread to begin), and the thread is running by then.
+            thread.start()
             started.result()
         except BaseException:
             # It failed to start (its loop is gone), or the caller was interrupted while
             # waiting (then the loop may be serving: stop it).
             self._signal_stop()
-            thread.join()
+            if thread.ident is not None:
+                thread.join()
             raise
         self._running = True
         self._base_url = self._fake.base_url
