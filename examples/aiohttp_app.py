@@ -14,6 +14,7 @@ client closes with the app.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator
 
@@ -23,6 +24,8 @@ from acquire_async import AcquireClient
 from acquire_async.errors import AlreadyJoinedError, APIError, APITimeoutError, NotFoundError
 
 CLIENT = web.AppKey("acquire_client", AcquireClient)
+
+log = logging.getLogger(__name__)
 
 
 async def acquire_client(app: web.Application) -> AsyncIterator[None]:
@@ -34,10 +37,9 @@ async def acquire_client(app: web.Application) -> AsyncIterator[None]:
 
 async def join(request: web.Request) -> web.Response:
     """Join the chat and answer with the case, in Acquire's JSON shape."""
-    case_id = int(request.match_info["id"])
     try:
-        case = await request.app[CLIENT].join_chat(case_id)
-    except ValueError as exc:  # not a case id (0, or beyond 64 bits): nothing was sent
+        case = await request.app[CLIENT].join_chat(int(request.match_info["id"]))
+    except ValueError as exc:  # not a case id (0, beyond 64 bits, 5,000 digits): nothing sent
         return web.json_response({"error": str(exc)}, status=400)
     except NotFoundError:
         return web.json_response({"error": "no such case"}, status=404)
@@ -45,8 +47,9 @@ async def join(request: web.Request) -> web.Response:
         return web.json_response({"error": "already joined"}, status=409)
     except APITimeoutError:
         return web.json_response({"error": "Acquire did not answer in time"}, status=504)
-    except APIError as exc:  # the message names the request, never the API key
-        return web.json_response({"error": f"Acquire failed: {exc}"}, status=502)
+    except APIError as exc:  # details to the log (never the API key): callers get a fixed text
+        log.warning("join %s failed: %s", request.match_info["id"], exc)
+        return web.json_response({"error": "Acquire failed"}, status=502)
     return web.json_response(case.to_dict())
 
 

@@ -12,6 +12,7 @@ then `curl -X POST http://127.0.0.1:8000/cases/1684/join`.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +29,8 @@ from acquire_async.errors import (
     NotFoundError,
     RateLimitError,
 )
+
+log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
@@ -51,7 +54,8 @@ CaseId = Annotated[int, Path(gt=0, lt=2**63)]  # what Acquire takes: a 422 befor
 
 @app.exception_handler(APIError)
 async def acquire_failed(request: Request, exc: APIError) -> JSONResponse:
-    """Acquire's failures as HTTP answers (an error's message never holds the API key)."""
+    """Acquire's failures as HTTP answers. The details go to the log (an SDK error's message
+    never holds the API key, but it names your account's URL): callers get a fixed text."""
     if isinstance(exc, NotFoundError):
         return JSONResponse({"detail": "no such case"}, status_code=404)
     if isinstance(exc, AlreadyJoinedError):
@@ -61,7 +65,8 @@ async def acquire_failed(request: Request, exc: APIError) -> JSONResponse:
         return JSONResponse({"detail": "rate limited"}, status_code=429, headers=retry)
     if isinstance(exc, APITimeoutError):
         return JSONResponse({"detail": "Acquire did not answer in time"}, status_code=504)
-    return JSONResponse({"detail": f"Acquire failed: {exc}"}, status_code=502)
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": "Acquire failed"}, status_code=502)
 
 
 @app.post("/cases/{case_id}/join")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import logging
 import os
 import re
 import signal
@@ -21,6 +22,7 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
+from aiohttp import web
 
 from acquire_async import AcquireClient
 from acquire_async.testing import FakeAcquire, Faults
@@ -71,6 +73,7 @@ async def test_the_aiohttp_app_joins_and_maps_errors_to_http() -> None:
                     ("/cases/1000/join", 409),  # again: already joined
                     ("/cases/5/join", 404),  # no such case
                     (f"/cases/{2**63}/join", 400),  # beyond 64 bits: never sent
+                    (f"/cases/{'9' * 5000}/join", 400),  # beyond int()'s digits: never sent
                     ("/cases/x/join", 404),  # not a number: not a route
                 ]:
                     async with http.post(url + path) as response:
@@ -127,7 +130,7 @@ async def served(app: Any) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, A
 
 
 async def test_the_fastapi_app_returns_cases_and_maps_errors(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with FakeAcquire(cases=3, faults=Faults(retry_after=0.01)) as fake:
         monkeypatch.setenv("ACQUIRE_API_KEY", fake.api_key)
@@ -165,10 +168,11 @@ async def test_the_fastapi_app_returns_cases_and_maps_errors(
             limited = await http.post("/cases/1001/join")
             assert limited.status_code == 429 and limited.headers["Retry-After"] == "1"
             fake.script([400])
-            refused = await http.post("/cases/1001/join")
-            assert refused.status_code == 502
-            assert "ERROR_INVALID_INPUT" in refused.json()["detail"]
-            assert fake.api_key not in refused.text
+            with caplog.at_level(logging.WARNING, logger="example_fastapi_app"):
+                refused = await http.post("/cases/1001/join")
+            assert (refused.status_code, refused.json()) == (502, {"detail": "Acquire failed"})
+            assert "ERROR_INVALID_INPUT" in caplog.text  # the details, in the log
+            assert fake.api_key not in refused.text + caplog.text
 
             openapi = await http.get("/openapi.json")
             assert openapi.status_code == 200
@@ -221,3 +225,69 @@ async def test_the_queue_worker_stops_on_a_signal_and_accounts_for_every_id(
     )
     assert all(request.status is not None for request in fake.requests)
     assert all(fake.is_joined(case_id) for case_id, kind in outcomes.items() if kind == "joined")
+
+
+@asynccontextmanager
+async def never_answering_acquire() -> AsyncIterator[tuple[str, list[int]]]:
+    """An API that reads each join and never answers: its base URL and the ids it got."""
+    received: list[int] = []
+
+    async def hang(request: web.Request) -> web.Response:
+        received.append((await request.json())["caseId"])
+        await asyncio.Event().wait()  # until the client goes away (or the server closes)
+        raise AssertionError("unreachable")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", hang)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/api/v1", received
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("drain", "signals"), [("0.5", 1), ("60", 2)], ids=["drain-deadline", "second-signal"]
+)
+async def test_the_queue_worker_bounds_the_drain_and_reports_cut_joins_as_left(
+    drain: str, signals: int
+) -> None:
+    # Joins that never end: after the drain deadline, or at a second signal, they are
+    # cancelled and reported as left (in flight), and the process ends at once.
+    ids = list(range(1000, 1010))
+    async with never_answering_acquire() as (base_url, received):
+        env = {**os.environ, "ACQUIRE_API_KEY": "k" * 32, "ACQUIRE_BASE_URL": base_url}
+        env.update(ACQUIRE_WORKERS="3", ACQUIRE_DRAIN=drain, PYTHONUNBUFFERED="1")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(EXAMPLES / "queue_worker.py"),
+            *map(str, ids),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        try:
+            for _ in range(400):  # until the three workers' joins are in flight (20 s)
+                if len(received) >= 3:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(received) == 3
+            for _ in range(signals):
+                process.send_signal(signal.SIGTERM)
+                await asyncio.sleep(0.2)
+            out = await asyncio.wait_for(process.stdout.read(), 10.0)
+            assert await asyncio.wait_for(process.wait(), 10.0) == 0
+        finally:
+            await stop(process)
+    records = [json.loads(line) for line in out.splitlines()]
+    summary = records.pop()
+    in_flight = sorted(r["case_id"] for r in records if r.get("in_flight"))
+    assert in_flight == sorted(received)  # the three sent, then cut
+    assert sorted(r["case_id"] for r in records) == ids  # each id once
+    assert {r["kind"] for r in records} == {"left"}
+    assert summary == {"kind": "stopped", "left": 10}
