@@ -91,3 +91,18 @@ def test_a_client_built_outside_any_loop_binds_to_its_first_loop() -> None:
             pass
 
     asyncio.run(main())
+
+
+def test_aclose_from_another_loop_says_so_and_the_right_loop_still_closes_it() -> None:
+    with emulator_on_its_own_loop() as fake:
+        client = AcquireClient(api_key=fake.api_key, base_url=fake.base_url)
+        first = asyncio.new_event_loop()
+        try:
+            first.run_until_complete(client.join_chat(1000))  # a pooled connection is open
+            with pytest.raises(RuntimeError, match="must be closed there"):
+                asyncio.run(client.aclose())
+            assert not client.closed
+        finally:
+            first.run_until_complete(client.aclose())  # closes it (no ResourceWarning)
+            first.close()
+        assert client.closed
