@@ -140,6 +140,7 @@ async def test_failing_source_finishes_what_it_gave_then_raises(
     assert sorted(got) == list(range(1, 51))
 
 
+@pytest.mark.slow
 async def test_memory_stays_bounded_for_100k_ids(client: aa.AcquireClient) -> None:
     stub_joins(client)
     tracemalloc.start()

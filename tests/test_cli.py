@@ -458,6 +458,7 @@ def test_all_joined_exit_0_with_one_json_line_per_id(server: Server) -> None:
     assert "joined 3, already joined 0, failed 0" in result.stderr
 
 
+@pytest.mark.slow
 def test_second_run_reports_already_joined_and_exits_0(server: Server) -> None:
     ids = server.take(2)
     assert run_cli(*join_args(server, *ids)).returncode == 0
@@ -567,6 +568,7 @@ def test_empty_api_key_file_is_a_usage_error(server: Server, tmp_path: Path) -> 
     assert_usage_error(result, "empty")
 
 
+@pytest.mark.slow
 def test_api_key_file_is_read_and_wins_over_the_environment(server: Server, tmp_path: Path) -> None:
     key_file = tmp_path / "key"
     key_file.write_text(DEFAULT_API_KEY + "\n")
@@ -582,6 +584,7 @@ def test_api_key_file_is_read_and_wins_over_the_environment(server: Server, tmp_
         assert by_id(result.stdout)[case_id]["ok"] is True
 
 
+@pytest.mark.slow
 def test_wrong_key_stops_the_run_after_one_request(server: Server, tmp_path: Path) -> None:
     ids = server.take(2)
     ids_file = tmp_path / "ids.txt"
@@ -615,6 +618,7 @@ def test_hostile_account_from_the_environment_is_a_usage_error() -> None:
     assert_usage_error(run_cli("join", "1000", env=env), "--account")
 
 
+@pytest.mark.slow
 def test_serve_usage_errors_are_one_line() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -625,6 +629,7 @@ def test_serve_usage_errors_are_one_line() -> None:
     assert_usage_error(run_cli("serve", "--faults", "{not json"), "--faults")
 
 
+@pytest.mark.slow
 def test_the_api_key_is_never_printed(tmp_path: Path) -> None:
     canary = "canary-7f3c9e1d-DO-NOT-PRINT-4b8a"
     env = cli_env(canary)
@@ -657,6 +662,7 @@ def test_the_api_key_is_never_printed(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- --resume
 
 
+@pytest.mark.slow
 def test_resume_skips_recorded_ids_and_repeats_nothing(server: Server, tmp_path: Path) -> None:
     first = server.take(3)
     more = server.take(2)
@@ -721,6 +727,7 @@ def test_api_key_file_not_utf8_is_a_usage_error(server: Server, tmp_path: Path) 
 # --------------------------------------------------------------------------- Ctrl-C
 
 
+@pytest.mark.slow
 @posix_only
 def test_ctrl_c_exits_130_and_resume_holds_exactly_the_reported_ids(
     slow_server: Server, tmp_path: Path
@@ -781,6 +788,7 @@ def test_ctrl_c_while_stdin_stays_open(server: Server, tmp_path: Path) -> None:
     assert load_resume(record) == set(ids)
 
 
+@pytest.mark.slow
 @posix_only
 def test_outcome_lines_are_streamed_as_they_finish(slow_server: Server, tmp_path: Path) -> None:
     env = cli_env()
@@ -797,6 +805,7 @@ def test_outcome_lines_are_streamed_as_they_finish(slow_server: Server, tmp_path
         run.close()
 
 
+@pytest.mark.slow
 @posix_only
 def test_ctrl_c_with_table_output_prints_the_finished_rows(
     slow_server: Server, tmp_path: Path
@@ -830,6 +839,7 @@ def test_version() -> None:
     assert result.stdout == f"acquire-async, version {__version__}\n"
 
 
+@pytest.mark.slow
 def test_demo_joins_every_case_and_prints_the_summary() -> None:
     result = run_cli("demo", "--cases", 200)
 
@@ -913,6 +923,7 @@ def test_parse_ids_takes_ascii_integers_only() -> None:
 # --------------------------------------------------------------------------- Ctrl-C, gracefully
 
 
+@pytest.mark.slow
 @posix_only
 def test_ctrl_c_finishes_the_joins_in_flight_and_a_rerun_repeats_none(tmp_path: Path) -> None:
     per_case: Counter[int] = Counter()
@@ -972,6 +983,7 @@ def test_a_second_ctrl_c_cancels_the_joins_in_flight_at_once() -> None:
     assert "rerun with --resume" not in summary  # --resume is not in use
 
 
+@pytest.mark.slow
 @posix_only
 def test_the_grace_period_ends_with_the_joins_in_flight_cancelled() -> None:
     per_case: Counter[int] = Counter()
@@ -1062,6 +1074,7 @@ def test_a_404_without_an_acquire_envelope_ends_the_run() -> None:
 # --------------------------------------------------------------------------- echoed keys
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("code", [401, 400])
 def test_a_key_the_server_echoes_is_never_printed(code: int) -> None:
     canary = "canary-echo-5d1e0c2b-DO-NOT-PRINT"
@@ -1195,6 +1208,7 @@ def test_table_width_on_a_terminal(server: Server) -> None:
 # --------------------------------------------------------------------------- progress
 
 
+@pytest.mark.slow
 @posix_only
 def test_progress_of_a_file_shows_the_total_the_eta_and_the_skipped(
     slow_server: Server, tmp_path: Path
@@ -1218,6 +1232,7 @@ def test_progress_of_a_file_shows_the_total_the_eta_and_the_skipped(
     assert "skipped 2 ids already recorded as done (--resume)" in run.terminal
 
 
+@pytest.mark.slow
 @posix_only
 def test_progress_and_lines_on_the_same_terminal_do_not_mix(slow_server: Server) -> None:
     ids = slow_server.take(6)
@@ -1327,6 +1342,7 @@ def test_serve_does_not_print_a_key_from_the_environment() -> None:
     assert f"  acquire-async join --base-url {private.base_url} 1000 1001 1002" in banner
 
 
+@pytest.mark.slow
 @posix_only
 @pytest.mark.parametrize("output", ["jsonl", "table"])
 def test_a_closed_pipe_ends_the_run_quietly(output: str) -> None:

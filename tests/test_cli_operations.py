@@ -396,6 +396,7 @@ async def test_close_closes_each_case_and_sends_only_the_flags_given(fake: FakeA
     ]
 
 
+@pytest.mark.slow
 async def test_close_sends_each_flag_as_given(fake: FakeAcquire) -> None:
     flags = ("--closing-state", "resolved", "--no-archive", "--ask-feedback", "--leave-event")
     more = ("--no-ask-feedback", "--no-leave-event", "--leave-only", "--force-close")
@@ -518,6 +519,7 @@ def slow_answers(interval: float) -> Faults:
     return Faults(slow_drip=1.0, drip_bytes=1, drip_interval=interval)
 
 
+@pytest.mark.slow
 @posix_only
 async def test_ctrl_c_lets_the_message_in_flight_finish_and_exits_130() -> None:
     # The answer (~2 KB) in 64-byte pieces, 50 ms apart: 1-2 s in flight, under the grace.
@@ -535,6 +537,7 @@ async def test_ctrl_c_lets_the_message_in_flight_finish_and_exits_130() -> None:
         assert len(fake.messages(1000)) == 1
 
 
+@pytest.mark.slow
 @posix_only
 async def test_a_second_ctrl_c_cancels_the_message_and_says_it_may_be_posted() -> None:
     async with FakeAcquire(cases=3, faults=slow_answers(5.0)) as fake:
@@ -556,6 +559,7 @@ async def test_a_second_ctrl_c_cancels_the_message_and_says_it_may_be_posted() -
         assert len(requests_to(fake, "add_message")) == 1
 
 
+@pytest.mark.slow
 @posix_only
 async def test_ctrl_c_during_reject_starts_no_further_case() -> None:
     # The answer (~1.2 KB) in 64-byte pieces, 50 ms apart: about a second in flight.

@@ -170,6 +170,7 @@ async def test_other_4xx_are_never_retried(make_client: MakeClient, code: int) -
     assert server.requests == 1
 
 
+@pytest.mark.slow
 async def test_5xx_storm_does_not_multiply_the_load(make_client: MakeClient) -> None:
     joins = 10_000
     policy = aa.RetryPolicy(backoff_base=0.001, backoff_cap=0.002)

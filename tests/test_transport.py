@@ -83,6 +83,7 @@ async def bursts(
     return outcomes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("retry", [aa.RetryPolicy(), aa.RetryPolicy.disabled()])
 async def test_bursts_that_arrive_as_idle_connections_close_all_succeed(
     retry: aa.RetryPolicy,
@@ -179,6 +180,7 @@ async def test_keepalive_timeout_is_refused_with_a_borrowed_session() -> None:
             aa.AcquireClient(api_key=KEY, base_url="http://x", session=session, keepalive_timeout=1)
 
 
+@pytest.mark.slow
 async def test_a_borrowed_session_gets_one_replay_per_attempt() -> None:
     async with IdleClosingServer(idle_limit=0.05) as server:
         async with aiohttp.ClientSession() as session:
@@ -440,6 +442,7 @@ async def test_an_interim_answer_is_not_a_served_request() -> None:
     assert (requests, replays) == (1, [])
 
 
+@pytest.mark.slow
 async def test_a_replay_gets_what_is_left_of_the_total_not_a_new_one() -> None:
     # The server holds the request 0.8 s on the reused connection, then closes it; the
     # replay's connection never answers. With total=1 s the request ends near 1 s, not 1.8 s.
