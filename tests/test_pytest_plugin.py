@@ -62,16 +62,19 @@ async def test_client_sees_the_marker_faults(acquire_client, fake_acquire):
 """
 
 
-@pytest.mark.parametrize("mode", ["auto", "strict"])
-def test_fixtures_in_a_user_project(pytester: pytest.Pytester, mode: str) -> None:
+def run_user_tests(pytester: pytest.Pytester, mode: str, tests: str) -> pytest.RunResult:
+    """Run `tests` as a user project's test file, with the plugin, in asyncio `mode`."""
     pytester.makeini(INI.format(mode=mode))
     pytester.makeconftest(CONFTEST)
-    tests = USER_TESTS
     if mode == "strict":  # strict mode runs only the tests marked for asyncio
-        tests = tests.replace("\nasync def", "\n@pytest.mark.asyncio\nasync def")
+        tests = tests.replace("\nasync def test", "\n@pytest.mark.asyncio\nasync def test")
     pytester.makepyfile(test_user=tests)
-    result = pytester.runpytest("--strict-markers", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=5)
+    return pytester.runpytest("--strict-markers", "-p", "no:cacheprovider")
+
+
+@pytest.mark.parametrize("mode", ["auto", "strict"])
+def test_fixtures_in_a_user_project(pytester: pytest.Pytester, mode: str) -> None:
+    run_user_tests(pytester, mode, USER_TESTS).assert_outcomes(passed=5)
 
 
 def test_marker_is_registered(pytester: pytest.Pytester) -> None:
@@ -138,14 +141,7 @@ async def test_thread_fake_in_an_async_test(fake_acquire_thread):
 
 @pytest.mark.parametrize("mode", ["auto", "strict"])
 def test_the_thread_fixture_in_a_user_project(pytester: pytest.Pytester, mode: str) -> None:
-    pytester.makeini(INI.format(mode=mode))
-    pytester.makeconftest(CONFTEST)
-    tests = THREAD_TESTS
-    if mode == "strict":
-        tests = tests.replace("\nasync def", "\n@pytest.mark.asyncio\nasync def")
-    pytester.makepyfile(test_user=tests)
-    result = pytester.runpytest("--strict-markers", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3)
+    run_user_tests(pytester, mode, THREAD_TESTS).assert_outcomes(passed=3)
 
 
 SYNC_ASKS_FOR_ASYNC = """
@@ -207,13 +203,7 @@ async def test_async_is_fine(acquire_client, fake_acquire):
 def test_a_sync_test_asking_for_the_async_fixtures_is_told_what_to_use(
     pytester: pytest.Pytester, mode: str
 ) -> None:
-    pytester.makeini(INI.format(mode=mode))
-    pytester.makeconftest(CONFTEST)
-    tests = SYNC_ASKS_FOR_ASYNC
-    if mode == "strict":
-        tests = tests.replace("\nasync def test", "\n@pytest.mark.asyncio\nasync def test")
-    pytester.makepyfile(test_user=tests)
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = run_user_tests(pytester, mode, SYNC_ASKS_FOR_ASYNC)
     result.assert_outcomes(passed=3, errors=3)
     result.stdout.fnmatch_lines(
         [
