@@ -5,7 +5,6 @@ queue worker as a process stopped by a signal mid-run that accounts for every id
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import logging
 import os
@@ -15,33 +14,16 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import aiohttp
 import httpx
 import pytest
 from aiohttp import web
+from recipes import EXAMPLES, environment, load, stop
 
 from acquire_async import AcquireClient
 from acquire_async.testing import FakeAcquire, Faults
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def environment(fake: FakeAcquire, **extra: str) -> dict[str, str]:
-    """The process environment of a recipe run against `fake`."""
-    env = {**os.environ, "ACQUIRE_API_KEY": fake.api_key, "ACQUIRE_BASE_URL": fake.base_url}
-    env.pop("ACQUIRE_ACCOUNT_ID", None)
-    return {**env, "PYTHONUNBUFFERED": "1", **extra}
-
-
-async def stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.kill()
-        await process.wait()
-
 
 # ------------------------------------------------------------------ aiohttp.web
 
@@ -90,15 +72,6 @@ async def test_the_aiohttp_app_joins_and_maps_errors_to_http() -> None:
 
 
 # ------------------------------------------------------------------ FastAPI
-
-
-def load(name: str) -> ModuleType:
-    """Import a recipe by its path, as `uvicorn` would by its module name."""
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @asynccontextmanager

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from recipes import EXAMPLES, environment, stop
 
 from acquire_async.testing import FakeAcquire
 from acquire_async.webhooks import SIGNATURE_HEADER, sign
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "bot.py"
+EXAMPLE = EXAMPLES / "bot.py"
 SECRET = "example-bot-test-secret"
 
 
@@ -41,15 +40,12 @@ async def post(http: aiohttp.ClientSession, url: str, payload: dict[str, Any]) -
 @pytest.mark.slow
 async def test_the_example_bot_joins_and_greets_once() -> None:
     async with FakeAcquire(cases=2) as fake:
-        env = {
-            **os.environ,
-            "ACQUIRE_API_KEY": fake.api_key,
-            "ACQUIRE_BASE_URL": fake.base_url,
-            "ACQUIRE_WEBHOOK_SECRET": SECRET,
-            "ACQUIRE_BOT_PORT": "0",
-            "ACQUIRE_BOT_GREETING": "Hi from the example",
-        }
-        env.pop("ACQUIRE_ACCOUNT_ID", None)
+        env = environment(
+            fake,
+            ACQUIRE_WEBHOOK_SECRET=SECRET,
+            ACQUIRE_BOT_PORT="0",
+            ACQUIRE_BOT_GREETING="Hi from the example",
+        )
         process = await asyncio.create_subprocess_exec(
             sys.executable, str(EXAMPLE), env=env, stdout=asyncio.subprocess.PIPE
         )
@@ -71,22 +67,13 @@ async def test_the_example_bot_joins_and_greets_once() -> None:
             process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(process.wait(), 20.0) == 0
         finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            await stop(process)
 
 
 @pytest.mark.slow
 async def test_the_example_bot_exits_soon_on_sigterm_with_a_sender_stalled_mid_body() -> None:
     async with FakeAcquire(cases=1) as fake:
-        env = {
-            **os.environ,
-            "ACQUIRE_API_KEY": fake.api_key,
-            "ACQUIRE_BASE_URL": fake.base_url,
-            "ACQUIRE_WEBHOOK_SECRET": SECRET,
-            "ACQUIRE_BOT_PORT": "0",
-        }
-        env.pop("ACQUIRE_ACCOUNT_ID", None)
+        env = environment(fake, ACQUIRE_WEBHOOK_SECRET=SECRET, ACQUIRE_BOT_PORT="0")
         process = await asyncio.create_subprocess_exec(
             sys.executable, str(EXAMPLE), env=env, stdout=asyncio.subprocess.PIPE
         )
@@ -106,6 +93,4 @@ async def test_the_example_bot_exits_soon_on_sigterm_with_a_sender_stalled_mid_b
             assert await asyncio.wait_for(process.wait(), 6.0) == 0
             writer.close()
         finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            await stop(process)

@@ -6,17 +6,15 @@ in a rolling deploy; `results` must give every id exactly one outcome."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import signal
 import sys
 from collections import Counter
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from recipes import EXAMPLES, environment, load
 from redis.asyncio import Redis
 from redisserver import RedisServer
 
@@ -24,23 +22,9 @@ from acquire_async.testing import FakeAcquire, Faults
 from acquire_async.worker._broker import GROUP
 from acquire_async.worker._store import Keys
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "worker.py"
+EXAMPLE = EXAMPLES / "worker.py"
 
 STREAM = Keys("acquire").stream  # the recipe's queue: the default namespace
-
-
-def environment(fake: FakeAcquire, redis_url: str) -> dict[str, str]:
-    env = {**os.environ, "ACQUIRE_API_KEY": fake.api_key, "ACQUIRE_BASE_URL": fake.base_url}
-    env.pop("ACQUIRE_ACCOUNT_ID", None)
-    return {**env, "ACQUIRE_REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"}
-
-
-def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("example_worker", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 async def start(*args: str, env: dict[str, str], **options: Any) -> asyncio.subprocess.Process:
@@ -81,7 +65,7 @@ async def test_enqueue_work_results_give_every_id_exactly_one_outcome(
     ids: list[int | str] = [5, "not-an-id", *range(1000, 2200)]  # 5: no such case
     faults = Faults(seed=7, latency=(0.02, 0.05), error_rates={503: 0.03})
     async with FakeAcquire(cases=1200, already_joined=[1000], faults=faults) as fake:
-        env = environment(fake, redis_server.url)
+        env = environment(fake, ACQUIRE_REDIS_URL=redis_server.url)
         fleets: list[asyncio.subprocess.Process] = []
         try:
             # Ids as arguments, and on stdin: 1,202 ids are 13 chunks.
@@ -130,7 +114,7 @@ async def test_enqueue_work_results_give_every_id_exactly_one_outcome(
 def test_without_a_redis_url_or_with_a_wrong_command_it_says_how(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    main = load().main
+    main = load("worker").main
     monkeypatch.delenv("ACQUIRE_REDIS_URL", raising=False)
     with pytest.raises(SystemExit, match="set ACQUIRE_REDIS_URL"):
         main(["results"])
