@@ -290,17 +290,14 @@ class AcquireClient:
         On the event loop the client was used on: its connections belong to that loop, so
         closing it from another one raises `RuntimeError` (and closes nothing).
         """
-        if self._loop is not None and not self._closed:
-            try:
-                loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-            except RuntimeError:
-                loop = None
-            if loop is not self._loop:
-                # Not marked closed: an aclose() on the right loop must still close it.
-                raise RuntimeError(
-                    "this AcquireClient was used on another event loop and must be closed "
-                    "there (inside the same asyncio.run(), e.g. with 'async with')"
-                )
+        # A coroutine always runs under a loop: no "no running loop" case here.
+        bound = self._loop
+        if bound is not None and bound is not asyncio.get_running_loop() and not self._closed:
+            # Not marked closed: an aclose() on the right loop must still close it.
+            raise RuntimeError(
+                "this AcquireClient was used on another event loop and must be closed "
+                "there (inside the same asyncio.run(), e.g. with 'async with')"
+            )
         self._closed = True
         self._engine.closed = True
         await self._transport.aclose()
