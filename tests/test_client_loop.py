@@ -3,39 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from stubs import StubTransport, answer
 
 from acquire_async import AcquireClient
-from acquire_async.testing import FakeAcquire
+from acquire_async.testing import FakeAcquireThread
 
 KEY = "test-key-123"
 MESSAGE = "bound to the event loop it was first used on"
 
 
-@contextmanager
-def emulator_on_its_own_loop() -> Iterator[FakeAcquire]:
-    """FakeAcquire serving from a thread, so that this thread can run loops one after another."""
-    loop = asyncio.new_event_loop()
-    fake = FakeAcquire(cases=5)
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        asyncio.run_coroutine_threadsafe(fake.start(), loop).result(10)
-        yield fake
-    finally:
-        asyncio.run_coroutine_threadsafe(fake.close(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-
-
 def test_a_second_event_loop_gets_a_clear_error_not_aiohttps() -> None:
-    with emulator_on_its_own_loop() as fake:
+    with FakeAcquireThread(cases=5) as fake:  # serves while this thread runs loops in turn
         client = AcquireClient(api_key=fake.api_key, base_url=fake.base_url)
         first = asyncio.new_event_loop()
         try:
@@ -94,7 +74,7 @@ def test_a_client_built_outside_any_loop_binds_to_its_first_loop() -> None:
 
 
 def test_aclose_from_another_loop_says_so_and_the_right_loop_still_closes_it() -> None:
-    with emulator_on_its_own_loop() as fake:
+    with FakeAcquireThread(cases=5) as fake:  # serves while this thread runs loops in turn
         client = AcquireClient(api_key=fake.api_key, base_url=fake.base_url)
         first = asyncio.new_event_loop()
         try:
