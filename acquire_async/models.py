@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import enum
 from collections.abc import Callable
 from datetime import datetime
@@ -620,7 +621,7 @@ def _lenient_tree(cls: type[_Model], value: Any) -> Any:
     from ._lenient import _normalize_case, _normalize_message, _normalize_user
 
     try:
-        tree = _copy_tree(value)  # the rewrite edits dicts in place; the caller's stay as given
+        tree = copy.deepcopy(value)  # the rewrite edits dicts in place; the caller's stay as given
         if cls is Case:
             _normalize_case(tree)
         elif cls is Message:
@@ -631,11 +632,3 @@ def _lenient_tree(cls: type[_Model], value: Any) -> Any:
     except RecursionError:  # absurdly nested input: report the first error
         return None
     return tree
-
-
-def _copy_tree(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _copy_tree(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_copy_tree(item) for item in value]
-    return value
